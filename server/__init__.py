@@ -1,0 +1,94 @@
+"""Huigou (惠购): a government consumer-coupon campaign, end to end."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from apiflask import APIFlask
+from dotenv import load_dotenv
+
+
+def create_app(config: dict | None = None) -> APIFlask:
+    """Build the app: settings, extensions, blueprints, error handlers, commands."""
+    load_dotenv()
+    app = APIFlask(
+        __name__,
+        title="Huigou API",
+        version="1.0",
+        spec_path="/api/v1/openapi.json",
+        docs_path="/api/v1/docs",
+        instance_relative_config=True,
+    )
+    configure(app, config)
+    app.json.ensure_ascii = False  # Chinese as UTF-8, not \u escapes
+    app.json.sort_keys = False
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: APIFlask, config: dict | None) -> None:
+    from . import config as settings
+    from .schemas import ErrorOut
+
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(settings.DEFAULTS)
+    app.config.update(settings.from_environment(app.instance_path))
+    app.config["HTTP_ERROR_SCHEMA"] = ErrorOut
+    app.config["VALIDATION_ERROR_SCHEMA"] = ErrorOut
+    if config:
+        app.config.update(config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgresql://"):
+        # psycopg 3 is the driver; accept the plain URL people write.
+        app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key kept in instance/ when SECRET_KEY is not set (development)."""
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def register_extensions(app: APIFlask) -> None:
+    from . import database, sms, wechat
+    from .extensions import db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
+    database.init_app(app)
+    sms.init_app(app)
+    wechat.init_app(app)
+
+
+def register_blueprints(app: APIFlask) -> None:
+    from . import devtools
+    from .draw import bp as draw_bp
+
+    app.register_blueprint(draw_bp)
+    if app.config["SMS_BACKEND"] == "outbox":
+        app.register_blueprint(devtools.bp)
+
+
+def register_errorhandlers(app: APIFlask) -> None:
+    from .errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_commands(app: APIFlask) -> None:
+    from .cli import register
+
+    register(app)

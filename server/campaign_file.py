@@ -1,0 +1,653 @@
+"""A campaign described in a file (JSON, or XLSX laid out like annex 1 of the Qian'an plan).
+
+`read()` turns either format into one document; `check()` lists every inconsistency with its
+place (a JSON path, or a sheet and cell); `create()` builds the campaign from a document
+that checks clean. Messages are Chinese: the bureau reads them, in the console as here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+
+from .campaigns import CATALOGUE, CATEGORY_BY_NAME, category_name, generate_stock, leverage_floor, threshold_for
+from .extensions import db
+from .models import Allocation, Campaign, Category, Round, Tier
+from .timeutil import local_midnight
+
+CODE_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
+CATEGORY_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.message}"
+
+
+@dataclass
+class Document:
+    """A campaign file's content in the JSON layout, with where each value came from."""
+
+    data: dict[str, Any]
+    source: str
+    places: dict[str, str] = field(default_factory=dict)
+
+    def place(self, path: str) -> str:
+        return self.places.get(path, path)
+
+
+class CampaignFileError(Exception):
+    """The file could not be read at all (not JSON, not a workbook, missing sheet)."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read(path: str | Path) -> Document:
+    path = Path(path)
+    if not path.exists():
+        raise CampaignFileError(f"找不到文件 {path}")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CampaignFileError(f"{path.name} 不是有效的 JSON：{exc}") from exc
+        if not isinstance(data, dict):
+            raise CampaignFileError(f"{path.name} 的顶层应是一个对象")
+        return Document(data, path.name)
+    if path.suffix.lower() in {".xlsx", ".xlsm"}:
+        return _read_xlsx(path)
+    raise CampaignFileError(f"不支持的文件类型 {path.suffix}，请使用 .json 或 .xlsx")
+
+
+# Labels of the 活动 sheet -> keys of the JSON layout ("campaign.x" or "rounds.x").
+XLSX_LABELS = {
+    "活动代码": "campaign.code",
+    "活动名称": "campaign.name",
+    "地区": "campaign.region",
+    "总预算(元)": "campaign.budget_yuan",
+    "时区": "campaign.timezone",
+    "抽奖方式": "campaign.draw_strategy",
+    "谢谢参与权重": "campaign.thanks_weight",
+    "使用门槛倍数": "campaign.threshold_multiple",
+    "最低带动比": "campaign.min_leverage",
+    "有效期": "campaign.validity",
+    "退货政策": "campaign.refund_policy",
+    "投放方式": "campaign.allocate",
+    "首轮抽奖时间": "rounds.first_draw",
+    "轮次数": "rounds.count",
+    "间隔天数": "rounds.every_days",
+    "有效天数": "rounds.valid_days",
+}
+XLSX_VALUES = {
+    "按剩余比例": "weighted",
+    "固定概率": "fixed_odds",
+    "退回奖池": "return",
+    "视为已用": "forfeit",
+    "本轮截止": "round_deadline",
+    "首轮投放": "first_round",
+    "每轮投放": "every_round",
+}
+SUBTOTAL_COUNT = "消费券小计(张)"
+SUBTOTAL_AMOUNT = "金额小计(元)"
+TOTAL_COUNT = "消费券张数总计"
+TOTAL_AMOUNT = "金额总计(元)"
+
+
+def _label(value: Any) -> str:
+    return re.sub(r"\s+", "", str(value or "")).replace("（", "(").replace("）", ")")
+
+
+def _read_xlsx(path: Path) -> Document:
+    from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise CampaignFileError(f"{path.name} 不是有效的 Excel 工作簿：{exc}") from exc
+    for sheet in ("活动", "投放分配"):
+        if sheet not in workbook.sheetnames:
+            raise CampaignFileError(f"{path.name} 缺少工作表「{sheet}」")
+
+    data: dict[str, Any] = {"campaign": {}, "rounds": {}, "tiers": [], "printed_totals": {}}
+    places: dict[str, str] = {}
+
+    for row in workbook["活动"].iter_rows(min_row=1):
+        label = _label(row[0].value) if row else ""
+        if label not in XLSX_LABELS or len(row) < 2:
+            continue
+        section, key = XLSX_LABELS[label].split(".")
+        value = row[1].value
+        if isinstance(value, str):
+            value = XLSX_VALUES.get(value.strip(), value.strip())
+        if key == "validity":
+            days = re.fullmatch(r"领取后(\d+)天", str(value))
+            value = {"kind": "days_from_claim", "days": int(days.group(1))} if days else {"kind": value}
+        if isinstance(value, datetime):
+            value = value.isoformat(timespec="minutes")
+        data[section][key] = value
+        places[f"{section}.{key}"] = f"活动!B{row[1].row}"
+
+    sheet = workbook["投放分配"]
+    rows = list(sheet.iter_rows())
+    header_index = next((i for i, row in enumerate(rows) if row and _label(row[0].value).startswith("面额")), None)
+    if header_index is None:
+        raise CampaignFileError("投放分配表找不到以「面额」开头的表头行")
+    header = rows[header_index]
+    columns: dict[int, str] = {}  # column index -> category code, or a subtotal marker
+    categories: list[dict[str, str]] = []
+    for cell in header[1:]:
+        label = _label(cell.value)
+        if not label or label == "品类":
+            continue
+        if label.startswith("消费券小计"):
+            columns[cell.column] = SUBTOTAL_COUNT
+        elif label.startswith("金额小计"):
+            columns[cell.column] = SUBTOTAL_AMOUNT
+        else:
+            name = re.sub(r"\(.*\)$", "", label)
+            code = CATEGORY_BY_NAME.get(name, name)
+            columns[cell.column] = code
+            categories.append({"code": code, "name": name})
+            places[f"categories[{len(categories) - 1}].code"] = f"投放分配!{cell.coordinate}"
+    data["categories"] = categories
+
+    by_face: list[dict[str, Any]] = []
+    by_category: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in rows[header_index + 1 :]:
+        if not row or row[0].value in (None, ""):
+            continue
+        first = _label(row[0].value)
+        cells = {cell.column: cell for cell in row if cell.value not in (None, "", "---")}
+        if first.startswith(TOTAL_COUNT) or first.startswith(TOTAL_AMOUNT):
+            key = "quantity" if first.startswith(TOTAL_COUNT) else "amount_yuan"
+            for column, cell in cells.items():
+                target = columns.get(column)
+                if target in (SUBTOTAL_COUNT, SUBTOTAL_AMOUNT):
+                    if (target == SUBTOTAL_COUNT) == (key == "quantity"):
+                        data["printed_totals"][key] = cell.value
+                        places[f"printed_totals.{key}"] = f"投放分配!{cell.coordinate}"
+                elif target:
+                    by_category[target][key] = cell.value
+                    by_category[target]["category"] = target
+                    places[f"printed_totals.by_category.{target}.{key}"] = f"投放分配!{cell.coordinate}"
+            continue
+        face = row[0].value
+        face_entry: dict[str, Any] = {"face_yuan": face}
+        for column, cell in cells.items():
+            target = columns.get(column)
+            if target == SUBTOTAL_COUNT:
+                face_entry["quantity"] = cell.value
+                places[f"printed_totals.by_face.{face}.quantity"] = f"投放分配!{cell.coordinate}"
+            elif target == SUBTOTAL_AMOUNT:
+                face_entry["amount_yuan"] = cell.value
+                places[f"printed_totals.by_face.{face}.amount_yuan"] = f"投放分配!{cell.coordinate}"
+            elif target:
+                index = len(data["tiers"])
+                data["tiers"].append({"category": target, "face_yuan": face, "quantity": cell.value})
+                places[f"tiers[{index}].quantity"] = f"投放分配!{cell.coordinate}"
+                places[f"tiers[{index}].face_yuan"] = f"投放分配!A{cell.row}"
+                places[f"tiers[{index}]"] = f"投放分配!{get_column_letter(column)}{cell.row}"
+        if len(face_entry) > 1:
+            by_face.append(face_entry)
+    data["printed_totals"]["by_face"] = by_face
+    data["printed_totals"]["by_category"] = list(by_category.values())
+    return Document(data, path.name, places)
+
+
+# ---------------------------------------------------------------- checking
+
+
+def _fen(value: Any) -> int | None:
+    """Yuan (int, float from a workbook, or a decimal string) to integer fen; None if not money."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(str(value)) * 100
+    except InvalidOperation:
+        return None
+    if amount != amount.to_integral_value() or amount < 0:
+        return None
+    return int(amount)
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and number >= 0 else None
+
+
+def _local_time(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A time written in the file: local to the campaign unless it carries an offset."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(UTC)
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100}" if fen % 100 == 0 else f"{fen / 100:.2f}"
+
+
+@dataclass
+class Plan:
+    """A document that checked clean, in the shape `create()` needs."""
+
+    campaign: dict[str, Any]
+    categories: list[tuple[str, str]]
+    tiers: list[dict[str, Any]]
+    rounds: list[tuple[datetime, datetime, datetime]]
+
+
+def check(doc: Document, *, today: date | None = None) -> tuple[Plan | None, list[Problem]]:
+    """Every inconsistency of the document, and the plan if there is none."""
+    problems: list[Problem] = []
+
+    def problem(path: str, message: str) -> None:
+        problems.append(Problem(doc.place(path), message))
+
+    data = doc.data
+    known_sections = {"campaign", "categories", "tiers", "rounds", "printed_totals"}
+    for key in data:
+        if key not in known_sections:
+            problem(key, f"未知的部分「{key}」")
+    campaign = data.get("campaign")
+    if not isinstance(campaign, dict):
+        problem("campaign", "缺少活动信息")
+        campaign = {}
+
+    # -- the campaign itself
+    settings: dict[str, Any] = {}
+    for key in ("code", "name", "region"):
+        value = campaign.get(key)
+        if not isinstance(value, str) or not value.strip() or len(value) > 100:
+            problem(f"campaign.{key}", "必须填写（不超过100字）")
+        settings[key] = value.strip() if isinstance(value, str) else value
+    if isinstance(settings.get("code"), str) and not CODE_RE.match(settings["code"]):
+        problem("campaign.code", "活动代码只能用小写字母、数字、-和_，以字母开头")
+    elif isinstance(settings.get("code"), str) and db.session.scalar(
+        sa.select(Campaign.id).where(Campaign.code == settings["code"])
+    ):
+        problem("campaign.code", f"活动代码 {settings['code']} 已存在")
+    budget = _fen(campaign.get("budget_yuan"))
+    if budget is None or budget == 0:
+        problem("campaign.budget_yuan", "总预算必须是大于0的金额（元，最多两位小数）")
+    settings["budget_fen"] = budget or 0
+    tz_name = campaign.get("timezone", "Asia/Shanghai")
+    try:
+        tz = ZoneInfo(str(tz_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        problem("campaign.timezone", f"未知的时区 {tz_name}")
+        tz = ZoneInfo("Asia/Shanghai")
+    settings["timezone"] = str(tz)
+    strategy = campaign.get("draw_strategy", "weighted")
+    if strategy not in ("weighted", "fixed_odds"):
+        problem("campaign.draw_strategy", "抽奖方式应为 weighted（按剩余比例）或 fixed_odds（固定概率）")
+    settings["draw_strategy"] = strategy
+    thanks = _count(campaign.get("thanks_weight", 0))
+    if thanks is None:
+        problem("campaign.thanks_weight", "谢谢参与权重应为非负整数")
+    settings["thanks_weight"] = thanks or 0
+    multiple = campaign.get("threshold_multiple")
+    settings["threshold_multiple"] = _decimal(multiple) if multiple is not None else None
+    if multiple is not None and not settings["threshold_multiple"]:
+        problem("campaign.threshold_multiple", "使用门槛倍数应为正数，例如 3 表示满3倍面额可用")
+    min_leverage = campaign.get("min_leverage")
+    settings["min_leverage"] = _decimal(min_leverage) if min_leverage is not None else None
+    if min_leverage is not None and settings["min_leverage"] is None:
+        problem("campaign.min_leverage", "最低带动比应为非负数")
+    if (
+        settings["threshold_multiple"]
+        and settings["min_leverage"]
+        and settings["threshold_multiple"] < settings["min_leverage"]
+    ):
+        problem(
+            "campaign.threshold_multiple",
+            f"使用门槛倍数 {settings['threshold_multiple']} 低于活动要求的最低带动比 {settings['min_leverage']}",
+        )
+    validity = campaign.get("validity", {"kind": "round_deadline"})
+    if not isinstance(validity, dict) or validity.get("kind") not in ("round_deadline", "days_from_claim"):
+        problem("campaign.validity", "有效期应为「本轮截止」或「领取后N天」")
+        validity = {"kind": "round_deadline"}
+    settings["validity_kind"] = validity["kind"]
+    settings["validity_days"] = None
+    if validity["kind"] == "days_from_claim":
+        days = _count(validity.get("days"))
+        if not days:
+            problem("campaign.validity", "领取后有效天数应为正整数")
+        settings["validity_days"] = days or 1
+    refund = campaign.get("refund_policy", "return")
+    if refund not in ("return", "forfeit"):
+        problem("campaign.refund_policy", "退货政策应为 return（退回奖池）或 forfeit（视为已用）")
+    settings["refund_policy"] = refund
+    allocate = campaign.get("allocate", "first_round")
+    if allocate not in ("first_round", "every_round"):
+        problem(
+            "campaign.allocate", "投放方式应为 first_round（首轮投放，其余轮次由奖池滚动）或 every_round（每轮投放）"
+        )
+    settings["geofence"] = _check_geofence(campaign.get("geofence"), problem)
+    for key in campaign:
+        if key not in {
+            "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
+            "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
+        }:  # fmt: skip
+            problem(f"campaign.{key}", f"未知的设置「{key}」")
+
+    # -- categories
+    declared: dict[str, str] = {}
+    raw_categories = data.get("categories")
+    if raw_categories is not None and not isinstance(raw_categories, list):
+        problem("categories", "品类应为列表")
+        raw_categories = []
+    for i, entry in enumerate(raw_categories or []):
+        code = entry.get("code") if isinstance(entry, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(code, str) or not CATEGORY_CODE_RE.match(code):
+            problem(f"categories[{i}].code", f"未知的品类「{code or name}」")
+            continue
+        if code not in CATALOGUE and not (isinstance(name, str) and name.strip()):
+            problem(f"categories[{i}].code", f"未知的品类「{code}」，新品类须同时写明中文名称")
+            continue
+        if code in declared:
+            problem(f"categories[{i}].code", f"品类「{code}」重复")
+            continue
+        declared[code] = (name or category_name(code) or code).strip()
+
+    # -- tiers
+    tiers: list[dict[str, Any]] = []
+    seen: dict[tuple[str, int, int], int] = {}
+    raw_tiers = data.get("tiers")
+    if not isinstance(raw_tiers, list) or not raw_tiers:
+        problem("tiers", "至少需要一个券种")
+        raw_tiers = []
+    for i, entry in enumerate(raw_tiers):
+        here = f"tiers[{i}]"
+        if not isinstance(entry, dict):
+            problem(here, "券种格式错误")
+            continue
+        code = entry.get("category")
+        if code not in declared:
+            if raw_categories is None and code in CATALOGUE:
+                declared[code] = category_name(code)
+            else:
+                problem(f"{here}.category", f"未知的品类「{code}」")
+                continue
+        face = _fen(entry.get("face_yuan"))
+        if not face:
+            problem(f"{here}.face_yuan", "面额应为大于0的金额（元）")
+            continue
+        quantity = _count(entry.get("quantity"))
+        if quantity is None:
+            problem(f"{here}.quantity", "数量应为非负整数")
+            continue
+        explicit = entry.get("threshold_yuan")
+        if explicit is not None:
+            threshold = _fen(explicit)
+            if threshold is None:
+                problem(f"{here}.threshold_yuan", "使用门槛应为金额（元）")
+                continue
+        elif settings["threshold_multiple"]:
+            threshold = threshold_for(face, settings["threshold_multiple"])
+        else:
+            problem(here, "没有使用门槛：请设置活动的使用门槛倍数或本券种的满减门槛")
+            continue
+        floor = leverage_floor(face, settings["min_leverage"])
+        if threshold < floor:
+            problem(
+                f"{here}.threshold_yuan" if explicit is not None else here,
+                f"{declared[code]} {yuan(face)}元券的使用门槛 {yuan(threshold)}元 低于最低带动比"
+                f" {settings['min_leverage']} 倍（至少 {yuan(floor)}元）",
+            )
+        odds = entry.get("odds_weight")
+        if strategy == "fixed_odds" and _count(odds) is None:
+            problem(f"{here}.odds_weight", "固定概率抽奖须为每个券种设置非负整数权重")
+        key = (code, face, threshold)
+        if key in seen:
+            problem(here, f"与 tiers[{seen[key]}] 重复：同一品类、面额和门槛")
+            continue
+        seen[key] = i
+        for extra in entry:
+            if extra not in {"category", "face_yuan", "quantity", "threshold_yuan", "odds_weight"}:
+                problem(f"{here}.{extra}", f"未知的设置「{extra}」")
+        tiers.append(
+            {
+                "category": code,
+                "face_fen": face,
+                "threshold_fen": threshold,
+                "threshold_explicit": explicit is not None,
+                "quantity": quantity,
+                "odds_weight": _count(odds),
+            }
+        )
+
+    # -- rounds
+    rounds = _check_rounds(data.get("rounds"), tz, problem)
+
+    # -- money: what the rounds put on the wheel must fit the budget
+    per_round = sum(t["face_fen"] * t["quantity"] for t in tiers)
+    allocated = per_round * (len(rounds) if allocate == "every_round" else 1)
+    if budget and allocated > budget:
+        problem(
+            "tiers",
+            f"投放总额 {yuan(allocated)}元 超过总预算 {yuan(budget)}元",
+        )
+
+    _check_printed_totals(data.get("printed_totals"), tiers, declared, problem)
+
+    if problems:
+        return None, problems
+    settings["allocate"] = allocate
+    plan = Plan(settings, list(declared.items()), tiers, rounds)
+    return plan, []
+
+
+def _check_geofence(fence: Any, problem) -> dict | None:
+    if fence is None:
+        return None
+    if not isinstance(fence, dict) or fence.get("kind") not in ("circle", "polygon"):
+        problem("campaign.geofence", "地理围栏应为 circle（圆心+半径）或 polygon（多边形）")
+        return None
+
+    def point_ok(lat: Any, lng: Any) -> bool:
+        return all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lng)) and (
+            -90 <= lat <= 90 and -180 <= lng <= 180
+        )
+
+    if fence["kind"] == "circle":
+        radius = fence.get("radius_m")
+        if not point_ok(fence.get("lat"), fence.get("lng")) or not (isinstance(radius, int | float) and radius > 0):
+            problem("campaign.geofence", "圆形围栏需要有效的 lat、lng 和正数 radius_m")
+            return None
+        return {"kind": "circle", "lat": fence["lat"], "lng": fence["lng"], "radius_m": radius}
+    points = fence.get("points")
+    if (
+        not isinstance(points, list)
+        or len(points) < 3
+        or not all(isinstance(p, list) and len(p) == 2 and point_ok(*p) for p in points)
+    ):
+        problem("campaign.geofence", "多边形围栏至少需要3个 [纬度, 经度] 点")
+        return None
+    return {"kind": "polygon", "points": points}
+
+
+def _check_rounds(raw: Any, tz: ZoneInfo, problem) -> list[tuple[datetime, datetime, datetime]]:
+    """Rounds as (opens_at, closes_at, valid_until) in UTC, from a schedule or a list."""
+    rounds: list[tuple[datetime, datetime, datetime]] = []
+    if isinstance(raw, dict):
+        first = _local_time(raw.get("first_draw"), tz)
+        count, every, valid = (_count(raw.get(k)) for k in ("count", "every_days", "valid_days"))
+        if first is None:
+            problem("rounds.first_draw", "首轮抽奖时间格式应为 2022-06-25T09:00")
+        for key, value in (("count", count), ("every_days", every), ("valid_days", valid)):
+            if not value:
+                problem(f"rounds.{key}", "应为正整数")
+        if first is None or not (count and every and valid):
+            return []
+        if count > 366:
+            problem("rounds.count", "轮次数过多")
+            return []
+        for k in range(count):
+            opens = first + timedelta(days=every * k)
+            # "valid to 24:00 of the Nth day": midnight after the Nth local day of the round.
+            deadline = local_midnight(opens.astimezone(tz).date() + timedelta(days=valid), tz)
+            rounds.append((opens, deadline, deadline))
+    elif isinstance(raw, list) and raw:
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict):
+                problem(f"rounds[{i}]", "轮次格式错误")
+                continue
+            opens, closes, valid = (_local_time(entry.get(k), tz) for k in ("opens_at", "closes_at", "valid_until"))
+            closes = closes or valid
+            if opens is None or valid is None:
+                problem(f"rounds[{i}]", "需要 opens_at 和 valid_until（如 2022-06-25T09:00）")
+                continue
+            if not opens < closes <= valid:
+                problem(f"rounds[{i}]", "开始时间须早于结束时间，结束时间不晚于有效期")
+                continue
+            rounds.append((opens, closes, valid))
+    else:
+        problem("rounds", "缺少轮次安排")
+        return []
+    ordered = sorted(rounds)
+    for i, (before, after) in enumerate(zip(ordered, ordered[1:], strict=False)):
+        if after[0] < before[1]:
+            problem(
+                "rounds",
+                f"第{i + 1}轮与第{i + 2}轮时间重叠（第{i + 2}轮在第{i + 1}轮结束前开始）",
+            )
+    return ordered
+
+
+def _check_printed_totals(printed: Any, tiers: list[dict], declared: dict[str, str], problem) -> None:
+    """Subtotals printed in the plan must equal what the tiers add up to."""
+    if printed is None:
+        return
+    if not isinstance(printed, dict):
+        problem("printed_totals", "格式错误")
+        return
+
+    def compare(path: str, label: str, printed_value: Any, actual: int, money: bool) -> None:
+        value = _fen(printed_value) if money else _count(printed_value)
+        if value is None:
+            problem(path, f"{label}不是有效的{'金额' if money else '数量'}：{printed_value}")
+        elif value != actual:
+            shown = (lambda v: f"{yuan(v)}元") if money else (lambda v: f"{v}张")
+            problem(path, f"{label}印为 {shown(value)}，各券种实际合计 {shown(actual)}")
+
+    for entry in printed.get("by_face") or []:
+        face = _fen(entry.get("face_yuan"))
+        rows = [t for t in tiers if t["face_fen"] == face]
+        key = f"printed_totals.by_face.{entry.get('face_yuan')}"
+        label = f"面额{entry.get('face_yuan')}元一行的小计"
+        if "quantity" in entry:
+            compare(f"{key}.quantity", label + "张数", entry["quantity"], sum(t["quantity"] for t in rows), False)
+        if "amount_yuan" in entry:
+            compare(
+                f"{key}.amount_yuan",
+                label + "金额",
+                entry["amount_yuan"],
+                sum(t["quantity"] * t["face_fen"] for t in rows),
+                True,
+            )
+    for entry in printed.get("by_category") or []:
+        code = entry.get("category")
+        rows = [t for t in tiers if t["category"] == code]
+        key = f"printed_totals.by_category.{code}"
+        label = f"{declared.get(code, code)}一列的合计"
+        if "quantity" in entry:
+            compare(f"{key}.quantity", label + "张数", entry["quantity"], sum(t["quantity"] for t in rows), False)
+        if "amount_yuan" in entry:
+            compare(
+                f"{key}.amount_yuan",
+                label + "金额",
+                entry["amount_yuan"],
+                sum(t["quantity"] * t["face_fen"] for t in rows),
+                True,
+            )
+    if "quantity" in printed:
+        compare("printed_totals.quantity", "总张数", printed["quantity"], sum(t["quantity"] for t in tiers), False)
+    if "amount_yuan" in printed:
+        compare(
+            "printed_totals.amount_yuan",
+            "总金额",
+            printed["amount_yuan"],
+            sum(t["quantity"] * t["face_fen"] for t in tiers),
+            True,
+        )
+
+
+# ---------------------------------------------------------------- creating
+
+
+def create(plan: Plan, *, status: str = "active") -> Campaign:
+    """Build the campaign, its rounds and its stock coupons; flushes, never commits."""
+    settings = {k: v for k, v in plan.campaign.items() if k != "allocate"}
+    campaign = Campaign(**settings, status=status)
+    db.session.add(campaign)
+    categories = {}
+    for position, (code, name) in enumerate(plan.categories):
+        categories[code] = Category(campaign=campaign, code=code, name=name, position=position)
+    tiers = []
+    for spec in plan.tiers:
+        tier = Tier(
+            campaign=campaign,
+            category=categories[spec["category"]],
+            face_fen=spec["face_fen"],
+            threshold_fen=spec["threshold_fen"],
+            threshold_explicit=spec["threshold_explicit"],
+            odds_weight=spec["odds_weight"],
+        )
+        tiers.append((tier, spec["quantity"]))
+    rounds = [
+        Round(campaign=campaign, number=n, opens_at=opens, closes_at=closes, valid_until=valid)
+        for n, (opens, closes, valid) in enumerate(plan.rounds, start=1)
+    ]
+    # Objects linked only by a backref are not cascaded into the session in SQLAlchemy 2.
+    db.session.add_all([*categories.values(), *(tier for tier, _ in tiers), *rounds])
+    stocked = rounds if plan.campaign["allocate"] == "every_round" else rounds[:1]
+    for round_ in stocked:
+        for tier, quantity in tiers:
+            round_.allocations.append(Allocation(tier=tier, quantity=quantity))
+    db.session.flush()
+    for round_ in stocked:
+        generate_stock(round_, round_.allocations)
+    return campaign
+
+
+def shift_rounds(doc: Document, first_draw: datetime) -> None:
+    """Lay a scheduled document's rounds from a new first draw time (seed-demo: from today)."""
+    rounds = doc.data.get("rounds")
+    if isinstance(rounds, dict):
+        rounds["first_draw"] = first_draw.isoformat()

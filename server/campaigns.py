@@ -1,0 +1,268 @@
+"""The campaign model's rules: categories, thresholds, rounds, stock, and the live snapshot.
+
+The snapshot is an immutable picture of the active campaign's configuration that the hot
+path reads instead of querying it on every draw; it is rebuilt after a short time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .extensions import db
+from .models import Allocation, Campaign, Category, Coupon, Round, Tier
+
+# Categories the seed plans use, with the Chinese names (and aliases) people write in files.
+CATALOGUE: dict[str, tuple[str, ...]] = {
+    "hotel": ("住宿", "宾馆", "酒店"),
+    "restaurant": ("餐饮", "餐饮企业"),
+    "fuel": ("加油", "加油站", "油品"),
+    "farm_produce": ("扶贫农产品", "农产品"),
+    "bookstore": ("书店",),
+    "supermarket": ("超市",),
+    "appliance": ("家电", "家电百货"),
+    "pharmacy": ("药店",),
+    "furniture": ("家居",),
+    "department_store": ("百货", "商超百货"),
+    "retail": ("零售",),
+    "car": ("汽车",),
+    "motorcycle": ("摩托车",),
+    "culture_tourism": ("文旅", "文化旅游"),
+    "fair": ("年货大集",),
+}
+CATEGORY_BY_NAME = {name: code for code, names in CATALOGUE.items() for name in names}
+
+
+def category_name(code: str) -> str | None:
+    names = CATALOGUE.get(code)
+    return names[0] if names else None
+
+
+def threshold_for(face_fen: int, multiple: Decimal) -> int:
+    """Spend needed for a coupon of `face_fen` under "spend >= k x face", rounded up to the fen."""
+    return math.ceil(Decimal(face_fen) * multiple)
+
+
+def leverage_floor(face_fen: int, min_leverage: Decimal | None) -> int:
+    """The least threshold the campaign's minimum leverage allows for this face value."""
+    return 0 if min_leverage is None else threshold_for(face_fen, min_leverage)
+
+
+def generate_stock(round_: Round, allocations: list[Allocation]) -> int:
+    """Create the round's stock coupons, shuffled so that taking them in order drains tiers evenly."""
+    rows = []
+    for allocation in allocations:
+        tier = allocation.tier
+        rows.extend(
+            {
+                "round_id": round_.id,
+                "tier_id": tier.id,
+                "category_id": tier.category_id,
+                "face_fen": tier.face_fen,
+                "threshold_fen": tier.threshold_fen,
+                "state": "stock",
+            }
+            for _ in range(allocation.quantity)
+        )
+    # One permutation per round; each category's stock is a uniform shuffle of its tiers.
+    order = list(range(len(rows)))
+    random.SystemRandom().shuffle(order)
+    for row, seq in zip(rows, order, strict=True):
+        row["seq"] = seq
+    for start in range(0, len(rows), 5000):
+        db.session.execute(sa.insert(Coupon.__table__), rows[start : start + 5000])
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class TierView:
+    id: int
+    category_code: str
+    face_fen: int
+    threshold_fen: int
+    odds_weight: int | None
+
+
+@dataclass(frozen=True)
+class RoundView:
+    id: int
+    number: int
+    opens_at: datetime
+    closes_at: datetime
+    valid_until: datetime
+    quantities: dict[int, int]  # tier id -> allocated quantity
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    tier_id: int | None  # None: "thanks for taking part"
+    face_fen: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the resident API needs to know of the active campaign, read once and shared."""
+
+    id: int
+    code: str
+    name: str
+    region: str
+    tz: ZoneInfo
+    draw_strategy: str
+    thanks_weight: int
+    validity_kind: str
+    validity_days: int | None
+    geofence: dict | None
+    category_ids: dict[str, int]
+    category_names: dict[str, str]
+    tiers: dict[str, tuple[TierView, ...]]  # by category code, ascending face value
+    rounds: tuple[RoundView, ...]
+    segments: dict[str, tuple[Segment, ...]] = field(default_factory=dict)
+
+    def round_at(self, now: datetime) -> RoundView | None:
+        for round_ in self.rounds:
+            if round_.opens_at <= now < round_.closes_at:
+                return round_
+        return None
+
+    def next_round(self, now: datetime) -> RoundView | None:
+        upcoming = [r for r in self.rounds if r.opens_at > now]
+        return upcoming[0] if upcoming else None
+
+    def local(self, instant: datetime) -> str:
+        return instant.astimezone(self.tz).strftime("%-m月%-d日 %H:%M")
+
+
+def _segments(strategy: str, thanks_weight: int, tiers: tuple[TierView, ...]) -> tuple[Segment, ...]:
+    """The wheel: one segment per tier; under fixed odds with thanks, a thanks slot after each."""
+    segments: list[Segment] = []
+    for tier in tiers:
+        yuan = tier.face_fen // 100 if tier.face_fen % 100 == 0 else tier.face_fen / 100
+        segments.append(Segment(len(segments), tier.id, tier.face_fen, f"{yuan}元"))
+        if strategy == "fixed_odds" and thanks_weight > 0:
+            segments.append(Segment(len(segments), None, 0, "谢谢参与"))
+    return tuple(segments)
+
+
+def build_snapshot(campaign: Campaign) -> Snapshot:
+    tiers_by_category: dict[str, list[TierView]] = {c.code: [] for c in campaign.categories}
+    for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
+        tiers_by_category[tier.category.code].append(
+            TierView(tier.id, tier.category.code, tier.face_fen, tier.threshold_fen, tier.odds_weight)
+        )
+    tiers = {code: tuple(views) for code, views in tiers_by_category.items()}
+    rounds = tuple(
+        RoundView(
+            r.id,
+            r.number,
+            r.opens_at,
+            r.closes_at,
+            r.valid_until,
+            {a.tier_id: a.quantity for a in r.allocations},
+        )
+        for r in campaign.rounds
+    )
+    return Snapshot(
+        id=campaign.id,
+        code=campaign.code,
+        name=campaign.name,
+        region=campaign.region,
+        tz=ZoneInfo(campaign.timezone),
+        draw_strategy=campaign.draw_strategy,
+        thanks_weight=campaign.thanks_weight,
+        validity_kind=campaign.validity_kind,
+        validity_days=campaign.validity_days,
+        geofence=campaign.geofence,
+        category_ids={c.code: c.id for c in campaign.categories},
+        category_names={c.code: c.name for c in campaign.categories},
+        tiers=tiers,
+        rounds=rounds,
+        segments={
+            code: _segments(campaign.draw_strategy, campaign.thanks_weight, views) for code, views in tiers.items()
+        },
+    )
+
+
+def active_campaign() -> Campaign | None:
+    """The campaign residents see: the most recent active one."""
+    return db.session.scalar(
+        sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.id.desc()).limit(1)
+    )
+
+
+class _SnapshotCache:
+    """Per-process cache of the active campaign's snapshot, kept CAMPAIGN_CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Snapshot | None = None
+        self._expires = 0.0
+
+    def get(self) -> Snapshot | None:
+        ttl = current_app.config["CAMPAIGN_CACHE_SECONDS"]
+        if ttl > 0 and time.monotonic() < self._expires:
+            return self._value
+        campaign = active_campaign()
+        value = build_snapshot(campaign) if campaign else None
+        with self._lock:
+            self._value, self._expires = value, time.monotonic() + ttl
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value, self._expires = None, 0.0
+
+
+_cache = _SnapshotCache()
+
+
+def snapshot() -> Snapshot | None:
+    return _cache.get()
+
+
+def forget_snapshot() -> None:
+    """Call after changing a campaign's configuration so this process sees it at once."""
+    _cache.clear()
+
+
+def remaining_by_tier(round_id: int) -> dict[int, int]:
+    """Stock left per tier of a round (index-backed count)."""
+    rows = db.session.execute(
+        sa.select(Coupon.tier_id, sa.func.count())
+        .where(Coupon.round_id == round_id, Coupon.state == "stock")
+        .group_by(Coupon.tier_id)
+    )
+    return {tier_id: count for tier_id, count in rows}
+
+
+def category_of(campaign_id: int, code: str) -> Category | None:
+    return db.session.scalar(sa.select(Category).where(Category.campaign_id == campaign_id, Category.code == code))
+
+
+def tier_quantity(round_id: int) -> dict[int, int]:
+    rows = db.session.execute(sa.select(Allocation.tier_id, Allocation.quantity).where(Allocation.round_id == round_id))
+    return dict(rows.all())
+
+
+__all__ = [
+    "CATALOGUE",
+    "CATEGORY_BY_NAME",
+    "Snapshot",
+    "Tier",
+    "build_snapshot",
+    "generate_stock",
+    "leverage_floor",
+    "snapshot",
+    "threshold_for",
+]

@@ -1,0 +1,139 @@
+"""Operator commands (`flask --app server ...`), one group per area."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import accounts, campaign_file, campaigns
+from .extensions import db
+from .models import Allocation, Coupon, Round
+from .timeutil import isoformat, utcnow, zone
+
+campaign_cli = AppGroup("campaign", help="Check and import campaigns described in JSON or XLSX.")
+admin_cli = AppGroup("admin", help="Bureau accounts.")
+
+
+def _read_and_check(path: str):
+    try:
+        doc = campaign_file.read(path)
+    except campaign_file.CampaignFileError as exc:
+        click.echo(f"错误：{exc}", err=True)
+        sys.exit(2)
+    plan, problems = campaign_file.check(doc)
+    if problems:
+        click.echo(f"{doc.source}：发现 {len(problems)} 处问题", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+    return plan, problems
+
+
+@campaign_cli.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def campaign_check(path: str) -> None:
+    """Report every inconsistency of a campaign file; exit non-zero if there is any."""
+    plan, problems = _read_and_check(path)
+    if problems:
+        sys.exit(1)
+    coupons = sum(t["quantity"] for t in plan.tiers)
+    value = sum(t["quantity"] * t["face_fen"] for t in plan.tiers)
+    click.echo(
+        f"{path}：检查通过。{len(plan.categories)} 个品类，{len(plan.tiers)} 个券种，"
+        f"每次投放 {coupons} 张共 {campaign_file.yuan(value)} 元，{len(plan.rounds)} 轮。"
+    )
+
+
+@campaign_cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--draft", is_flag=True, help="Import as a draft, not shown to residents yet.")
+def campaign_import(path: str, draft: bool) -> None:
+    """Create a campaign from a file; a file with any inconsistency changes nothing."""
+    plan, problems = _read_and_check(path)
+    if problems:
+        click.echo("未导入任何内容。", err=True)
+        sys.exit(1)
+    campaign = campaign_file.create(plan, status="draft" if draft else "active")
+    db.session.commit()
+    campaigns.forget_snapshot()
+    _describe(campaign)
+
+
+def _describe(campaign) -> None:
+    tz = zone(campaign.timezone)
+    budget = campaign_file.yuan(campaign.budget_fen)
+    click.echo(f"活动「{campaign.name}」（{campaign.code}，{campaign.region}），预算 {budget} 元")
+    stock = dict(
+        (round_id, (count, value))
+        for round_id, count, value in db.session.execute(
+            sa.select(Coupon.round_id, sa.func.count(), sa.func.sum(Coupon.face_fen))
+            .join(Round)
+            .where(Round.campaign_id == campaign.id)
+            .group_by(Coupon.round_id)
+        )
+    )
+    for round_ in campaign.rounds:
+        count, value = stock.get(round_.id, (0, 0))
+        click.echo(
+            f"  第{round_.number}轮：{isoformat(round_.opens_at, tz)} 开抽，有效至 {isoformat(round_.valid_until, tz)}"
+            + (f"，投放 {count} 张共 {campaign_file.yuan(value)} 元" if count else "")
+        )
+    first = campaign.rounds[0].id if campaign.rounds else None
+    quantity = dict(
+        db.session.execute(sa.select(Allocation.tier_id, Allocation.quantity).where(Allocation.round_id == first)).all()
+    )
+    for category in campaign.categories:
+        tiers = sorted((t for t in campaign.tiers if t.category_id == category.id), key=lambda t: t.face_fen)
+        shown = "、".join(
+            f"{campaign_file.yuan(t.face_fen)}元×{quantity.get(t.id, 0)}（满{campaign_file.yuan(t.threshold_fen)}可用）"
+            for t in tiers
+        )
+        click.echo(f"  {category.name}（{category.code}）：{shown}")
+
+
+@admin_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(accounts.ROLES), default="admin", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def admin_create(username: str, role: str, password: str) -> None:
+    """Create a bureau account (password prompted, or --password for scripts)."""
+    try:
+        accounts.create_admin(username, password, role)
+    except accounts.AccountError as exc:
+        click.echo(f"错误：{exc}", err=True)
+        sys.exit(1)
+    db.session.commit()
+    click.echo(f"已创建账号 {username}（{role}）")
+
+
+@click.command("seed-demo")
+@click.option(
+    "--base-url", default="http://127.0.0.1:5000", show_default=True, help="Where the server answers, for the printout."
+)
+def seed_demo(base_url: str) -> None:
+    """Load the Qian'an demo campaign (rounds from today), its 12 merchants and an admin."""
+    from .seed import seed_demo as run
+
+    result = run(utcnow())
+    db.session.commit()
+    campaigns.forget_snapshot()
+    campaign = result["campaign"]
+    if not result["created"]:
+        click.echo(f"演示活动「{campaign.name}」已存在，未重复创建。")
+    else:
+        _describe(campaign)
+        click.echo(f"  商户 {len(result['merchants'])} 家（已审核通过）：")
+        for merchant in result["merchants"]:
+            click.echo(f"    {merchant.name}（{merchant.categories[0].name}，{merchant.address}）")
+    if result["admin_password"]:
+        click.echo(f"管理员账号：admin  密码：{result['admin_password']}  （请妥善保存，只显示这一次）")
+    click.echo(f"居民接口：{base_url}/api/v1/campaign   接口文档：{base_url}/api/v1/docs")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(campaign_cli)
+    app.cli.add_command(admin_cli)
+    app.cli.add_command(seed_demo)

@@ -1,0 +1,53 @@
+"""Settings read from the environment (and a `.env` file), per API.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment(instance_path: str) -> dict:
+    """The settings the factory applies unless a test passes its own."""
+    default_db = "sqlite:///" + str(Path(instance_path) / "huigou.sqlite3")
+    return {
+        "SECRET_KEY": os.environ.get("SECRET_KEY", ""),
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", default_db),
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "SMS_BACKEND": os.environ.get("SMS_BACKEND", "console"),
+        "WECHAT_BACKEND": os.environ.get("WECHAT_BACKEND", "wechat"),
+        "WECHAT_APPID": os.environ.get("WECHAT_APPID", ""),
+        "WECHAT_SECRET": os.environ.get("WECHAT_SECRET", ""),
+        "WECHAT_API_BASE": os.environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        "ALIYUN_SMS_ACCESS_KEY_ID": os.environ.get("ALIYUN_SMS_ACCESS_KEY_ID", ""),
+        "ALIYUN_SMS_ACCESS_KEY_SECRET": os.environ.get("ALIYUN_SMS_ACCESS_KEY_SECRET", ""),
+        "ALIYUN_SMS_SIGN_NAME": os.environ.get("ALIYUN_SMS_SIGN_NAME", ""),
+        "ALIYUN_SMS_TEMPLATE_CODE": os.environ.get("ALIYUN_SMS_TEMPLATE_CODE", ""),
+        "ALIYUN_SMS_ENDPOINT": os.environ.get("ALIYUN_SMS_ENDPOINT", "https://dysmsapi.aliyuncs.com/"),
+        "TIMEZONE": os.environ.get("TIMEZONE", "Asia/Shanghai"),
+        "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
+        "CAMPAIGN_CACHE_SECONDS": float(os.environ.get("CAMPAIGN_CACHE_SECONDS", "2")),
+    }
+
+
+# Fixed rules of the product; tests may override them through create_app(config).
+DEFAULTS = {
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "TOKEN_MAX_AGE_S": 7 * 24 * 3600,
+    "SMS_CODE_TTL_S": 300,
+    "SMS_CODE_MAX_ATTEMPTS": 5,
+    "SMS_RESEND_COOLDOWN_S": 60,
+    "SMS_DAILY_CAP": 10,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    # APIFlask: the OpenAPI document lives under the API prefix, errors are 400 not 422.
+    "VALIDATION_ERROR_STATUS_CODE": 400,
+    "AUTO_404_RESPONSE": False,
+    "INFO": {"description": "惠购 Huigou: consumer-coupon campaign API (resident and merchant)."},
+    "SECURITY_SCHEMES": {"BearerAuth": {"type": "http", "scheme": "bearer", "description": "Signed, expiring token"}},
+}

@@ -1,0 +1,130 @@
+"""Request and response schemas of the resident API (validation and the OpenAPI document)."""
+
+from apiflask import Schema, fields, validators
+
+from ..schemas import CategoryOut, CouponOut
+
+
+class WechatLoginIn(Schema):
+    code = fields.String(required=True, validate=validators.Length(1, 128))
+
+
+class TokenOut(Schema):
+    token = fields.String(required=True)
+    bound = fields.Boolean(required=True)
+
+
+class SmsIn(Schema):
+    phone = fields.String(required=True, validate=validators.Length(1, 20))
+
+
+class SmsOut(Schema):
+    cooldown_s = fields.Integer(required=True)
+
+
+class BindIn(Schema):
+    name = fields.String(required=True, validate=validators.Length(1, 40))
+    phone = fields.String(required=True, validate=validators.Length(1, 20))
+    sms_code = fields.String(required=True, validate=validators.Length(1, 10))
+
+
+class ResidentOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    phone_masked = fields.String(required=True)
+
+
+class BindOut(Schema):
+    resident = fields.Nested(ResidentOut, required=True)
+    token = fields.String(required=True, metadata={"description": "A fresh token that says the resident is bound"})
+
+
+class TierOut(Schema):
+    id = fields.Integer(required=True)
+    category = fields.Nested(CategoryOut, required=True)
+    face_fen = fields.Integer(required=True)
+    threshold_fen = fields.Integer(required=True)
+    quantity = fields.Integer(required=True)
+    remaining = fields.Integer(required=True)
+
+
+class RoundOut(Schema):
+    number = fields.Integer(required=True)
+    opens_at = fields.String(required=True)
+    closes_at = fields.String(required=True)
+    valid_until = fields.String(required=True)
+
+
+class CampaignOut(Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    region = fields.String(required=True)
+    draw_strategy = fields.String(required=True)
+    geofence_required = fields.Boolean(required=True)
+    categories = fields.List(fields.Nested(CategoryOut), required=True)
+    tiers = fields.List(fields.Nested(TierOut), required=True)
+    rounds = fields.List(fields.Nested(RoundOut), required=True)
+    current_round = fields.Integer(required=True, allow_none=True)
+
+
+class SegmentOut(Schema):
+    index = fields.Integer(required=True)
+    face_fen = fields.Integer(required=True)
+    label = fields.String(required=True)
+
+
+class WheelOut(Schema):
+    category = fields.Nested(CategoryOut, required=True)
+    round = fields.Integer(required=True, allow_none=True)
+    segments = fields.List(fields.Nested(SegmentOut), required=True)
+    remaining = fields.Integer(required=True)
+
+
+class LocationIn(Schema):
+    lat = fields.Float(required=True, validate=validators.Range(-90, 90))
+    lng = fields.Float(required=True, validate=validators.Range(-180, 180))
+
+
+class DrawIn(Schema):
+    category = fields.String(required=True, validate=validators.Length(1, 32))
+    location = fields.Nested(LocationIn, allow_none=True, load_default=None)
+
+
+class DrawOut(Schema):
+    segment_index = fields.Integer(required=True)
+    coupon = fields.Nested(CouponOut, required=True, allow_none=True)
+
+
+class CouponsQuery(Schema):
+    status = fields.String(validate=validators.OneOf(["unused", "used", "expired"]), load_default=None)
+
+
+class CouponsOut(Schema):
+    items = fields.List(fields.Nested(CouponOut), required=True)
+
+
+class MerchantOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    address = fields.String(required=True)
+
+
+class MerchantsOut(Schema):
+    category = fields.Nested(CategoryOut, required=True)
+    items = fields.List(fields.Nested(MerchantOut), required=True)
+
+
+class OutboxQuery(Schema):
+    phone = fields.String(required=True, validate=validators.Length(1, 20))
+
+
+class OutboxMessageOut(Schema):
+    phone = fields.String(required=True)
+    text = fields.String(required=True)
+    code = fields.String(required=True)
+    sent_at = fields.String(required=True)
+
+
+class OutboxOut(Schema):
+    items = fields.List(fields.Nested(OutboxMessageOut), required=True)

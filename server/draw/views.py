@@ -1,0 +1,112 @@
+"""Resident endpoints of API.md. Thin: parse, call a service, commit once."""
+
+from __future__ import annotations
+
+from .. import tokens
+from ..extensions import db
+from ..timeutil import utcnow
+from . import bp, services
+from .schemas import (
+    BindIn,
+    BindOut,
+    CampaignOut,
+    CouponsOut,
+    CouponsQuery,
+    DrawIn,
+    DrawOut,
+    MerchantsOut,
+    SmsIn,
+    SmsOut,
+    TokenOut,
+    WechatLoginIn,
+    WheelOut,
+)
+
+BEARER = [{"BearerAuth": []}]
+
+
+def _errors(*codes: int) -> dict:
+    return {code: "See the error envelope: `{error: {code, message}}`" for code in codes}
+
+
+@bp.post("/auth/wechat")
+@bp.input(WechatLoginIn, arg_name="body")
+@bp.output(TokenOut)
+@bp.doc(responses=_errors(400, 401, 503))
+def wechat_login(body):
+    """Exchange the mini-program's wx.login code for a resident token."""
+    token, bound = services.wechat_login(body["code"])
+    db.session.commit()
+    return {"token": token, "bound": bound}
+
+
+@bp.post("/auth/sms")
+@bp.input(SmsIn, arg_name="body")
+@bp.output(SmsOut)
+@bp.doc(responses=_errors(400, 429, 502))
+def send_sms(body):
+    """Send a 6-digit binding code to a phone."""
+    cooldown = services.send_bind_code(body["phone"], utcnow())
+    db.session.commit()
+    return {"cooldown_s": cooldown}
+
+
+@bp.post("/auth/bind")
+@bp.input(BindIn, arg_name="body")
+@bp.output(BindOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 409))
+def bind(body):
+    """Bind name and phone (proven by the SMS code) to the resident."""
+    bearer = tokens.optional_bearer("resident")
+    resident = services.bind(bearer, body["name"], body["phone"], body["sms_code"], utcnow())
+    db.session.commit()
+    token = tokens.issue("resident", resident.id, bound=True)
+    return {"resident": services.resident_json(resident), "token": token}
+
+
+@bp.get("/campaign")
+@bp.output(CampaignOut)
+@bp.doc(responses=_errors(404))
+def campaign():
+    """The current campaign: categories, tiers with what is left, rounds, current round."""
+    return services.campaign_json(services.current_snapshot(), utcnow())
+
+
+@bp.get("/draw/<string:category>/wheel")
+@bp.output(WheelOut)
+@bp.doc(responses=_errors(404))
+def wheel(category):
+    """The wheel's segments for a category, and what is left of it this round."""
+    return services.wheel(services.current_snapshot(), category, utcnow())
+
+
+@bp.post("/draw")
+@bp.input(DrawIn, arg_name="body")
+@bp.output(DrawOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 403, 404, 409))
+def draw(body):
+    """Spin the wheel of a category once for this round."""
+    bearer = tokens.require_bearer("resident")
+    result = services.draw(bearer, body["category"], body.get("location"), utcnow())
+    db.session.commit()
+    return {"segment_index": result.segment_index, "coupon": result.coupon}
+
+
+@bp.get("/coupons")
+@bp.input(CouponsQuery, location="query", arg_name="query")
+@bp.output(CouponsOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401))
+def coupons(query):
+    """The resident's coupons, newest first, optionally by status."""
+    bearer = tokens.require_bearer("resident")
+    return {"items": services.my_coupons(bearer.id, query.get("status"), utcnow())}
+
+
+@bp.get("/categories/<string:category>/merchants")
+@bp.output(MerchantsOut)
+@bp.doc(responses=_errors(404))
+def merchants(category):
+    """The approved merchants that accept coupons of a category."""
+    snap = services.current_snapshot()
+    items = services.merchants_of(snap, category)
+    return {"category": services.category_json(snap, category), "items": items}

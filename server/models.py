@@ -1,0 +1,287 @@
+"""The campaign model of SPEC section 2, and the people who take part in it.
+
+Money is integer fen. Every invariant the database can hold itself is a constraint here:
+the draw relies on them, not on Python-side checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .timeutil import UTCDateTime, utcnow
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        sa.CheckConstraint("budget_fen >= 0", name="budget_not_negative"),
+        sa.CheckConstraint("draw_strategy IN ('weighted', 'fixed_odds')", name="draw_strategy"),
+        sa.CheckConstraint("refund_policy IN ('return', 'forfeit')", name="refund_policy"),
+        sa.CheckConstraint(
+            "(validity_kind = 'round_deadline' AND validity_days IS NULL)"
+            " OR (validity_kind = 'days_from_claim' AND validity_days > 0)",
+            name="validity_rule",
+        ),
+        sa.CheckConstraint("thanks_weight >= 0", name="thanks_weight"),
+        sa.CheckConstraint("status IN ('draft', 'active', 'ended')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    region: Mapped[str] = mapped_column(sa.String(100))
+    budget_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="Asia/Shanghai")
+    draw_strategy: Mapped[str] = mapped_column(sa.String(16), default="weighted")
+    # Weight of the "thanks for taking part" outcome under fixed odds (tiers carry theirs).
+    thanks_weight: Mapped[int] = mapped_column(default=0)
+    # Threshold rule: spend >= multiple x face, unless a tier sets an explicit 满X减Y.
+    threshold_multiple: Mapped[Decimal | None] = mapped_column(sa.Numeric(6, 2))
+    min_leverage: Mapped[Decimal | None] = mapped_column(sa.Numeric(6, 2))
+    validity_kind: Mapped[str] = mapped_column(sa.String(20), default="round_deadline")
+    validity_days: Mapped[int | None]
+    refund_policy: Mapped[str] = mapped_column(sa.String(10), default="return")
+    # {"kind": "circle", "lat", "lng", "radius_m"} or {"kind": "polygon", "points": [[lat, lng], ...]}
+    geofence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(10), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    categories: Mapped[list[Category]] = relationship(
+        back_populates="campaign", order_by="Category.position", cascade="all, delete-orphan"
+    )
+    tiers: Mapped[list[Tier]] = relationship(back_populates="campaign", cascade="all, delete-orphan")
+    rounds: Mapped[list[Round]] = relationship(
+        back_populates="campaign", order_by="Round.number", cascade="all, delete-orphan"
+    )
+
+
+class Category(db.Model):
+    __tablename__ = "categories"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(sa.String(32))
+    name: Mapped[str] = mapped_column(sa.String(32))
+    position: Mapped[int] = mapped_column(default=0)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="categories")
+
+
+class Tier(db.Model):
+    __tablename__ = "tiers"
+    __table_args__ = (
+        sa.UniqueConstraint("category_id", "face_fen", "threshold_fen"),
+        sa.CheckConstraint("face_fen > 0", name="face_positive"),
+        sa.CheckConstraint("threshold_fen >= 0", name="threshold_not_negative"),
+        sa.CheckConstraint("odds_weight IS NULL OR odds_weight >= 0", name="odds_weight"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id", ondelete="CASCADE"))
+    face_fen: Mapped[int]
+    # The effective threshold, always stored; `threshold_explicit` says it is the tier's own 满X减Y.
+    threshold_fen: Mapped[int]
+    threshold_explicit: Mapped[bool] = mapped_column(default=False)
+    odds_weight: Mapped[int | None]
+
+    campaign: Mapped[Campaign] = relationship(back_populates="tiers")
+    category: Mapped[Category] = relationship()
+
+
+class Round(db.Model):
+    __tablename__ = "rounds"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "number"),
+        sa.CheckConstraint("opens_at < closes_at", name="opens_before_close"),
+        sa.CheckConstraint("closes_at <= valid_until", name="closes_before_deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="rounds")
+    allocations: Mapped[list[Allocation]] = relationship(back_populates="round", cascade="all, delete-orphan")
+
+
+class Allocation(db.Model):
+    """How many coupons of a tier a round puts on the wheel."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        sa.UniqueConstraint("round_id", "tier_id"),
+        sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
+    tier_id: Mapped[int] = mapped_column(sa.ForeignKey("tiers.id", ondelete="CASCADE"))
+    quantity: Mapped[int]
+
+    round: Mapped[Round] = relationship(back_populates="allocations")
+    tier: Mapped[Tier] = relationship()
+
+
+class Resident(db.Model):
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    openid: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(40))
+    # One phone binds one resident: the unique index decides races, not a prior lookup.
+    phone: Mapped[str | None] = mapped_column(sa.String(11), unique=True)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Draw(db.Model):
+    """One spin of the wheel. The unique key is the rule "once per category per round"."""
+
+    __tablename__ = "draws"
+    __table_args__ = (
+        sa.UniqueConstraint("resident_id", "round_id", "category_id"),
+        sa.CheckConstraint("outcome IN ('won', 'thanks')", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"))
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"))
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"))
+    outcome: Mapped[str] = mapped_column(sa.String(8))
+    segment_index: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Coupon(db.Model):
+    """A coupon, generated as stock when its round is allocated and claimed by a draw.
+
+    Stock rows are pre-generated and claimed with `FOR UPDATE SKIP LOCKED`, so oversell is
+    impossible by construction and concurrent draws do not queue on one counter row. `seq` is
+    a random permutation within the round: taking stock in `seq` order is sampling without
+    replacement, so every tier drains in proportion to what is left of it.
+    """
+
+    __tablename__ = "coupons"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('stock', 'claimed', 'used', 'void')", name="state"),
+        sa.CheckConstraint(
+            "(state = 'stock' AND resident_id IS NULL AND draw_id IS NULL)"
+            " OR (state <> 'stock' AND resident_id IS NOT NULL AND draw_id IS NOT NULL"
+            " AND claimed_at IS NOT NULL AND valid_until IS NOT NULL)",
+            name="claimed_has_owner",
+        ),
+        sa.Index(
+            "ix_coupons_stock_by_category",
+            "round_id",
+            "category_id",
+            "seq",
+            postgresql_where=sa.text("state = 'stock'"),
+            sqlite_where=sa.text("state = 'stock'"),
+        ),
+        sa.Index(
+            "ix_coupons_stock_by_tier",
+            "round_id",
+            "tier_id",
+            "seq",
+            postgresql_where=sa.text("state = 'stock'"),
+            sqlite_where=sa.text("state = 'stock'"),
+        ),
+        sa.Index("ix_coupons_resident", "resident_id", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"))
+    tier_id: Mapped[int] = mapped_column(sa.ForeignKey("tiers.id"))
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"))
+    # Terms are copied onto the coupon: a later change of the tier does not change a coupon held.
+    face_fen: Mapped[int]
+    threshold_fen: Mapped[int]
+    seq: Mapped[int]
+    state: Mapped[str] = mapped_column(sa.String(8), default="stock")
+    resident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("residents.id"))
+    draw_id: Mapped[int | None] = mapped_column(sa.ForeignKey("draws.id"), unique=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tier: Mapped[Tier] = relationship()
+    category: Mapped[Category] = relationship()
+    round: Mapped[Round] = relationship()
+
+
+class SmsCode(db.Model):
+    __tablename__ = "sms_codes"
+    __table_args__ = (sa.Index("ix_sms_codes_phone_created", "phone", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone: Mapped[str] = mapped_column(sa.String(11))
+    purpose: Mapped[str] = mapped_column(sa.String(16))
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SmsOutboxMessage(db.Model):
+    """Messages kept instead of sent, under SMS_BACKEND=outbox (development only)."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone: Mapped[str] = mapped_column(sa.String(11), index=True)
+    text: Mapped[str] = mapped_column(sa.String(200))
+    code: Mapped[str] = mapped_column(sa.String(6))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+merchant_categories = sa.Table(
+    "merchant_categories",
+    db.metadata,
+    sa.Column("merchant_id", sa.ForeignKey("merchants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("category_id", sa.ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Merchant(db.Model):
+    __tablename__ = "merchants"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('applied', 'approved', 'rejected', 'suspended', 'blacklisted')",
+            name="status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    credit_code: Mapped[str] = mapped_column(sa.String(18), unique=True)
+    address: Mapped[str] = mapped_column(sa.String(200))
+    contact_name: Mapped[str] = mapped_column(sa.String(40))
+    contact_phone: Mapped[str] = mapped_column(sa.String(20))
+    status: Mapped[str] = mapped_column(sa.String(12), default="applied")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
+
+
+class AdminUser(db.Model):
+    __tablename__ = "admin_users"
+    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'auditor', 'operator')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(10), default="admin")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,30 @@
+"""Schemas shared by the resident and merchant APIs, and the error envelope for the document."""
+
+from apiflask import Schema, fields
+
+
+class CategoryOut(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class CouponOut(Schema):
+    id = fields.Integer(required=True)
+    category = fields.Nested(CategoryOut, required=True)
+    face_fen = fields.Integer(required=True)
+    threshold_fen = fields.Integer(required=True)
+    round = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": ["unused", "used", "expired", "void"]})
+    valid_until = fields.String(required=True, metadata={"format": "date-time"})
+    claimed_at = fields.String(required=True, metadata={"format": "date-time"})
+    merchants = fields.String(metadata={"description": "Path of the merchants that accept it"})
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    detail = fields.Dict()
+
+
+class ErrorOut(Schema):
+    error = fields.Nested(ErrorDetail, required=True)
