@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .extensions import db
-from .models import Allocation, Campaign, Category, Coupon, Round, Tier
+from .models import Allocation, Campaign, Coupon, Round
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
 CATALOGUE: dict[str, tuple[str, ...]] = {
@@ -45,6 +45,15 @@ CATEGORY_BY_NAME = {name: code for code, names in CATALOGUE.items() for name in 
 def category_name(code: str) -> str | None:
     names = CATALOGUE.get(code)
     return names[0] if names else None
+
+
+def rng() -> random.Random:
+    """The draw's randomness: the system's, unless DRAW_SEED makes runs reproducible (tests)."""
+    extensions = current_app.extensions
+    if "huigou.rng" not in extensions:
+        seed = current_app.config.get("DRAW_SEED")
+        extensions["huigou.rng"] = random.SystemRandom() if seed is None else random.Random(seed)
+    return extensions["huigou.rng"]
 
 
 def threshold_for(face_fen: int, multiple: Decimal) -> int:
@@ -75,7 +84,7 @@ def generate_stock(round_: Round, allocations: list[Allocation]) -> int:
         )
     # One permutation per round; each category's stock is a uniform shuffle of its tiers.
     order = list(range(len(rows)))
-    random.SystemRandom().shuffle(order)
+    rng().shuffle(order)
     for row, seq in zip(rows, order, strict=True):
         row["seq"] = seq
     for start in range(0, len(rows), 5000):
@@ -244,25 +253,3 @@ def remaining_by_tier(round_id: int) -> dict[int, int]:
         .group_by(Coupon.tier_id)
     )
     return {tier_id: count for tier_id, count in rows}
-
-
-def category_of(campaign_id: int, code: str) -> Category | None:
-    return db.session.scalar(sa.select(Category).where(Category.campaign_id == campaign_id, Category.code == code))
-
-
-def tier_quantity(round_id: int) -> dict[int, int]:
-    rows = db.session.execute(sa.select(Allocation.tier_id, Allocation.quantity).where(Allocation.round_id == round_id))
-    return dict(rows.all())
-
-
-__all__ = [
-    "CATALOGUE",
-    "CATEGORY_BY_NAME",
-    "Snapshot",
-    "Tier",
-    "build_snapshot",
-    "generate_stock",
-    "leverage_floor",
-    "snapshot",
-    "threshold_for",
-]

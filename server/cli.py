@@ -7,7 +7,7 @@ import sys
 import click
 import sqlalchemy as sa
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import accounts, campaign_file, campaigns
 from .extensions import db
@@ -110,6 +110,7 @@ def admin_create(username: str, role: str, password: str) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option(
     "--base-url", default="http://127.0.0.1:5000", show_default=True, help="Where the server answers, for the printout."
 )

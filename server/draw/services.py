@@ -7,7 +7,6 @@ statements (insert the draw, claim one stock coupon), both guarded by the databa
 
 from __future__ import annotations
 
-import random
 import re
 import threading
 import time
@@ -31,7 +30,6 @@ BIND_PURPOSE = "bind"
 
 _coupons = Coupon.__table__
 _draws = Draw.__table__
-_random = random.SystemRandom()
 
 
 # ---------------------------------------------------------------- login and binding
@@ -283,7 +281,7 @@ def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
             weights.append(tier_weight[segment.tier_id])
     if sum(weights) <= 0:
         return segments[0]
-    return _random.choices(segments, weights=weights, k=1)[0]
+    return campaigns.rng().choices(segments, weights=weights, k=1)[0]
 
 
 def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime) -> DrawResult:

@@ -1,0 +1,54 @@
+"""Helpers shared by the tests: the standard campaign document, times, headers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+ON_POSTGRES = PG_URL.startswith("postgresql")
+
+# A moment inside round 1 of the standard test campaign (09:00 Shanghai = 01:00 UTC).
+T0 = datetime(2026, 6, 25, 1, 0, tzinfo=UTC)
+
+
+def campaign_doc(**overrides) -> dict:
+    """A small wheel campaign: two categories, 7 rounds from 2026-06-25 09:00 Shanghai."""
+    doc = {
+        "campaign": {
+            "code": "test-campaign",
+            "name": "测试消费券",
+            "region": "乾安县",
+            "budget_yuan": 100000,
+            "threshold_multiple": 3,
+            "min_leverage": 3,
+            "refund_policy": "return",
+        },
+        "categories": [{"code": "hotel", "name": "宾馆"}, {"code": "fuel", "name": "加油"}],
+        "tiers": [
+            {"category": "hotel", "face_yuan": 50, "quantity": 40},
+            {"category": "hotel", "face_yuan": 100, "quantity": 20},
+            {"category": "hotel", "face_yuan": 200, "quantity": 10},
+            {"category": "fuel", "face_yuan": 100, "quantity": 30},
+        ],
+        "rounds": {"count": 7, "first_draw": "2026-06-25T09:00", "every_days": 5, "valid_days": 5},
+    }
+    for key, value in overrides.items():
+        if key in doc["campaign"] or key in {"geofence", "draw_strategy", "thanks_weight", "validity", "allocate"}:
+            doc["campaign"][key] = value
+        else:
+            doc[key] = value
+    return copy.deepcopy(doc)
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return path
