@@ -16,10 +16,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask import current_app
 
 from .extensions import db
-from .models import Allocation, Campaign, Coupon, Round
+from .models import Allocation, Campaign, Coupon, Round, Tier
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
 CATALOGUE: dict[str, tuple[str, ...]] = {
@@ -206,7 +207,15 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
 def active_campaign() -> Campaign | None:
     """The campaign residents see: the most recent active one."""
     return db.session.scalar(
-        sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.id.desc()).limit(1)
+        sa.select(Campaign)
+        .where(Campaign.status == "active")
+        .order_by(Campaign.id.desc())
+        .limit(1)
+        .options(
+            sa.orm.selectinload(Campaign.categories),
+            sa.orm.selectinload(Campaign.tiers).joinedload(Tier.category),
+            sa.orm.selectinload(Campaign.rounds).selectinload(Round.allocations),
+        )
     )
 
 

@@ -161,7 +161,6 @@ class Draw(db.Model):
     round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"))
     category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"))
     outcome: Mapped[str] = mapped_column(sa.String(8))
-    segment_index: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -132,7 +132,6 @@ def upgrade():
     sa.Column('round_id', sa.Integer(), nullable=False),
     sa.Column('category_id', sa.Integer(), nullable=False),
     sa.Column('outcome', sa.String(length=8), nullable=False),
-    sa.Column('segment_index', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("outcome IN ('won', 'thanks')", name=op.f('ck_draws_outcome')),
     sa.ForeignKeyConstraint(['category_id'], ['categories.id'], name=op.f('fk_draws_category_id_categories')),

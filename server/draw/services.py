@@ -15,21 +15,17 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from .. import campaigns, geo, sms, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Coupon, Draw, Merchant, Resident, merchant_categories
-from ..timeutil import isoformat, zone
+from ..models import Coupon, Merchant, Resident, merchant_categories
+from ..timeutil import UTCDateTime, isoformat, zone
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fa5·A-Za-z .]{2,20}$")
 BIND_PURPOSE = "bind"
-
-_coupons = Coupon.__table__
-_draws = Draw.__table__
 
 
 # ---------------------------------------------------------------- login and binding
@@ -224,47 +220,80 @@ def _ensure_bound(bearer: tokens.Bearer) -> None:
         raise ApiError("NOT_BOUND")
 
 
-def _insert_draw(values: dict) -> int | None:
-    """Insert the draw unless this (resident, round, category) has one; the unique key decides."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(_draws).values(**values).on_conflict_do_nothing().returning(_draws.c.id)
-    return db.session.execute(stmt).scalar()
+# The hot path's SQL, written once: building SQLAlchemy constructs per request costs more
+# CPU than the database spends on the statements. The same text runs on both backends.
+_INSERT_DRAW = sa.text(
+    "INSERT INTO draws (resident_id, round_id, category_id, outcome, created_at)"
+    " VALUES (:resident_id, :round_id, :category_id, :outcome, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(sa.bindparam("created_at", type_=UTCDateTime))
 
 
-def _claim(where: list, values: dict, *, skip_locked: bool):
-    """Take the first stock coupon in `seq` order matching `where`; None if there is none."""
-    pick = (
-        sa.select(_coupons.c.id)
-        .where(*where, _coupons.c.state == "stock")
-        .order_by(_coupons.c.seq)
-        .limit(1)
-        .with_for_update(skip_locked=skip_locked)
-        .scalar_subquery()
-    )
-    stmt = (
-        sa.update(_coupons)
-        .where(_coupons.c.id == pick, _coupons.c.state == "stock")
-        .values(state="claimed", **values)
-        .returning(_coupons.c.id, _coupons.c.tier_id, _coupons.c.face_fen, _coupons.c.threshold_fen)
-    )
-    return db.session.execute(stmt).first()
+def _claim_sql(column: str, lock: str) -> sa.TextClause:
+    return sa.text(
+        "UPDATE coupons SET state = 'claimed', resident_id = :resident_id, draw_id = :draw_id,"
+        " claimed_at = :claimed_at, valid_until = :valid_until"
+        " WHERE state = 'stock' AND id = (SELECT id FROM coupons"
+        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
+        f" ORDER BY seq LIMIT 1 {lock})"
+        " RETURNING id, tier_id, face_fen, threshold_fen"
+    ).bindparams(sa.bindparam("claimed_at", type_=UTCDateTime), sa.bindparam("valid_until", type_=UTCDateTime))
 
 
-def _claim_any(where: list, values: dict):
-    """Claim one coupon, skipping rows other draws hold; only on apparent sell-out, wait for them.
+def _draw_and_claim_sql(column: str) -> sa.TextClause:
+    """PostgreSQL: insert the draw and claim a coupon in one statement, one round trip.
 
-    SKIP LOCKED lets concurrent draws take different rows instead of queueing; but a row it
-    skipped may be released by a draw that rolls back, so "none" is confirmed by waiting.
+    No draw row (already drawn) means no claim; no coupon claimed leaves the draw for the
+    caller to complete through `_claim_any` or roll back as sold out.
     """
-    if db.session.get_bind().dialect.name != "postgresql":
-        return _claim(where, values, skip_locked=False)  # SQLite writes one at a time anyway
+    return sa.text(
+        "WITH d AS (INSERT INTO draws (resident_id, round_id, category_id, outcome, created_at)"
+        " VALUES (:resident_id, :round_id, :category_id, 'won', :claimed_at)"
+        " ON CONFLICT DO NOTHING RETURNING id),"
+        " c AS (UPDATE coupons SET state = 'claimed', resident_id = :resident_id,"
+        " draw_id = (SELECT id FROM d), claimed_at = :claimed_at, valid_until = :valid_until"
+        " WHERE state = 'stock' AND EXISTS (SELECT 1 FROM d) AND id = (SELECT id FROM coupons"
+        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
+        " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, tier_id, face_fen, threshold_fen)"
+        " SELECT (SELECT id FROM d) AS draw_id, c.id, c.tier_id, c.face_fen, c.threshold_fen"
+        " FROM (SELECT 1) AS one LEFT JOIN c ON true"
+    ).bindparams(sa.bindparam("claimed_at", type_=UTCDateTime), sa.bindparam("valid_until", type_=UTCDateTime))
+
+
+_DRAW_AND_CLAIM = {column: _draw_and_claim_sql(column) for column in ("category_id", "tier_id")}
+_CLAIM = {
+    (column, lock): _claim_sql(column, sql)
+    for column in ("category_id", "tier_id")
+    for lock, sql in (("skip", "FOR UPDATE SKIP LOCKED"), ("wait", "FOR UPDATE"), ("none", ""))
+}
+_STOCK_LEFT = {
+    column: sa.text(
+        f"SELECT id FROM coupons WHERE round_id = :round_id AND {column} = :key AND state = 'stock' LIMIT 1"
+    )
+    for column in ("category_id", "tier_id")
+}
+
+
+def _on_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _claim_any(column: str, params: dict):
+    """Claim one stock coupon in `seq` order, or None when there is none left.
+
+    SKIP LOCKED lets concurrent draws take different rows instead of queueing on one; a row it
+    skipped may yet be released by a draw that rolls back, so an apparent sell-out is
+    confirmed by waiting for those rows before answering SOLD_OUT.
+    """
+    execute = db.session.execute
+    if not _on_postgres():  # SQLite writes one transaction at a time: nothing to skip
+        return execute(_CLAIM[column, "none"], params).first()
     for _ in range(3):
-        row = _claim(where, values, skip_locked=True) or _claim(where, values, skip_locked=False)
+        row = execute(_CLAIM[column, "skip"], params).first() or execute(_CLAIM[column, "wait"], params).first()
         if row is not None:
             return row
-        left = db.session.scalar(sa.select(_coupons.c.id).where(*where, _coupons.c.state == "stock").limit(1))
-        if left is None:
+        if execute(_STOCK_LEFT[column], params).first() is None:
             return None
     return None
 
@@ -297,40 +326,43 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     category_id = snap.category_ids[code]
     chosen = _fixed_odds_segment(snap, code) if snap.draw_strategy == "fixed_odds" else None
     thanks = chosen is not None and chosen.tier_id is None
-    draw_id = _insert_draw(
-        {
-            "resident_id": bearer.id,
-            "round_id": current.id,
-            "category_id": category_id,
-            "outcome": "thanks" if thanks else "won",
-            "segment_index": chosen.index if chosen else 0,
-            "created_at": now,
-        }
-    )
-    if draw_id is None:
-        raise ApiError(
-            "ALREADY_DRAWN", f"您已参加过第{current.number}轮{snap.category_names[code]}抽奖，每轮每个品类限抽一次"
-        )
-    if thanks:
-        return DrawResult(chosen.index, None)
-
     if snap.validity_kind == "days_from_claim":
         valid_until = min(now + timedelta(days=snap.validity_days), snap.rounds[-1].valid_until)
     else:
         valid_until = current.valid_until
-    values = {"resident_id": bearer.id, "draw_id": draw_id, "claimed_at": now, "valid_until": valid_until}
-    in_category = [_coupons.c.round_id == current.id, _coupons.c.category_id == category_id]
+    claim = {"resident_id": bearer.id, "round_id": current.id, "claimed_at": now, "valid_until": valid_until}
+    column, key = ("tier_id", chosen.tier_id) if chosen else ("category_id", category_id)
     row = None
-    if chosen is not None:
-        row = _claim_any([_coupons.c.round_id == current.id, _coupons.c.tier_id == chosen.tier_id], values)
+    if _on_postgres() and not thanks:
+        found = db.session.execute(_DRAW_AND_CLAIM[column], {**claim, "category_id": category_id, "key": key}).one()
+        draw_id, row = found.draw_id, (found if found.id is not None else None)
+    else:
+        draw_id = db.session.execute(
+            _INSERT_DRAW,
+            {
+                "resident_id": bearer.id,
+                "round_id": current.id,
+                "category_id": category_id,
+                "outcome": "thanks" if thanks else "won",
+                "created_at": now,
+            },
+        ).scalar()
+    if draw_id is None:
+        name = snap.category_names[code]
+        raise ApiError("ALREADY_DRAWN", f"您已参加过第{current.number}轮{name}抽奖，每轮每个品类限抽一次")
+    if thanks:
+        return DrawResult(chosen.index, None)
+
+    claim["draw_id"] = draw_id
     if row is None:
-        row = _claim_any(in_category, values)
+        row = _claim_any(column, {**claim, "key": key})
+    if row is None and column == "tier_id":  # fixed odds: that tier is gone, take what is left
+        row = _claim_any("category_id", {**claim, "key": category_id})
     if row is None:
         raise ApiError("SOLD_OUT", f"第{current.number}轮{snap.category_names[code]}券已被抢完，请关注下一轮")
 
+    # The wheel lands on the segment of the tier won (the coupon records the tier).
     segment = next(s for s in snap.segments[code] if s.tier_id == row.tier_id)
-    if segment.index != (chosen.index if chosen else 0):
-        db.session.execute(sa.update(_draws).where(_draws.c.id == draw_id).values(segment_index=segment.index))
     coupon = {
         "id": row.id,
         "category": category_json(snap, code),

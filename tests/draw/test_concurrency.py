@@ -86,7 +86,6 @@ def test_the_database_refuses_a_second_draw_even_without_the_service(app, make_c
             "round_id": round_id,
             "category_id": category_id,
             "outcome": "won",
-            "segment_index": 0,
         }
         db.session.add(Draw(**row))
         db.session.commit()

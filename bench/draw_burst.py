@@ -1,0 +1,275 @@
+#!/usr/bin/env python
+"""A 09:00 flash crowd on the wheel, against gunicorn and PostgreSQL, beside the raw-SQL floor.
+
+1. Recreates the database `huigou_bench`, migrates it and loads the Qian'an demo campaign
+   (20,450 coupons in round 1).
+2. Starts gunicorn on Huigou, binds N residents through the API (login, SMS code, bind).
+3. Fires wrk at `POST /api/v1/draw` (each request a resident and a category, shuffled, so the
+   small categories sell out during the burst) and reads draws/s and latency percentiles.
+4. In the same run, with the same gunicorn settings, fires wrk at a minimal Flask endpoint doing
+   one raw-SQL stock decrement and insert (bench/floor_app.py): the floor of any draw.
+5. Checks the database: coupons issued per tier never above its inventory, never two draws in
+   one (resident, category, round), every 200 answer a coupon held.
+
+Needs wrk (`apt-get install wrk`) and PostgreSQL on 127.0.0.1. Prints its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = [sys.executable, "-m", "flask", "--app", "server"]
+CATEGORIES = ["hotel", "restaurant", "fuel", "farm_produce", "bookstore"]
+
+WRK_SCRIPT = r"""
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+
+function init(args)
+  lines = {}
+  local nthreads = tonumber(args[2])
+  local n = 0
+  for line in io.lines(args[1]) do
+    n = n + 1
+    if n % nthreads == id then table.insert(lines, line) end
+  end
+  idx = 0
+  statuses = {}
+  wrapped = 0
+end
+
+function request()
+  idx = idx + 1
+  if idx > #lines then idx = 1; wrapped = wrapped + 1 end
+  local token, body = lines[idx]:match("^(%S+) (.*)$")
+  return wrk.format("POST", nil, {["Authorization"] = "Bearer " .. token,
+                                  ["Content-Type"] = "application/json"}, body)
+end
+
+function response(status, headers, body)
+  local key = tostring(status)
+  if status == 409 or status == 400 or status == 401 then
+    local code = body:match('"code":"([A-Z_]+)"')
+    if code then key = key .. ":" .. code end
+  end
+  statuses[key] = (statuses[key] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  local wraps = 0
+  for _, thread in ipairs(threads) do
+    for k, v in pairs(thread:get("statuses")) do merged[k] = (merged[k] or 0) + v end
+    wraps = wraps + thread:get("wrapped")
+  end
+  local parts = {}
+  for k, v in pairs(merged) do table.insert(parts, string.format('"%s": %d', k, v)) end
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "errors": %d, "p50_ms": %.2f, "p90_ms": %.2f, ' ..
+    '"p99_ms": %.2f, "max_ms": %.2f, "wrapped": %d, "statuses": {%s}}\n',
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status +
+      summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, wraps, table.concat(parts, ", ")))
+end
+"""
+
+
+def run(cmd, env, **kw):
+    return subprocess.run(cmd, env=env, cwd=ROOT, check=True, **kw)
+
+
+def recreate(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+
+
+def start_gunicorn(app: str, port: int, env: dict, args) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "gunicorn", app,
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(args.workers),
+        "--worker-class", "gthread", "--threads", str(args.threads),
+        "--backlog", "2048", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+            return proc
+        except requests.RequestException:
+            time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"gunicorn for {app} did not start on port {port}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def bind_residents(base: str, n: int) -> list[str]:
+    """Each resident logs in, asks for a code, reads it from the dev outbox and binds."""
+
+    def bind(i: int) -> str:
+        s = requests.Session()
+        phone = f"13{i:09d}"
+        token = s.post(f"{base}/api/v1/auth/wechat", json={"code": f"bench-{i}"}).json()["token"]
+        s.post(f"{base}/api/v1/auth/sms", json={"phone": phone}).raise_for_status()
+        code = s.get(f"{base}/api/v1/dev/sms-outbox", params={"phone": phone}).json()["items"][0]["code"]
+        answer = s.post(
+            f"{base}/api/v1/auth/bind",
+            json={"name": "压测居民", "phone": phone, "sms_code": code},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        answer.raise_for_status()
+        return answer.json()["token"]
+
+    with ThreadPoolExecutor(32) as pool:
+        return list(pool.map(bind, range(n)))
+
+
+def wrk(url: str, plan: Path, script: Path, args) -> dict:
+    cmd = [
+        "wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+        "--timeout", "10s", "-s", str(script), url, "--", str(plan), str(args.wrk_threads),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    result["per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def verify(dsn: str) -> dict:
+    """Read what the database holds after the burst."""
+    with psycopg.connect(dsn) as conn:
+        tiers = conn.execute(
+            """SELECT c.code, t.face_fen, a.quantity,
+                      count(k.id) FILTER (WHERE k.state <> 'stock') AS issued,
+                      count(k.id) AS rows
+               FROM allocations a JOIN rounds r ON r.id = a.round_id AND r.number = 1
+               JOIN tiers t ON t.id = a.tier_id JOIN categories c ON c.id = t.category_id
+               LEFT JOIN coupons k ON k.tier_id = t.id AND k.round_id = r.id
+               GROUP BY c.code, t.face_fen, a.quantity ORDER BY c.code, t.face_fen"""
+        ).fetchall()
+        duplicates = conn.execute(
+            """SELECT count(*) FROM (SELECT resident_id, category_id, round_id FROM coupons
+               WHERE resident_id IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) > 1) d"""
+        ).fetchone()[0]
+        won_draws = conn.execute("SELECT count(*) FROM draws WHERE outcome = 'won'").fetchone()[0]
+        orphans = conn.execute(
+            "SELECT count(*) FROM draws d WHERE NOT EXISTS (SELECT 1 FROM coupons k WHERE k.draw_id = d.id)"
+        ).fetchone()[0]
+    return {"tiers": tiers, "duplicates": duplicates, "won_draws": won_draws, "orphans": orphans}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--residents", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1", help="PostgreSQL server")
+    parser.add_argument("--database", default="huigou_bench")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    dsn = f"{args.pg}/{args.database}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "FLOOR_DSN": dsn,
+        "SECRET_KEY": "bench-secret",
+        "WECHAT_BACKEND": "dev",
+        "SMS_BACKEND": "outbox",
+        "RATELIMIT_ENABLED": "0",
+        "FLASK_DEBUG": "0",
+    }
+    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
+    recreate(f"{args.pg}/postgres", args.database)
+    run(FLASK + ["db", "upgrade"], env, capture_output=True)
+    run(FLASK + ["seed-demo"], env, capture_output=True)
+    sys.path.insert(0, str(ROOT))
+    from bench.floor_app import prepare
+
+    prepare(dsn)
+
+    huigou = start_gunicorn("server:create_app()", 5081, env, args)
+    floor = start_gunicorn("bench.floor_app:create_app()", 5082, env, args)
+    try:
+        t = time.perf_counter()
+        tokens = bind_residents("http://127.0.0.1:5081", args.residents)
+        print(f"==> bound {len(tokens)} residents through the API in {time.perf_counter() - t:.1f} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            plan, script = Path(tmp) / "plan.txt", Path(tmp) / "draw.lua"
+            lines = [f'{token} {{"category": "{c}"}}' for token in tokens for c in CATEGORIES]
+            random.Random(9).shuffle(lines)
+            plan.write_text("\n".join(lines) + "\n")
+            script.write_text(WRK_SCRIPT)
+            print(f"==> burst: {args.connections} connections, {args.duration} s, {len(lines)} planned draws")
+            draws = wrk("http://127.0.0.1:5081/api/v1/draw", plan, script, args)
+            print(f"==> floor: the same load on the raw-SQL endpoint, {args.duration} s")
+            base = wrk("http://127.0.0.1:5082/floor", plan, script, args)
+    finally:
+        stop(huigou)
+        stop(floor)
+
+    state = verify(dsn)
+    won = draws["statuses"].get("200", 0)
+    issued = sum(t[3] for t in state["tiers"])
+    inventory = sum(t[2] for t in state["tiers"])
+    oversold = [t for t in state["tiers"] if t[3] > t[2] or t[4] != t[2]]
+    print()
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}")
+    for name, r in (("Huigou POST /draw", draws), ("raw-SQL floor", base)):
+        print(
+            f"{name:24}{r['per_s']:>10.0f}{r['p50_ms']:>9.1f}{r['p90_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['max_ms']:>9.1f}{r['errors']:>8}"
+        )
+    print(f"draws / floor: {draws['per_s'] / base['per_s']:.0%}   (target >= 50%, p99 < 250 ms)")
+    print(f"answers: {json.dumps(draws['statuses'], sort_keys=True)}; plan wrapped {draws['wrapped']} time(s)")
+    print(f"coupons issued {issued} of inventory {inventory}; 200 answers {won}; won draws {state['won_draws']}")
+    for code, face, quantity, taken, rows in state["tiers"]:
+        mark = "  OVERSOLD" if taken > quantity else ""
+        print(f"  {code:13} {face // 100:>4} yuan: {taken:>5} / {quantity:<5}{mark}")
+    # wrk stops with up to one request per connection in flight: those were served, not counted.
+    ok = (
+        not oversold
+        and state["duplicates"] == 0
+        and state["orphans"] == 0
+        and won <= issued <= won + args.connections
+    )
+    print("invariants:", "hold" if ok else f"BROKEN (oversold {oversold}, duplicates {state['duplicates']})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
