@@ -11,7 +11,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -271,7 +271,7 @@ class Plan:
     rounds: list[tuple[datetime, datetime, datetime]]
 
 
-def check(doc: Document, *, today: date | None = None) -> tuple[Plan | None, list[Problem]]:
+def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     """Every inconsistency of the document, and the plan if there is none."""
     problems: list[Problem] = []
 
@@ -558,54 +558,31 @@ def _check_printed_totals(printed: Any, tiers: list[dict], declared: dict[str, s
         problem("printed_totals", "格式错误")
         return
 
-    def compare(path: str, label: str, printed_value: Any, actual: int, money: bool) -> None:
-        value = _fen(printed_value) if money else _count(printed_value)
-        if value is None:
-            problem(path, f"{label}不是有效的{'金额' if money else '数量'}：{printed_value}")
-        elif value != actual:
-            shown = (lambda v: f"{yuan(v)}元") if money else (lambda v: f"{v}张")
-            problem(path, f"{label}印为 {shown(value)}，各券种实际合计 {shown(actual)}")
+    def compare(path: str, label: str, entry: dict, rows: list[dict]) -> None:
+        """The printed count and amount of `entry` against what `rows` add up to."""
+        actual = {
+            "quantity": (sum(t["quantity"] for t in rows), _count, "数量", lambda v: f"{v}张"),
+            "amount_yuan": (sum(t["quantity"] * t["face_fen"] for t in rows), _fen, "金额", lambda v: f"{yuan(v)}元"),
+        }
+        for field_, (total, parse, kind, shown) in actual.items():
+            if field_ not in entry:
+                continue
+            value = parse(entry[field_])
+            what = label + ("张数" if field_ == "quantity" else "金额")
+            if value is None:
+                problem(f"{path}.{field_}", f"{what}不是有效的{kind}：{entry[field_]}")
+            elif value != total:
+                problem(f"{path}.{field_}", f"{what}印为 {shown(value)}，各券种实际合计 {shown(total)}")
 
     for entry in printed.get("by_face") or []:
-        face = _fen(entry.get("face_yuan"))
-        rows = [t for t in tiers if t["face_fen"] == face]
-        key = f"printed_totals.by_face.{entry.get('face_yuan')}"
-        label = f"面额{entry.get('face_yuan')}元一行的小计"
-        if "quantity" in entry:
-            compare(f"{key}.quantity", label + "张数", entry["quantity"], sum(t["quantity"] for t in rows), False)
-        if "amount_yuan" in entry:
-            compare(
-                f"{key}.amount_yuan",
-                label + "金额",
-                entry["amount_yuan"],
-                sum(t["quantity"] * t["face_fen"] for t in rows),
-                True,
-            )
+        face = entry.get("face_yuan")
+        rows = [t for t in tiers if t["face_fen"] == _fen(face)]
+        compare(f"printed_totals.by_face.{face}", f"面额{face}元一行的小计", entry, rows)
     for entry in printed.get("by_category") or []:
         code = entry.get("category")
         rows = [t for t in tiers if t["category"] == code]
-        key = f"printed_totals.by_category.{code}"
-        label = f"{declared.get(code, code)}一列的合计"
-        if "quantity" in entry:
-            compare(f"{key}.quantity", label + "张数", entry["quantity"], sum(t["quantity"] for t in rows), False)
-        if "amount_yuan" in entry:
-            compare(
-                f"{key}.amount_yuan",
-                label + "金额",
-                entry["amount_yuan"],
-                sum(t["quantity"] * t["face_fen"] for t in rows),
-                True,
-            )
-    if "quantity" in printed:
-        compare("printed_totals.quantity", "总张数", printed["quantity"], sum(t["quantity"] for t in tiers), False)
-    if "amount_yuan" in printed:
-        compare(
-            "printed_totals.amount_yuan",
-            "总金额",
-            printed["amount_yuan"],
-            sum(t["quantity"] * t["face_fen"] for t in tiers),
-            True,
-        )
+        compare(f"printed_totals.by_category.{code}", f"{declared.get(code, code)}一列的合计", entry, rows)
+    compare("printed_totals", "总", printed, tiers)
 
 
 # ---------------------------------------------------------------- creating
@@ -644,10 +621,3 @@ def create(plan: Plan, *, status: str = "active") -> Campaign:
     for round_ in stocked:
         generate_stock(round_, round_.allocations)
     return campaign
-
-
-def shift_rounds(doc: Document, first_draw: datetime) -> None:
-    """Lay a scheduled document's rounds from a new first draw time (seed-demo: from today)."""
-    rounds = doc.data.get("rounds")
-    if isinstance(rounds, dict):
-        rounds["first_draw"] = first_draw.isoformat()

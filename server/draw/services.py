@@ -289,7 +289,7 @@ def _claim_any(column: str, params: dict):
     execute = db.session.execute
     if not _on_postgres():  # SQLite writes one transaction at a time: nothing to skip
         return execute(_CLAIM[column, "none"], params).first()
-    for _ in range(3):
+    for _ in range(10):  # each pass waits for the draws holding rows; ten is far beyond any seen
         row = execute(_CLAIM[column, "skip"], params).first() or execute(_CLAIM[column, "wait"], params).first()
         if row is not None:
             return row
