@@ -18,7 +18,12 @@ class Bearer:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="huigou-bearer")
+    # Built once per app: constructing one derives its key, on every request otherwise.
+    serializer = current_app.extensions.get("huigou.bearer")
+    if serializer is None:
+        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="huigou-bearer")
+        current_app.extensions["huigou.bearer"] = serializer
+    return serializer
 
 
 def issue(kind: str, subject_id: int, *, bound: bool) -> str:
