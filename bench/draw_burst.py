@@ -107,11 +107,14 @@ def recreate(admin_dsn: str, name: str) -> None:
 
 
 def start_gunicorn(app: str, port: int, env: dict, args) -> subprocess.Popen:
+    workers = (
+        ["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads else ["--worker-class", "sync"]
+    )
     cmd = [
         sys.executable, "-m", "gunicorn", app,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers),
-        "--worker-class", "gthread", "--threads", str(args.threads),
+        *workers,
         "--backlog", "2048", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
