@@ -76,8 +76,10 @@ def register_extensions(app: APIFlask) -> None:
 def register_blueprints(app: APIFlask) -> None:
     from . import devtools
     from .draw import bp as draw_bp
+    from .merchant import bp as merchant_bp
 
     app.register_blueprint(draw_bp)
+    app.register_blueprint(merchant_bp)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(devtools.bp)
 

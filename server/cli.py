@@ -16,6 +16,7 @@ from .timeutil import isoformat, utcnow, zone
 
 campaign_cli = AppGroup("campaign", help="Check and import campaigns described in JSON or XLSX.")
 admin_cli = AppGroup("admin", help="Bureau accounts.")
+merchant_cli = AppGroup("merchant", help="Review merchant applications and issue binding codes.")
 
 
 def _read_and_check(path: str):
@@ -126,15 +127,77 @@ def seed_demo(base_url: str) -> None:
         click.echo(f"演示活动「{campaign.name}」已存在，未重复创建。")
     else:
         _describe(campaign)
-        click.echo(f"  商户 {len(result['merchants'])} 家（已审核通过）：")
-        for merchant in result["merchants"]:
-            click.echo(f"    {merchant.name}（{merchant.categories[0].name}，{merchant.address}）")
+        click.echo(f"  商户 {len(result['merchants'])} 家（已审核通过，绑定码30天内有效、仅可使用一次）：")
+        for merchant, code in result["merchants"]:
+            click.echo(
+                f"    [{merchant.id}] {merchant.name}（{merchant.categories[0].name}，{merchant.address}）绑定码 {code}"
+            )
     if result["admin_password"]:
         click.echo(f"管理员账号：admin  密码：{result['admin_password']}  （请妥善保存，只显示这一次）")
     click.echo(f"居民接口：{base_url}/api/v1/campaign   接口文档：{base_url}/api/v1/docs")
 
 
+def _merchant(merchant_id: int):
+    from .models import Merchant
+
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        click.echo(f"错误：没有编号为 {merchant_id} 的商户", err=True)
+        sys.exit(1)
+    return merchant
+
+
+def _review(action) -> None:
+    from .merchant.services import ReviewError
+
+    try:
+        action()
+    except ReviewError as exc:
+        db.session.rollback()
+        click.echo(f"错误：{exc}", err=True)
+        sys.exit(1)
+    db.session.commit()
+
+
+@merchant_cli.command("approve")
+@click.argument("merchant_id", type=int)
+@click.option("--note", default=None, help="Review note kept with the decision.")
+def merchant_approve(merchant_id: int, note: str | None) -> None:
+    """Approve an application and print its one-time binding code."""
+    from .merchant import services
+
+    merchant = _merchant(merchant_id)
+    codes = []
+    _review(lambda: codes.append(services.approve(merchant, utcnow(), note)))
+    click.echo(f"已通过：{merchant.name}  绑定码：{codes[0]}（30天内有效，仅可使用一次）")
+
+
+@merchant_cli.command("reject")
+@click.argument("merchant_id", type=int)
+@click.option("--reason", required=True, help="Why, e.g. 列入失信名单.")
+def merchant_reject(merchant_id: int, reason: str) -> None:
+    """Reject an application, with the reason."""
+    from .merchant import services
+
+    merchant = _merchant(merchant_id)
+    _review(lambda: services.reject(merchant, utcnow(), reason))
+    click.echo(f"已驳回：{merchant.name}（{reason}）")
+
+
+@merchant_cli.command("code")
+@click.argument("merchant_id", type=int)
+def merchant_code(merchant_id: int) -> None:
+    """Issue a new binding code for an approved merchant (earlier unused codes stop working)."""
+    from .merchant import services
+
+    merchant = _merchant(merchant_id)
+    codes = []
+    _review(lambda: codes.append(services.issue_binding_code(merchant, utcnow())))
+    click.echo(f"{merchant.name}  新绑定码：{codes[0]}（30天内有效，仅可使用一次）")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(merchant_cli)
     app.cli.add_command(campaign_cli)
     app.cli.add_command(admin_cli)
     app.cli.add_command(seed_demo)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from . import accounts, campaign_file, credit_code
 from .extensions import db
+from .merchant import services as merchant_services
 from .models import AdminUser, Campaign, Category, Merchant
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "qianan-2022.json"
@@ -69,11 +70,13 @@ def seed_demo(now: datetime, admin_username: str = "admin") -> dict:
             address=address,
             contact_name=f"演示联系人{n:02d}",
             contact_phone=f"1000000{n:04d}",
-            status="approved",
+            status="applied",
+            commitment_accepted_at=now,
             categories=[categories[category]],
         )
         db.session.add(merchant)
-        merchants.append(merchant)
+        db.session.flush()
+        merchants.append((merchant, merchant_services.approve(merchant, now, "演示数据")))
     password = None
     if db.session.scalar(sa.select(AdminUser).where(AdminUser.username == admin_username)) is None:
         password = secrets.token_urlsafe(9)

@@ -26,6 +26,7 @@ def test_seed_demo_lays_the_qianan_campaign_from_today(app, runner, client, make
         assert "第7轮：2026-12-23T09:00:00+08:00 开抽，有效至 2026-12-28T00:00:00+08:00" in result.output
         assert "管理员账号：admin  密码：" in result.output
         assert "商户 12 家" in result.output
+        assert result.output.count("绑定码 ") == 12
         with app.app_context():
             assert db.session.execute(sa.select(sa.func.count(), sa.func.sum(Coupon.face_fen))).one() == (
                 20450,

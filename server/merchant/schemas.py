@@ -1,0 +1,29 @@
+"""Request and response schemas of the merchant API."""
+
+from apiflask import Schema, fields, validators
+
+from ..schemas import CategoryOut
+
+
+class ApplyIn(Schema):
+    name = fields.String(required=True, validate=validators.Length(2, 100))
+    credit_code = fields.String(required=True, validate=validators.Length(18, 18))
+    address = fields.String(required=True, validate=validators.Length(2, 200))
+    contact_name = fields.String(required=True, validate=validators.Length(2, 40))
+    contact_phone = fields.String(required=True, validate=validators.Length(1, 20))
+    categories = fields.List(
+        fields.String(validate=validators.Length(1, 32)), required=True, validate=validators.Length(1, 20)
+    )
+    accept_commitment = fields.Boolean(required=True, metadata={"description": "诚信承诺书 accepted"})
+
+
+class EnrolledMerchantOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True)
+    status_name = fields.String(required=True)
+    categories = fields.List(fields.Nested(CategoryOut), required=True)
+
+
+class ApplyOut(Schema):
+    merchant = fields.Nested(EnrolledMerchantOut, required=True)

@@ -1,0 +1,135 @@
+"""Merchant enrolment (报名), the bureau's review, and one-time binding codes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from server import credit_code
+from server.extensions import db
+from server.merchant import services
+from server.models import BindingCode, Merchant
+from tests.helpers import T0
+
+VALID_CODE = credit_code.make("220723", "MA000099")
+
+
+def application(**overrides) -> dict:
+    body = {
+        "name": "乾安县演示超市有限公司",
+        "credit_code": VALID_CODE,
+        "address": "乾安县演示街1号",
+        "contact_name": "演示联系人",
+        "contact_phone": "13900000001",
+        "categories": ["hotel"],
+        "accept_commitment": True,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_a_merchant_applies_and_waits_for_review(client, app, make_campaign, clock):
+    make_campaign()
+    answer = client.post("/api/v1/merchant/apply", json=application(categories=["hotel", "fuel"]))
+    assert answer.status_code == 201, answer.get_json()
+    merchant = answer.get_json()["merchant"]
+    assert merchant["status"] == "applied" and merchant["status_name"] == "待审核"
+    assert [c["code"] for c in merchant["categories"]] == ["hotel", "fuel"]
+    with app.app_context():
+        stored = db.session.get(Merchant, merchant["id"])
+        assert stored.commitment_accepted_at == T0
+    # Not listed to residents before approval.
+    assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"accept_commitment": False}, "请阅读并同意《诚信承诺书》后再提交"),
+        (
+            {"credit_code": VALID_CODE[:17] + ("0" if VALID_CODE[17] != "0" else "1")},
+            "统一社会信用代码不正确，请核对18位代码",
+        ),
+        ({"contact_phone": "12345"}, "请输入正确的11位手机号"),
+        ({"categories": ["casino"]}, "经营品类不在本次活动范围内：casino"),
+    ],
+)
+def test_an_application_is_refused_with_a_reason(client, make_campaign, clock, overrides, message):
+    make_campaign()
+    answer = client.post("/api/v1/merchant/apply", json=application(**overrides))
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == {"code": "INVALID_INPUT", "message": message}
+
+
+def test_one_application_per_credit_code(client, make_campaign, clock):
+    make_campaign()
+    assert client.post("/api/v1/merchant/apply", json=application()).status_code == 201
+    again = client.post("/api/v1/merchant/apply", json=application(name="另一个名字"))
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "MERCHANT_EXISTS"
+
+
+def apply_one(client) -> int:
+    return client.post("/api/v1/merchant/apply", json=application()).get_json()["merchant"]["id"]
+
+
+def test_approval_issues_a_one_time_code_that_expires(client, app, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    result = runner.invoke(args=["merchant", "approve", str(merchant_id)])
+    assert result.exit_code == 0, result.output
+    code = result.output.split("绑定码：")[1][:8]
+    assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"][0]["id"] == merchant_id
+    with app.app_context():
+        found, merchant = services.binding_code_merchant(code.lower(), T0)
+        assert merchant.id == merchant_id
+        found.used_at = T0
+        db.session.commit()
+        with pytest.raises(services.ApiError) as used:
+            services.binding_code_merchant(code, T0)
+        assert used.value.code == "BINDING_CODE_INVALID"
+        fresh = services.issue_binding_code(db.session.get(Merchant, merchant_id), T0)
+        db.session.commit()
+        with pytest.raises(services.ApiError):
+            services.binding_code_merchant(fresh, T0 + timedelta(days=30))
+        services.binding_code_merchant(fresh, T0 + timedelta(days=29))
+        # Codes are stored as keyed hashes only.
+        assert all(fresh not in (b.code_hash or "") for b in db.session.scalars(sa.select(BindingCode)))
+
+
+def test_a_new_code_revokes_the_unused_old_one(client, app, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    first = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
+    second = runner.invoke(args=["merchant", "code", str(merchant_id)]).output.split("新绑定码：")[1][:8]
+    with app.app_context():
+        with pytest.raises(services.ApiError):
+            services.binding_code_merchant(first, T0)
+        assert services.binding_code_merchant(second, T0)[1].id == merchant_id
+
+
+def test_reject_needs_a_reason_and_blocks_codes(client, app, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    result = runner.invoke(args=["merchant", "reject", str(merchant_id), "--reason", "列入失信被执行人名单"])
+    assert result.exit_code == 0 and "已驳回" in result.output
+    refused = runner.invoke(args=["merchant", "code", str(merchant_id)])
+    assert refused.exit_code == 1
+    assert "只有已通过审核的商户可以发放绑定码" in refused.output
+    assert runner.invoke(args=["merchant", "approve", "999"]).exit_code == 1
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).review_note == "列入失信被执行人名单"
+
+
+def test_a_suspended_merchant_code_is_refused(client, app, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
+    with app.app_context():
+        db.session.get(Merchant, merchant_id).status = "suspended"
+        db.session.commit()
+        with pytest.raises(services.ApiError) as refused:
+            services.binding_code_merchant(code, T0)
+        assert refused.value.code == "MERCHANT_SUSPENDED"
