@@ -279,6 +279,21 @@ class Merchant(db.Model):
     categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
 
 
+class Staff(db.Model):
+    """A shop assistant whose phone is bound to a merchant; one phone serves one merchant."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(40))
+    phone: Mapped[str] = mapped_column(sa.String(11), unique=True)
+    binding_code_id: Mapped[int] = mapped_column(sa.ForeignKey("binding_codes.id"))
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    merchant: Mapped[Merchant] = relationship()
+
+
 class BindingCode(db.Model):
     """A one-time code the bureau gives an approved merchant so its staff can bind their phones."""
 

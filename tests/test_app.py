@@ -20,6 +20,7 @@ API_PATHS = {
     ("get", "/api/v1/categories/{category}/merchants"),
     ("get", "/api/v1/dev/sms-outbox"),
     ("post", "/api/v1/merchant/apply"),
+    ("post", "/api/v1/merchant/bind"),
 }
 
 

@@ -16,6 +16,11 @@ class TokenOut(Schema):
 
 class SmsIn(Schema):
     phone = fields.String(required=True, validate=validators.Length(1, 20))
+    purpose = fields.String(
+        load_default="bind",
+        validate=validators.OneOf(["bind", "staff"]),
+        metadata={"description": "bind: a resident binding; staff: a shop assistant binding"},
+    )
 
 
 class SmsOut(Schema):

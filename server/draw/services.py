@@ -47,8 +47,9 @@ def wechat_login(code: str) -> tuple[str, bool]:
     return tokens.issue("resident", resident.id, bound=bound), bound
 
 
-def send_bind_code(phone: str, now: datetime) -> int:
-    return sms.send_code(phone, BIND_PURPOSE, now)
+def send_bind_code(phone: str, purpose: str, now: datetime) -> int:
+    """A code for binding a resident (`bind`) or a shop assistant (`staff`)."""
+    return sms.send_code(phone, purpose, now)
 
 
 def bind(bearer: tokens.Bearer | None, name: str, phone: str, code: str, now: datetime) -> Resident:

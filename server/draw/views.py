@@ -46,7 +46,7 @@ def wechat_login(body):
 @bp.doc(responses=_errors(400, 429, 502))
 def send_sms(body):
     """Send a 6-digit binding code to a phone."""
-    cooldown = services.send_bind_code(body["phone"], utcnow())
+    cooldown = services.send_bind_code(body["phone"], body["purpose"], utcnow())
     db.session.commit()
     return {"cooldown_s": cooldown}
 

@@ -27,3 +27,15 @@ class EnrolledMerchantOut(Schema):
 
 class ApplyOut(Schema):
     merchant = fields.Nested(EnrolledMerchantOut, required=True)
+
+
+class BindIn(Schema):
+    binding_code = fields.String(required=True, validate=validators.Length(1, 20))
+    name = fields.String(required=True, validate=validators.Length(1, 40))
+    phone = fields.String(required=True, validate=validators.Length(1, 20))
+    sms_code = fields.String(required=True, validate=validators.Length(1, 10))
+
+
+class BindOut(Schema):
+    token = fields.String(required=True)
+    merchant = fields.Nested(EnrolledMerchantOut, required=True)

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from .. import campaigns, credit_code, sms
+from .. import campaigns, credit_code, sms, tokens
 from ..errors import ApiError
 from ..extensions import db
-from ..models import BindingCode, Category, Merchant
+from ..models import BindingCode, Category, Merchant, Staff
 
 # Codes are read out over the phone and typed at a till: no 0/O, 1/I/L.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -113,6 +113,36 @@ def binding_code_merchant(code: str, now: datetime) -> tuple[BindingCode, Mercha
     if merchant.status != "approved":
         raise ApiError("MERCHANT_SUSPENDED", "该商户当前不能参加活动，请联系商务局")
     return found, merchant
+
+
+STAFF_PURPOSE = "staff"
+
+
+def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -> tuple[str, Merchant]:
+    """Bind a shop assistant's phone to the merchant of a binding code; returns a staff token."""
+    name = name.strip()
+    if not 2 <= len(name) <= 20:
+        raise ApiError("INVALID_INPUT", "请输入店员姓名（2至20个字）")
+    sms.check_phone(phone)
+    binding, merchant = binding_code_merchant(code, now)
+    sms.verify_code(phone, sms_code, STAFF_PURPOSE, now)
+    existing = db.session.scalar(sa.select(Staff).where(Staff.phone == phone))
+    if existing is not None:
+        raise ApiError("PHONE_TAKEN", "该手机号已绑定为商户店员")
+    # The code is single-use: of two tills using it at once, one binds.
+    taken = db.session.execute(
+        sa.update(BindingCode).where(BindingCode.id == binding.id, BindingCode.used_at.is_(None)).values(used_at=now)
+    ).rowcount
+    if taken != 1:
+        raise ApiError("BINDING_CODE_INVALID")
+    staff = Staff(merchant_id=merchant.id, name=name, phone=phone, binding_code_id=binding.id, bound_at=now)
+    db.session.add(staff)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise ApiError("PHONE_TAKEN", "该手机号已绑定为商户店员") from exc
+    return tokens.issue("staff", staff.id, bound=True), merchant
 
 
 STATUS_NAMES = {

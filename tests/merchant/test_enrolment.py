@@ -133,3 +133,64 @@ def test_a_suspended_merchant_code_is_refused(client, app, runner, make_campaign
         with pytest.raises(services.ApiError) as refused:
             services.binding_code_merchant(code, T0)
         assert refused.value.code == "MERCHANT_SUSPENDED"
+
+
+def staff_code(client, phone):
+    assert client.post("/api/v1/auth/sms", json={"phone": phone, "purpose": "staff"}).status_code == 200
+    return client.get(f"/api/v1/dev/sms-outbox?phone={phone}").get_json()["items"][0]["code"]
+
+
+def bind_staff(client, binding_code, phone="13800000002", name="店员小王", code=None):
+    code = code or staff_code(client, phone)
+    body = {"binding_code": binding_code, "name": name, "phone": phone, "sms_code": code}
+    return client.post("/api/v1/merchant/bind", json=body)
+
+
+def test_staff_bind_with_the_code_and_get_a_staff_token(client, runner, make_campaign, clock):
+    from server import tokens
+
+    make_campaign()
+    merchant_id = apply_one(client)
+    code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
+    answer = bind_staff(client, code)
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["merchant"]["id"] == merchant_id
+    with client.application.app_context():
+        bearer = tokens.read(body["token"])
+    assert bearer.kind == "staff"
+    # The code is single-use: a second assistant needs a new one.
+    clock.shift(timedelta(seconds=61))
+    again = bind_staff(client, code, phone="13800000003")
+    assert again.get_json()["error"]["code"] == "BINDING_CODE_INVALID"
+    fresh = runner.invoke(args=["merchant", "code", str(merchant_id)]).output.split("新绑定码：")[1][:8]
+    clock.shift(timedelta(seconds=61))
+    assert bind_staff(client, fresh, phone="13800000003").status_code == 200
+
+
+def test_staff_bind_refusals(client, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
+    assert bind_staff(client, "WRONGCOD").get_json()["error"]["code"] == "BINDING_CODE_INVALID"
+    # A resident's binding code is not a staff code.
+    client.post("/api/v1/auth/sms", json={"phone": "13800000009"})
+    resident_code = client.get("/api/v1/dev/sms-outbox?phone=13800000009").get_json()["items"][0]["code"]
+    refused = bind_staff(client, code, phone="13800000009", code=resident_code)
+    assert refused.get_json()["error"]["code"] == "SMS_CODE_INVALID"
+    # A wrong SMS code leaves the binding code usable.
+    clock.shift(timedelta(seconds=61))
+    right = staff_code(client, "13800000002")
+    wrong = "000000" if right != "000000" else "111111"
+    assert bind_staff(client, code, code=wrong).get_json()["error"]["code"] == "SMS_CODE_INVALID"
+    assert bind_staff(client, code, code=right).status_code == 200
+    # One phone serves one merchant.
+    other = apply_other(client)
+    other_code = runner.invoke(args=["merchant", "approve", str(other)]).output.split("绑定码：")[1][:8]
+    clock.shift(timedelta(seconds=61))
+    assert bind_staff(client, other_code).get_json()["error"]["code"] == "PHONE_TAKEN"
+
+
+def apply_other(client) -> int:
+    body = application(name="乾安县另一家演示酒店", credit_code=credit_code.make("220723", "MA000098"))
+    return client.post("/api/v1/merchant/apply", json=body).get_json()["merchant"]["id"]
