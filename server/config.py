@@ -43,6 +43,7 @@ DEFAULTS = {
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
     "TOKEN_MAX_AGE_S": 7 * 24 * 3600,
     "SMS_CODE_TTL_S": 300,
+    "PAYCODE_TTL_S": 60,
     "SMS_CODE_MAX_ATTEMPTS": 5,
     "SMS_RESEND_COOLDOWN_S": 60,
     "SMS_DAILY_CAP": 10,

@@ -318,3 +318,52 @@ class AdminUser(db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(10), default="admin")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Redemption(db.Model):
+    """A coupon spent at a till: the terms it had, what was spent, who took it, when."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        # One live redemption per coupon: two tills racing for it record one.
+        sa.Index(
+            "uq_redemptions_live_coupon",
+            "coupon_id",
+            unique=True,
+            postgresql_where=sa.text("revoked_at IS NULL"),
+            sqlite_where=sa.text("revoked_at IS NULL"),
+        ),
+        # A retried submission (same Idempotency-Key from the same till) records once.
+        sa.UniqueConstraint("staff_id", "idempotency_key"),
+        sa.CheckConstraint("spend_fen >= 0", name="spend_not_negative"),
+        sa.Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    coupon_id: Mapped[int] = mapped_column(sa.ForeignKey("coupons.id"))
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"))
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"))
+    face_fen: Mapped[int]
+    threshold_fen: Mapped[int]
+    spend_fen: Mapped[int]
+    spend_category: Mapped[str] = mapped_column(sa.String(40))
+    note: Mapped[str | None] = mapped_column(sa.String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RefusedRedemption(db.Model):
+    """Every refused redemption attempt, with its reason, for the bureau's risk review."""
+
+    __tablename__ = "refused_redemptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"))
+    coupon_id: Mapped[int | None] = mapped_column(sa.ForeignKey("coupons.id"))
+    code: Mapped[str] = mapped_column(sa.String(32))
+    message: Mapped[str] = mapped_column(sa.String(200))
+    spend_fen: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

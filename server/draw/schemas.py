@@ -133,3 +133,8 @@ class OutboxMessageOut(Schema):
 
 class OutboxOut(Schema):
     items = fields.List(fields.Nested(OutboxMessageOut), required=True)
+
+
+class PaycodeOut(Schema):
+    paycode = fields.String(required=True)
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})

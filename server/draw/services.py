@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import campaigns, geo, sms, tokens, wechat
+from .. import campaigns, geo, paycode, sms, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
@@ -430,3 +430,16 @@ def merchants_of(snap: Snapshot, code: str) -> list[dict]:
         .order_by(Merchant.name)
     )
     return [{"id": m.id, "name": m.name, "address": m.address} for m in db.session.scalars(query)]
+
+
+def paycode_for(resident_id: int, coupon_id: int, now: datetime) -> tuple[str, datetime]:
+    """A fresh pay code for the resident's own unused coupon."""
+    coupon = db.session.get(Coupon, coupon_id)
+    if coupon is None or coupon.resident_id != resident_id:
+        raise ApiError("NOT_FOUND", "找不到这张消费券")
+    status = coupon_status(coupon, now)
+    if status == "used" or status == "void":
+        raise ApiError("COUPON_USED", "该消费券已使用")
+    if status == "expired":
+        raise ApiError("COUPON_EXPIRED")
+    return paycode.issue(coupon.id, resident_id, now)

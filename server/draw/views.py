@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from .. import tokens
+from flask import current_app, make_response
+
+from .. import paycode, tokens
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import isoformat, utcnow, zone
 from . import bp, services
 from .schemas import (
     BindIn,
@@ -15,6 +17,7 @@ from .schemas import (
     DrawIn,
     DrawOut,
     MerchantsOut,
+    PaycodeOut,
     SmsIn,
     SmsOut,
     TokenOut,
@@ -110,3 +113,36 @@ def merchants(category):
     snap = services.current_snapshot()
     items = services.merchants_of(snap, category)
     return {"category": services.category_json(snap, category), "items": items}
+
+
+@bp.get("/coupons/<int:coupon_id>/paycode")
+@bp.output(PaycodeOut)
+@bp.doc(security=BEARER, responses=_errors(401, 404, 409))
+def coupon_paycode(coupon_id):
+    """A fresh pay code for one of the resident's unused coupons (valid 60 s)."""
+    bearer = tokens.require_bearer("resident")
+    token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
+    return {"paycode": token, "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"]))}
+
+
+@bp.get("/coupons/<int:coupon_id>/paycode.png")
+@bp.doc(
+    security=BEARER,
+    responses={
+        200: {"description": "The pay code as a QR image", "content": {"image/png": {}}},
+        **_errors(401, 404, 409),
+    },
+)
+def coupon_paycode_png(coupon_id):
+    """The pay code as a QR image (PNG), fresh on every request."""
+    bearer = tokens.require_bearer("resident")
+    token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
+    response = make_response(paycode.png(token))
+    response.headers.update(
+        {
+            "Content-Type": "image/png",
+            "Cache-Control": "no-store",
+            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+        }
+    )
+    return response

@@ -39,3 +39,50 @@ class BindIn(Schema):
 class BindOut(Schema):
     token = fields.String(required=True)
     merchant = fields.Nested(EnrolledMerchantOut, required=True)
+
+
+class ScanIn(Schema):
+    paycode = fields.String(required=True, validate=validators.Length(1, 300))
+
+
+class TillCouponOut(Schema):
+    id = fields.Integer(required=True)
+    category = fields.Nested(CategoryOut, required=True)
+    face_fen = fields.Integer(required=True)
+    threshold_fen = fields.Integer(required=True)
+    valid_until = fields.String(required=True)
+
+
+class RefusalOut(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class ScanOut(Schema):
+    coupon = fields.Nested(TillCouponOut, required=True)
+    accepted = fields.Boolean(required=True)
+    refusal = fields.Nested(RefusalOut, allow_none=True, required=True)
+
+
+class RedeemIn(Schema):
+    paycode = fields.String(required=True, validate=validators.Length(1, 300))
+    spend_fen = fields.Integer(required=True, strict=True, validate=validators.Range(1, 100_000_000))
+    spend_category = fields.String(required=True, validate=validators.Length(1, 40))
+    note = fields.String(load_default=None, allow_none=True, validate=validators.Length(0, 200))
+
+
+class RedemptionOut(Schema):
+    id = fields.Integer(required=True)
+    coupon_id = fields.Integer(required=True)
+    category = fields.Nested(CategoryOut, required=True)
+    face_fen = fields.Integer(required=True)
+    threshold_fen = fields.Integer(required=True)
+    spend_fen = fields.Integer(required=True)
+    spend_category = fields.String(required=True)
+    note = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    revoked_at = fields.String(allow_none=True)
+
+
+class RedeemOut(Schema):
+    redemption = fields.Nested(RedemptionOut, required=True)

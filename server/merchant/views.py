@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from flask import current_app, request
+
+from .. import tokens
+from ..errors import ApiError
 from ..extensions import db
-from ..timeutil import utcnow
-from . import bp, services
-from .schemas import ApplyIn, ApplyOut, BindIn, BindOut
+from ..timeutil import utcnow, zone
+from . import bp, redemption, services
+from .schemas import ApplyIn, ApplyOut, BindIn, BindOut, RedeemIn, RedeemOut, ScanIn, ScanOut
 
 
 @bp.post("/apply")
@@ -28,3 +32,40 @@ def bind(body):
     token, merchant = services.bind_staff(body["binding_code"], body["name"], body["phone"], body["sms_code"], utcnow())
     db.session.commit()
     return {"token": token, "merchant": services.merchant_json(merchant)}
+
+
+BEARER = [{"BearerAuth": []}]
+
+
+def _tz():
+    return zone(current_app.config["TIMEZONE"])
+
+
+@bp.post("/scan")
+@bp.input(ScanIn, arg_name="body")
+@bp.output(ScanOut)
+@bp.doc(security=BEARER, responses={400: "Stale or unreadable pay code", 401: "No staff token", 404: "No coupon"})
+def scan(body):
+    """What the till shows for a scanned pay code, and whether this shop may take it."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    return redemption.scan(till, body["paycode"], utcnow(), _tz())
+
+
+@bp.post("/redeem")
+@bp.input(RedeemIn, arg_name="body")
+@bp.output(RedeemOut)
+@bp.doc(
+    security=BEARER,
+    responses={400: "Stale pay code", 401: "No staff token", 403: "Not allowed", 409: "Used, expired, wrong category"},
+)
+def redeem(body):
+    """Spend the coupon (Idempotency-Key header: a retried submission records once)."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 64:
+        raise ApiError("INVALID_INPUT", "Idempotency-Key 过长")
+    done = redemption.redeem(
+        till, body["paycode"], body["spend_fen"], body["spend_category"], body["note"], key, utcnow()
+    )
+    db.session.commit()
+    return {"redemption": redemption.redemption_json(done, _tz())}

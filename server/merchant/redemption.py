@@ -1,0 +1,173 @@
+"""Redeeming a coupon at the till (核销): every check of SPEC 4.3 in one transaction.
+
+The coupon moves unused -> used only by a guarded update, so two tills racing for it record
+one redemption; a retried submission with the same Idempotency-Key returns the first one.
+Every refusal is logged with its reason (committed even though the request is refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .. import paycode, tokens
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff
+from ..timeutil import isoformat
+
+
+@dataclass(frozen=True)
+class Till:
+    staff: Staff
+    merchant: Merchant
+
+
+def till(bearer: tokens.Bearer) -> Till:
+    """The staff member behind a staff token, with their merchant."""
+    staff = db.session.get(Staff, bearer.id)
+    if staff is None:
+        raise ApiError("UNAUTHORIZED", "店员身份已失效，请重新绑定")
+    return Till(staff, db.session.get(Merchant, staff.merchant_id))
+
+
+def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int | None):
+    """Why this till may not take this coupon now, as (code, message), or None."""
+    merchant = till_.merchant
+    if merchant.status != "approved":
+        return "MERCHANT_SUSPENDED", "本店已被暂停参加活动，不能核销，请联系商务局"
+    if coupon is None:
+        return "NOT_FOUND", "找不到这张消费券"
+    if coupon.state == "used":
+        return "COUPON_USED", "该消费券已使用，不能重复核销"
+    if coupon.state != "claimed":
+        return "COUPON_USED", "该消费券已作废"
+    if now >= coupon.valid_until:
+        return "COUPON_EXPIRED", "该消费券已过期"
+    if coupon.category_id not in {c.id for c in merchant.categories}:
+        return "CATEGORY_MISMATCH", f"这是{coupon.category.name}券，本店不能使用"
+    resident_phone = db.session.scalar(sa.select(Resident.phone).where(Resident.id == coupon.resident_id))
+    if resident_phone == till_.staff.phone:
+        return "FORBIDDEN", "店员不能核销自己的消费券"
+    if spend_fen is not None and spend_fen < coupon.threshold_fen:
+        need = coupon.threshold_fen
+        return "BELOW_THRESHOLD", f"消费满{need // 100}元才能使用这张券，本次消费{spend_fen / 100:.2f}元"
+    return None
+
+
+def _coupon_of(code: paycode.PayCode) -> Coupon | None:
+    coupon = db.session.get(Coupon, code.coupon_id)
+    return coupon if coupon is not None and coupon.resident_id == code.resident_id else None
+
+
+def coupon_for_till(coupon: Coupon, tz) -> dict:
+    return {
+        "id": coupon.id,
+        "category": {"code": coupon.category.code, "name": coupon.category.name},
+        "face_fen": coupon.face_fen,
+        "threshold_fen": coupon.threshold_fen,
+        "valid_until": isoformat(coupon.valid_until, tz),
+    }
+
+
+def scan(till_: Till, token: str, now: datetime, tz) -> dict:
+    """What the till shows after scanning: the coupon, and whether this shop may take it."""
+    coupon = _coupon_of(paycode.read(token))
+    refusal = _refusal(till_, coupon, now, None)
+    if coupon is None:
+        raise ApiError("NOT_FOUND", "找不到这张消费券")
+    return {
+        "coupon": coupon_for_till(coupon, tz),
+        "accepted": refusal is None,
+        "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
+    }
+
+
+def redeem(
+    till_: Till, token: str, spend_fen: int, spend_category: str, note: str | None, key: str | None, now: datetime
+) -> Redemption:
+    """Spend the coupon at this till, or refuse (and log why)."""
+    if key:
+        earlier = db.session.scalar(
+            sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
+        )
+        if earlier is not None:
+            return earlier
+    coupon_id = None
+    try:
+        code = paycode.read(token)
+        coupon_id = code.coupon_id
+        coupon = _coupon_of(code)
+        refusal = _refusal(till_, coupon, now, spend_fen)
+        if refusal:
+            raise ApiError(*refusal)
+        used = db.session.execute(
+            sa.update(Coupon)
+            .where(Coupon.id == coupon.id, Coupon.state == "claimed", Coupon.valid_until > now)
+            .values(state="used")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if used != 1:
+            raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
+    except ApiError as refused:
+        db.session.rollback()
+        db.session.add(
+            RefusedRedemption(
+                staff_id=till_.staff.id,
+                merchant_id=till_.merchant.id,
+                coupon_id=coupon_id if db.session.get(Coupon, coupon_id or 0) else None,
+                code=refused.code,
+                message=refused.message[:200],
+                spend_fen=spend_fen,
+                created_at=now,
+            )
+        )
+        refused.keep_changes = True
+        raise
+    redemption = Redemption(
+        coupon_id=coupon.id,
+        merchant_id=till_.merchant.id,
+        staff_id=till_.staff.id,
+        resident_id=coupon.resident_id,
+        face_fen=coupon.face_fen,
+        threshold_fen=coupon.threshold_fen,
+        spend_fen=spend_fen,
+        spend_category=spend_category.strip(),
+        note=(note or "").strip() or None,
+        idempotency_key=key,
+        created_at=now,
+    )
+    db.session.add(redemption)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except sa.exc.IntegrityError:
+        # The same key raced itself: the other submission recorded it; answer with that one.
+        db.session.rollback()
+        earlier = db.session.scalar(
+            sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
+        )
+        if earlier is None:
+            raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销") from None
+        return earlier
+    return redemption
+
+
+def redemption_json(redemption: Redemption, tz) -> dict:
+    category = db.session.scalar(
+        sa.select(Category).join(Coupon, Coupon.category_id == Category.id).where(Coupon.id == redemption.coupon_id)
+    )
+    return {
+        "id": redemption.id,
+        "coupon_id": redemption.coupon_id,
+        "category": {"code": category.code, "name": category.name},
+        "face_fen": redemption.face_fen,
+        "threshold_fen": redemption.threshold_fen,
+        "spend_fen": redemption.spend_fen,
+        "spend_category": redemption.spend_category,
+        "note": redemption.note,
+        "created_at": isoformat(redemption.created_at, tz),
+        "revoked_at": isoformat(redemption.revoked_at, tz),
+    }

@@ -1,0 +1,210 @@
+"""Pay codes, the till's scan and redeem: every refusal, replays, retries, races and isolation."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from server import credit_code, tokens
+from server.extensions import db
+from server.models import BindingCode, Category, Coupon, Merchant, Redemption, RefusedRedemption, Staff
+from tests.helpers import T0, auth
+
+
+@pytest.fixture
+def shop(app, make_campaign, clock):
+    """Make the standard campaign and return a factory of approved merchants with one staff token."""
+    make_campaign()
+    counter = iter(range(1, 1000))
+
+    def make(category="hotel", status="approved", phone=None):
+        n = next(counter)
+        with app.app_context():
+            cat = db.session.scalar(sa.select(Category).where(Category.code == category))
+            merchant = Merchant(
+                name=f"演示商户{n}",
+                credit_code=credit_code.make("220723", f"MB{n:06d}"),
+                address="乾安县",
+                contact_name="演示联系人",
+                contact_phone="13900000000",
+                status=status,
+                categories=[cat],
+            )
+            db.session.add(merchant)
+            db.session.flush()
+            code = BindingCode(merchant_id=merchant.id, code_hash=f"test-{n}", expires_at=T0, used_at=T0)
+            db.session.add(code)
+            db.session.flush()
+            staff = Staff(
+                merchant_id=merchant.id, name="店员", phone=phone or f"1370000{n:04d}", binding_code_id=code.id
+            )
+            db.session.add(staff)
+            db.session.commit()
+            return merchant.id, tokens.issue("staff", staff.id, bound=True)
+
+    return make
+
+
+@pytest.fixture
+def coupon(client, make_resident):
+    """A resident who drew a hotel coupon: (resident token, coupon)."""
+
+    def make(category="hotel", phone=None):
+        _, token = make_resident(phone=phone)
+        body = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()
+        return token, body["coupon"]
+
+    return make
+
+
+def paycode(client, token, coupon_id):
+    answer = client.get(f"/api/v1/coupons/{coupon_id}/paycode", headers=auth(token))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["paycode"]
+
+
+def redeem(client, staff, code, spend_fen, key=None, category="住宿"):
+    headers = auth(staff) | ({"Idempotency-Key": key} if key else {})
+    body = {"paycode": code, "spend_fen": spend_fen, "spend_category": category}
+    return client.post("/api/v1/merchant/redeem", json=body, headers=headers)
+
+
+def test_the_till_scans_and_redeems_once(client, app, shop, coupon):
+    _, staff = shop()
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    scanned = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(staff)).get_json()
+    assert scanned["accepted"] is True and scanned["refusal"] is None
+    assert scanned["coupon"]["face_fen"] == won["face_fen"]
+    assert scanned["coupon"]["threshold_fen"] == won["threshold_fen"]
+    answer = redeem(client, staff, code, won["threshold_fen"], key="k-1")
+    assert answer.status_code == 200, answer.get_json()
+    done = answer.get_json()["redemption"]
+    assert (done["face_fen"], done["spend_fen"], done["spend_category"]) == (
+        won["face_fen"],
+        won["threshold_fen"],
+        "住宿",
+    )
+    used = client.get("/api/v1/coupons?status=used", headers=auth(resident)).get_json()["items"]
+    assert [c["id"] for c in used] == [won["id"]]
+    # The same screenshot again: refused, and the refusal is logged.
+    again = redeem(client, staff, code, won["threshold_fen"], key="k-2")
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "COUPON_USED"
+    with app.app_context():
+        assert db.session.scalar(sa.select(RefusedRedemption.code)) == "COUPON_USED"
+
+
+def test_a_retried_submission_with_the_same_key_records_once(client, app, shop, coupon):
+    _, staff = shop()
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    first = redeem(client, staff, code, won["threshold_fen"], key="retry-1").get_json()
+    second = redeem(client, staff, code, won["threshold_fen"], key="retry-1")
+    assert second.status_code == 200
+    assert second.get_json() == first
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
+
+
+def test_refusals_each_with_its_code(client, app, shop, coupon, clock):
+    _, hotel_staff = shop("hotel")
+    _, fuel_staff = shop("fuel")
+    _, suspended_staff = shop("hotel", status="suspended")
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+
+    def refused(staff, token, spend):
+        answer = redeem(client, staff, token, spend)
+        return answer.status_code, answer.get_json()["error"]["code"]
+
+    assert refused(hotel_staff, code, won["threshold_fen"] - 1) == (409, "BELOW_THRESHOLD")
+    assert refused(fuel_staff, code, won["threshold_fen"]) == (409, "CATEGORY_MISMATCH")
+    assert refused(suspended_staff, code, won["threshold_fen"]) == (403, "MERCHANT_SUSPENDED")
+    assert refused(hotel_staff, code[:-3] + "abc", won["threshold_fen"]) == (400, "PAYCODE_EXPIRED")
+    clock.shift(timedelta(seconds=61))
+    assert refused(hotel_staff, code, won["threshold_fen"]) == (400, "PAYCODE_EXPIRED")
+    with app.app_context():
+        logged = Counter(db.session.scalars(sa.select(RefusedRedemption.code)))
+    assert logged == {
+        "BELOW_THRESHOLD": 1,
+        "CATEGORY_MISMATCH": 1,
+        "MERCHANT_SUSPENDED": 1,
+        "PAYCODE_EXPIRED": 2,
+    }
+
+
+def test_an_expired_coupon_gets_no_paycode_and_cannot_be_redeemed(client, shop, coupon, clock):
+    _, staff = shop()
+    resident, won = coupon()
+    deadline = datetime(2026, 6, 29, 16, 0, tzinfo=UTC)  # 24:00 of the fifth day, Shanghai
+    clock.move_to(deadline - timedelta(seconds=30))
+    code = paycode(client, resident, won["id"])
+    clock.shift(timedelta(seconds=31))
+    assert redeem(client, staff, code, won["threshold_fen"]).get_json()["error"]["code"] == "COUPON_EXPIRED"
+    answer = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident))
+    assert answer.get_json()["error"]["code"] == "COUPON_EXPIRED"
+
+
+def test_staff_cannot_redeem_their_own_coupon(client, shop, coupon):
+    _, staff = shop(phone="13911112222")
+    resident, won = coupon(phone="13911112222")
+    code = paycode(client, resident, won["id"])
+    answer = redeem(client, staff, code, won["threshold_fen"])
+    assert answer.status_code == 403
+    assert answer.get_json()["error"]["message"] == "店员不能核销自己的消费券"
+
+
+def test_a_resident_gets_paycodes_only_for_their_own_coupons(client, coupon, make_resident, shop):
+    _, won = coupon()
+    _, other = make_resident()
+    assert client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(other)).status_code == 404
+    assert client.get(f"/api/v1/coupons/{won['id']}/paycode.png", headers=auth(other)).status_code == 404
+
+
+def test_paycode_png_is_a_qr_of_a_fresh_paycode(client, app, shop, coupon):
+    from PIL import Image
+
+    resident, won = coupon()
+    answer = client.get(f"/api/v1/coupons/{won['id']}/paycode.png", headers=auth(resident))
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "image/png"
+    assert answer.headers["Cache-Control"] == "no-store"
+    import io
+
+    image = Image.open(io.BytesIO(answer.data))
+    assert image.format == "PNG" and image.width >= 200
+
+
+def test_a_resident_token_is_not_a_staff_token(client, shop, coupon):
+    resident, won = coupon()
+    answer = client.post("/api/v1/merchant/scan", json={"paycode": "x"}, headers=auth(resident))
+    assert answer.status_code == 403
+
+
+def test_ten_tills_redeeming_one_coupon_at_once_record_one(client, app, shop, coupon):
+    tills = [shop()[1] for _ in range(10)]
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    start = threading.Barrier(len(tills))
+    answers = [None] * len(tills)
+
+    def go(i, staff):
+        c = app.test_client()
+        start.wait()
+        r = redeem(c, staff, code, won["threshold_fen"], key=f"till-{i}")
+        answers[i] = r.status_code if r.status_code == 200 else r.get_json()["error"]["code"]
+
+    threads = [threading.Thread(target=go, args=(i, s)) for i, s in enumerate(tills)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert Counter(answers) == {200: 1, "COUPON_USED": 9}
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
+        assert db.session.scalar(sa.select(Coupon.state).where(Coupon.id == won["id"])) == "used"
