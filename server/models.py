@@ -351,7 +351,14 @@ class Redemption(db.Model):
     note: Mapped[str | None] = mapped_column(sa.String(200))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 撤回: a mistaken redemption undone within the window; the coupon is usable again.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoke_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    # 退货: goods returned; under the "return" policy the coupon is voided and owes nothing,
+    # under "forfeit" it stays spent and is still settled.
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    refund_policy: Mapped[str | None] = mapped_column(sa.String(10))
 
 
 class RefusedRedemption(db.Model):

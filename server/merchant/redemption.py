@@ -170,4 +170,100 @@ def redemption_json(redemption: Redemption, tz) -> dict:
         "note": redemption.note,
         "created_at": isoformat(redemption.created_at, tz),
         "revoked_at": isoformat(redemption.revoked_at, tz),
+        "refunded_at": isoformat(redemption.refunded_at, tz),
     }
+
+
+def _own(till_: Till, redemption_id: int) -> Redemption:
+    """A redemption of this merchant, locked; another merchant's is not found (no hint it exists)."""
+    redemption = db.session.scalar(
+        sa.select(Redemption)
+        .where(Redemption.id == redemption_id, Redemption.merchant_id == till_.merchant.id)
+        .with_for_update()
+    )
+    if redemption is None:
+        raise ApiError("NOT_FOUND", "找不到这笔核销记录")
+    return redemption
+
+
+def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s: int) -> Redemption:
+    """Undo a mistaken redemption within the window: the coupon is the resident's to use again."""
+    redemption = _own(till_, redemption_id)
+    if redemption.revoked_at or redemption.refunded_at:
+        raise ApiError("COUPON_USED", "这笔核销已撤回或已退货")
+    if (now - redemption.created_at).total_seconds() > window_s:
+        raise ApiError("FORBIDDEN", f"核销超过{window_s // 60}分钟，不能撤回；如顾客退货请办理退货")
+    redemption.revoked_at, redemption.revoke_reason = now, reason.strip()
+    db.session.execute(
+        sa.update(Coupon)
+        .where(Coupon.id == redemption.coupon_id, Coupon.state == "used")
+        .values(state="claimed")
+        .execution_options(synchronize_session=False)
+    )
+    return redemption
+
+
+def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redemption:
+    """Goods returned (退货): per the campaign's policy the coupon is voided, or stays spent."""
+    from ..models import Campaign, Round
+
+    redemption = _own(till_, redemption_id)
+    if redemption.revoked_at or redemption.refunded_at:
+        raise ApiError("COUPON_USED", "这笔核销已撤回或已退货")
+    policy = db.session.scalar(
+        sa.select(Campaign.refund_policy)
+        .join(Round, Round.campaign_id == Campaign.id)
+        .join(Coupon, Coupon.round_id == Round.id)
+        .where(Coupon.id == redemption.coupon_id)
+    )
+    redemption.refunded_at, redemption.refund_reason, redemption.refund_policy = now, reason.strip(), policy
+    if policy == "return":
+        db.session.execute(
+            sa.update(Coupon)
+            .where(Coupon.id == redemption.coupon_id)
+            .values(state="void")
+            .execution_options(synchronize_session=False)
+        )
+    return redemption
+
+
+def settled(query):
+    """Restrict a redemption query to what the merchant is reimbursed for.
+
+    Qian'an rule: a redemption without spend amount or category forfeits its subsidy; revoked
+    ones and refunds under the "return" policy owe nothing.
+    """
+    return query.where(
+        Redemption.revoked_at.is_(None),
+        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
+        Redemption.spend_fen > 0,
+        sa.func.length(sa.func.trim(Redemption.spend_category)) > 0,
+    )
+
+
+def own_redemptions(till_: Till, start: datetime | None, end: datetime | None, page: int, per_page: int):
+    query = sa.select(Redemption).where(Redemption.merchant_id == till_.merchant.id)
+    if start:
+        query = query.where(Redemption.created_at >= start)
+    if end:
+        query = query.where(Redemption.created_at < end)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(Redemption.created_at.desc(), Redemption.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return items, total
+
+
+def settlement(till_: Till, tz) -> dict:
+    """What the merchant is owed: 100% of the face value of its valid redemptions, per local day."""
+    rows = db.session.execute(
+        settled(
+            sa.select(Redemption.created_at, Redemption.face_fen).where(Redemption.merchant_id == till_.merchant.id)
+        )
+    ).all()
+    days: dict[str, list[int]] = {}
+    for created_at, face in rows:
+        day = created_at.astimezone(tz).date().isoformat()
+        days.setdefault(day, []).append(face)
+    per_day = [{"date": day, "count": len(faces), "owed_fen": sum(faces)} for day, faces in sorted(days.items())]
+    return {"days": per_day, "count": len(rows), "owed_fen": sum(face for _, face in rows)}

@@ -82,7 +82,38 @@ class RedemptionOut(Schema):
     note = fields.String(allow_none=True)
     created_at = fields.String(required=True)
     revoked_at = fields.String(allow_none=True)
+    refunded_at = fields.String(allow_none=True)
 
 
 class RedeemOut(Schema):
     redemption = fields.Nested(RedemptionOut, required=True)
+
+
+class ReasonIn(Schema):
+    reason = fields.String(required=True, validate=validators.Length(1, 200))
+
+
+class RedemptionsQuery(Schema):
+    start = fields.Date(load_default=None, metadata={"description": "First local day, inclusive"})
+    end = fields.Date(load_default=None, metadata={"description": "Last local day, inclusive"})
+    page = fields.Integer(load_default=1, validate=validators.Range(1, 100000))
+    per_page = fields.Integer(load_default=20, validate=validators.Range(1, 100))
+
+
+class RedemptionsOut(Schema):
+    items = fields.List(fields.Nested(RedemptionOut), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+
+
+class SettlementDayOut(Schema):
+    date = fields.String(required=True)
+    count = fields.Integer(required=True)
+    owed_fen = fields.Integer(required=True)
+
+
+class SettlementOut(Schema):
+    days = fields.List(fields.Nested(SettlementDayOut), required=True)
+    count = fields.Integer(required=True)
+    owed_fen = fields.Integer(required=True)

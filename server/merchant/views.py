@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app, request
 
 from .. import tokens
@@ -9,7 +11,20 @@ from ..errors import ApiError
 from ..extensions import db
 from ..timeutil import utcnow, zone
 from . import bp, redemption, services
-from .schemas import ApplyIn, ApplyOut, BindIn, BindOut, RedeemIn, RedeemOut, ScanIn, ScanOut
+from .schemas import (
+    ApplyIn,
+    ApplyOut,
+    BindIn,
+    BindOut,
+    ReasonIn,
+    RedeemIn,
+    RedeemOut,
+    RedemptionsOut,
+    RedemptionsQuery,
+    ScanIn,
+    ScanOut,
+    SettlementOut,
+)
 
 
 @bp.post("/apply")
@@ -69,3 +84,58 @@ def redeem(body):
     )
     db.session.commit()
     return {"redemption": redemption.redemption_json(done, _tz())}
+
+
+@bp.post("/redemptions/<int:redemption_id>/revoke")
+@bp.input(ReasonIn, arg_name="body")
+@bp.output(RedeemOut)
+@bp.doc(security=BEARER, responses={401: "No staff token", 403: "Window passed", 404: "Not this shop's", 409: "Done"})
+def revoke(redemption_id, body):
+    """Undo a mistaken redemption within the window (撤回); the coupon can be used again."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    window = current_app.config["REVOKE_WINDOW_S"]
+    done = redemption.revoke(till, redemption_id, body["reason"], utcnow(), window)
+    db.session.commit()
+    return {"redemption": redemption.redemption_json(done, _tz())}
+
+
+@bp.post("/redemptions/<int:redemption_id>/refund")
+@bp.input(ReasonIn, arg_name="body")
+@bp.output(RedeemOut)
+@bp.doc(security=BEARER, responses={401: "No staff token", 404: "Not this shop's", 409: "Done"})
+def refund(redemption_id, body):
+    """Goods returned (退货): handled by the campaign's refund policy (return or forfeit)."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    done = redemption.refund(till, redemption_id, body["reason"], utcnow())
+    db.session.commit()
+    return {"redemption": redemption.redemption_json(done, _tz())}
+
+
+@bp.get("/redemptions")
+@bp.input(RedemptionsQuery, location="query", arg_name="query")
+@bp.output(RedemptionsOut)
+@bp.doc(security=BEARER, responses={400: "Bad filter", 401: "No staff token"})
+def redemptions(query):
+    """The merchant's own redemptions, newest first, by local date range, paginated."""
+    from ..timeutil import local_midnight
+
+    till = redemption.till(tokens.require_bearer("staff"))
+    tz = _tz()
+    start = local_midnight(query["start"], tz) if query["start"] else None
+    end = local_midnight(query["end"] + timedelta(days=1), tz) if query["end"] else None
+    items, total = redemption.own_redemptions(till, start, end, query["page"], query["per_page"])
+    return {
+        "items": [redemption.redemption_json(r, tz) for r in items],
+        "total": total,
+        "page": query["page"],
+        "per_page": query["per_page"],
+    }
+
+
+@bp.get("/settlement")
+@bp.output(SettlementOut)
+@bp.doc(security=BEARER, responses={401: "No staff token"})
+def settlement():
+    """What the merchant is owed: face value of valid redemptions, per local day and in total."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    return redemption.settlement(till, _tz())

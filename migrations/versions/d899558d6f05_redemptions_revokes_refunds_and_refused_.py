@@ -1,8 +1,8 @@
-"""redemptions and refused attempts
+"""redemptions, revokes, refunds and refused attempts
 
-Revision ID: 6589c4034157
+Revision ID: d899558d6f05
 Revises: d20b50274cb0
-Create Date: 2026-11-23 09:32:01.698619
+Create Date: 2026-11-23 09:35:12.985622
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '6589c4034157'
+revision = 'd899558d6f05'
 down_revision = 'd20b50274cb0'
 branch_labels = None
 depends_on = None
@@ -32,6 +32,10 @@ def upgrade():
     sa.Column('idempotency_key', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoke_reason', sa.String(length=200), nullable=True),
+    sa.Column('refunded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('refund_reason', sa.String(length=200), nullable=True),
+    sa.Column('refund_policy', sa.String(length=10), nullable=True),
     sa.CheckConstraint('spend_fen >= 0', name=op.f('ck_redemptions_spend_not_negative')),
     sa.ForeignKeyConstraint(['coupon_id'], ['coupons.id'], name=op.f('fk_redemptions_coupon_id_coupons')),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_redemptions_merchant_id_merchants')),
