@@ -62,9 +62,11 @@ end
 function request()
   idx = idx + 1
   if idx > #lines then idx = 1; wrapped = wrapped + 1 end
-  local token, body = lines[idx]:match("^(%S+) (.*)$")
-  return wrk.format("POST", nil, {["Authorization"] = "Bearer " .. token,
-                                  ["Content-Type"] = "application/json"}, body)
+  -- a line: <bearer token> <Idempotency-Key or -> <JSON body>
+  local token, key, body = lines[idx]:match("^(%S+) (%S+) (.*)$")
+  local headers = {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}
+  if key ~= "-" then headers["Idempotency-Key"] = key end
+  return wrk.format("POST", nil, headers, body)
 end
 
 function response(status, headers, body)
@@ -258,7 +260,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "draw.lua"
             script.write_text(WRK_SCRIPT)
-            lines = [f'{token} {{"category": "{c}"}}' for token in tokens for c in CATEGORIES]
+            lines = [f'{token} - {{"category": "{c}"}}' for token in tokens for c in CATEGORIES]
             random.Random(9).shuffle(lines)
             plans = [Path(tmp) / f"plan-{k}.txt" for k in range(args.turns)]
             for k, plan in enumerate(plans):

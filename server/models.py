@@ -341,6 +341,7 @@ class Redemption(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     coupon_id: Mapped[int] = mapped_column(sa.ForeignKey("coupons.id"))
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"))
     merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"))
     staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
     resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"))

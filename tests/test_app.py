@@ -21,6 +21,14 @@ API_PATHS = {
     ("get", "/api/v1/dev/sms-outbox"),
     ("post", "/api/v1/merchant/apply"),
     ("post", "/api/v1/merchant/bind"),
+    ("post", "/api/v1/merchant/scan"),
+    ("post", "/api/v1/merchant/redeem"),
+    ("post", "/api/v1/merchant/redemptions/{redemption_id}/revoke"),
+    ("post", "/api/v1/merchant/redemptions/{redemption_id}/refund"),
+    ("get", "/api/v1/merchant/redemptions"),
+    ("get", "/api/v1/merchant/settlement"),
+    ("get", "/api/v1/coupons/{coupon_id}/paycode"),
+    ("get", "/api/v1/coupons/{coupon_id}/paycode.png"),
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from .. import paycode, tokens
 from ..errors import ApiError
@@ -26,11 +27,15 @@ class Till:
 
 
 def till(bearer: tokens.Bearer) -> Till:
-    """The staff member behind a staff token, with their merchant."""
-    staff = db.session.get(Staff, bearer.id)
+    """The staff member behind a staff token, with their merchant and its categories (one query)."""
+    staff = db.session.scalar(
+        sa.select(Staff)
+        .where(Staff.id == bearer.id)
+        .options(sa.orm.joinedload(Staff.merchant).selectinload(Merchant.categories))
+    )
     if staff is None:
         raise ApiError("UNAUTHORIZED", "店员身份已失效，请重新绑定")
-    return Till(staff, db.session.get(Merchant, staff.merchant_id))
+    return Till(staff, staff.merchant)
 
 
 def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int | None):
@@ -128,6 +133,7 @@ def redeem(
         raise
     redemption = Redemption(
         coupon_id=coupon.id,
+        category_id=coupon.category_id,
         merchant_id=till_.merchant.id,
         staff_id=till_.staff.id,
         resident_id=coupon.resident_id,
@@ -141,8 +147,7 @@ def redeem(
     )
     db.session.add(redemption)
     try:
-        with db.session.begin_nested():
-            db.session.flush()
+        db.session.flush()  # no savepoint: on a conflict the whole attempt is rolled back below
     except sa.exc.IntegrityError:
         # The same key raced itself: the other submission recorded it; answer with that one.
         db.session.rollback()
@@ -156,9 +161,7 @@ def redeem(
 
 
 def redemption_json(redemption: Redemption, tz) -> dict:
-    category = db.session.scalar(
-        sa.select(Category).join(Coupon, Coupon.category_id == Category.id).where(Coupon.id == redemption.coupon_id)
-    )
+    category = db.session.get(Category, redemption.category_id)
     return {
         "id": redemption.id,
         "coupon_id": redemption.coupon_id,

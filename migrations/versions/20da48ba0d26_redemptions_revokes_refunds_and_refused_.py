@@ -1,8 +1,8 @@
 """redemptions, revokes, refunds and refused attempts
 
-Revision ID: d899558d6f05
+Revision ID: 20da48ba0d26
 Revises: d20b50274cb0
-Create Date: 2026-11-23 09:35:12.985622
+Create Date: 2026-11-23 09:40:14.093920
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'd899558d6f05'
+revision = '20da48ba0d26'
 down_revision = 'd20b50274cb0'
 branch_labels = None
 depends_on = None
@@ -21,6 +21,7 @@ def upgrade():
     op.create_table('redemptions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('coupon_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('category_id', sa.Integer(), nullable=False),
     sa.Column('merchant_id', sa.Integer(), nullable=False),
     sa.Column('staff_id', sa.Integer(), nullable=False),
     sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -37,6 +38,7 @@ def upgrade():
     sa.Column('refund_reason', sa.String(length=200), nullable=True),
     sa.Column('refund_policy', sa.String(length=10), nullable=True),
     sa.CheckConstraint('spend_fen >= 0', name=op.f('ck_redemptions_spend_not_negative')),
+    sa.ForeignKeyConstraint(['category_id'], ['categories.id'], name=op.f('fk_redemptions_category_id_categories')),
     sa.ForeignKeyConstraint(['coupon_id'], ['coupons.id'], name=op.f('fk_redemptions_coupon_id_coupons')),
     sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_redemptions_merchant_id_merchants')),
     sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_redemptions_resident_id_residents')),

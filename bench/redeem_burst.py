@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Many tills redeeming at once, against gunicorn and PostgreSQL; and pay-code PNGs per second.
+
+1. Recreates `huigou_bench`, loads the Qian'an demo campaign and binds one shop assistant to each
+   of its 12 merchants (binding code + SMS code, through the API).
+2. Binds N residents, each draws a coupon in every category, and fetches a fresh pay code for each.
+3. Fires wrk at `POST /api/v1/merchant/redeem`: each request a pay code at a till of a merchant of
+   its category, spend at the threshold, with its own Idempotency-Key; then reads redemptions/s
+   and latency percentiles, and checks the database: one redemption per coupon, every coupon
+   redeemed at most once, every 200 a redemption.
+4. Renders pay-code PNGs in-process for a few seconds and prints how many per second.
+
+Needs wrk and PostgreSQL on 127.0.0.1. Prints its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.draw_burst import CATEGORIES, FLASK, WRK_SCRIPT, bind_residents, recreate, run, start_gunicorn, stop, wrk  # noqa: E402
+
+
+def bind_staff(base: str, seed_output: str) -> dict[str, list[str]]:
+    """One assistant per demo merchant; staff tokens by category code."""
+    by_category: dict[str, list[str]] = {}
+    names = {"宾馆": "hotel", "餐饮": "restaurant", "加油": "fuel", "扶贫农产品": "farm_produce", "书店": "bookstore"}
+    merchants = re.findall(r"\[(\d+)\] .*?（(\S+?)，.*?绑定码 (\w{8})", seed_output)
+    for n, (_, category, code) in enumerate(merchants):
+        phone = f"17{n:09d}"
+        requests.post(f"{base}/api/v1/auth/sms", json={"phone": phone, "purpose": "staff"}).raise_for_status()
+        sms = requests.get(f"{base}/api/v1/dev/sms-outbox", params={"phone": phone}).json()["items"][0]["code"]
+        body = {"binding_code": code, "name": "压测店员", "phone": phone, "sms_code": sms}
+        answer = requests.post(f"{base}/api/v1/merchant/bind", json=body)
+        answer.raise_for_status()
+        by_category.setdefault(names[category], []).append(answer.json()["token"])
+    return by_category
+
+
+def draw_all(base: str, tokens: list[str]) -> list[tuple[str, str, int, int]]:
+    """Each resident draws every category: (resident token, category, threshold, coupon id) per win."""
+
+    def one(token: str):
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {token}"
+        won = []
+        for category in CATEGORIES:
+            answer = s.post(f"{base}/api/v1/draw", json={"category": category})
+            if answer.status_code == 200:
+                coupon = answer.json()["coupon"]
+                won.append((token, category, coupon["threshold_fen"], coupon["id"]))
+        return won
+
+    with ThreadPoolExecutor(32) as pool:
+        return [item for items in pool.map(one, tokens) for item in items]
+
+
+def fetch_paycodes(base: str, coupons: list[tuple[str, str, int, int]]) -> list[str]:
+    """Fresh pay codes, fetched last: they live 60 s."""
+
+    def one(item):
+        token, _, _, coupon_id = item
+        answer = requests.get(
+            f"{base}/api/v1/coupons/{coupon_id}/paycode", headers={"Authorization": f"Bearer {token}"}
+        )
+        return answer.json()["paycode"]
+
+    with ThreadPoolExecutor(32) as pool:
+        return list(pool.map(one, coupons))
+
+
+def png_rate(seconds: float) -> float:
+    from datetime import UTC, datetime
+
+    from server import create_app, paycode
+
+    app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    with app.app_context():
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            token, _ = paycode.issue(123456 + n, 654321, datetime.now(UTC))
+            paycode.png(token)
+            n += 1
+        return n / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--residents", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load (pay codes live 60 s)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1")
+    parser.add_argument("--database", default="huigou_bench")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    dsn = f"{args.pg}/{args.database}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "SECRET_KEY": "bench-secret",
+        "WECHAT_BACKEND": "dev",
+        "SMS_BACKEND": "outbox",
+        "RATELIMIT_ENABLED": "0",
+    }
+    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
+    recreate(f"{args.pg}/postgres", args.database)
+    run(FLASK + ["db", "upgrade"], env, capture_output=True)
+    seed = run(FLASK + ["seed-demo"], env, capture_output=True, text=True).stdout
+    base = "http://127.0.0.1:5083"
+    server = start_gunicorn("server:create_app()", 5083, env, args)
+    try:
+        staff = bind_staff(base, seed)
+        print(f"==> bound {sum(map(len, staff.values()))} shop assistants to {len(staff)} categories of merchants")
+        residents = bind_residents(base, args.residents)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        coupons = draw_all(base, residents)
+        t = time.perf_counter()
+        codes = fetch_paycodes(base, coupons)
+        print(f"==> {len(coupons)} coupons drawn; their pay codes fetched in {time.perf_counter() - t:.1f} s")
+        lines = []
+        for n, ((_, category, threshold, _), code) in enumerate(zip(coupons, codes, strict=True)):
+            tills = staff[category]
+            body = json.dumps({"paycode": code, "spend_fen": threshold, "spend_category": "压测"})
+            lines.append(f"{tills[n % len(tills)]} {uuid.uuid4().hex} {body}")
+        with tempfile.TemporaryDirectory() as tmp:
+            plan, script = Path(tmp) / "plan.txt", Path(tmp) / "redeem.lua"
+            plan.write_text("\n".join(lines) + "\n")
+            script.write_text(WRK_SCRIPT)
+            args.turns = 1
+            print(f"==> burst: {args.connections} connections for {args.duration} s at 12 merchants' tills")
+            result = wrk(f"{base}/api/v1/merchant/redeem", plan, script, args, args.duration)
+    finally:
+        stop(server)
+    per_s = result["requests"] / (result["duration_us"] / 1e6)
+    with psycopg.connect(dsn) as conn:
+        redemptions = conn.execute("SELECT count(*) FROM redemptions WHERE revoked_at IS NULL").fetchone()[0]
+        used = conn.execute("SELECT count(*) FROM coupons WHERE state = 'used'").fetchone()[0]
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT coupon_id FROM redemptions GROUP BY 1 HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    ok200 = result["statuses"].get("200", 0)
+    print()
+    print(f"{'':28}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"{'POST /merchant/redeem':28}{per_s:>8.0f}{result['p50_ms']:>9.1f}{result['p90_ms']:>9.1f}"
+        f"{result['p99_ms']:>9.1f}{result['max_ms']:>9.1f}"
+    )
+    print(f"answers: {json.dumps(result['statuses'], sort_keys=True)}; plan wrapped {result['wrapped']} time(s)")
+    print(f"redemptions {redemptions}, coupons used {used}, coupons redeemed twice {twice}, 200 answers {ok200}")
+    rate = png_rate(3)
+    print(f"pay-code PNG (token + QR render) in one process: {rate:.0f} per second")
+    ok = twice == 0 and redemptions == used and ok200 <= redemptions <= ok200 + args.connections
+    print("invariants:", "hold" if ok else "BROKEN")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
