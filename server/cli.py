@@ -196,6 +196,27 @@ def merchant_code(merchant_id: int) -> None:
     click.echo(f"{merchant.name}  新绑定码：{codes[0]}（30天内有效，仅可使用一次）")
 
 
+def _standing(status: str, done: str):
+    def command(merchant_id: int, reason: str) -> None:
+        from .merchant import services
+
+        merchant = _merchant(merchant_id)
+        _review(lambda: services.set_standing(merchant, status, utcnow(), reason))
+        click.echo(f"{done}：{merchant.name}（{reason}）")
+
+    return command
+
+
+for _name, _status, _done, _help in (
+    ("suspend", "suspended", "已暂停", "Suspend an approved merchant: its tills can no longer redeem."),
+    ("blacklist", "blacklisted", "已列入黑名单", "Blacklist a merchant (bad credit record): out for good."),
+    ("reinstate", "approved", "已恢复", "Reinstate a suspended merchant."),
+):
+    merchant_cli.command(_name, help=_help)(
+        click.argument("merchant_id", type=int)(click.option("--reason", required=True)(_standing(_status, _done)))
+    )
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(merchant_cli)
     app.cli.add_command(campaign_cli)

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-import sqlalchemy.orm
 
 from .. import paycode, tokens
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff
+from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff, merchant_categories
 from ..timeutil import isoformat
 
 
@@ -24,18 +23,18 @@ from ..timeutil import isoformat
 class Till:
     staff: Staff
     merchant: Merchant
+    category_ids: frozenset[int]
 
 
 def till(bearer: tokens.Bearer) -> Till:
-    """The staff member behind a staff token, with their merchant and its categories (one query)."""
-    staff = db.session.scalar(
-        sa.select(Staff)
-        .where(Staff.id == bearer.id)
-        .options(sa.orm.joinedload(Staff.merchant).selectinload(Merchant.categories))
-    )
+    """The staff member behind a staff token, with their merchant and the categories it takes."""
+    staff = db.session.get(Staff, bearer.id)
     if staff is None:
         raise ApiError("UNAUTHORIZED", "店员身份已失效，请重新绑定")
-    return Till(staff, staff.merchant)
+    categories = db.session.scalars(
+        sa.select(merchant_categories.c.category_id).where(merchant_categories.c.merchant_id == staff.merchant_id)
+    )
+    return Till(staff, db.session.get(Merchant, staff.merchant_id), frozenset(categories))
 
 
 def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int | None):
@@ -51,7 +50,7 @@ def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int |
         return "COUPON_USED", "该消费券已作废"
     if now >= coupon.valid_until:
         return "COUPON_EXPIRED", "该消费券已过期"
-    if coupon.category_id not in {c.id for c in merchant.categories}:
+    if coupon.category_id not in till_.category_ids:
         return "CATEGORY_MISMATCH", f"这是{coupon.category.name}券，本店不能使用"
     resident_phone = db.session.scalar(sa.select(Resident.phone).where(Resident.id == coupon.resident_id))
     if resident_phone == till_.staff.phone:

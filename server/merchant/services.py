@@ -104,6 +104,26 @@ def reject(merchant: Merchant, now: datetime, reason: str) -> None:
     merchant.status, merchant.reviewed_at, merchant.review_note = "rejected", now, reason.strip()
 
 
+def set_standing(merchant: Merchant, status: str, now: datetime, reason: str) -> None:
+    """Suspend, blacklist or reinstate an approved merchant; a blacklisted one stays out."""
+    allowed = {
+        "suspended": ("approved",),
+        "blacklisted": ("approved", "suspended", "applied", "rejected"),
+        "approved": ("suspended",),
+    }
+    if merchant.status not in allowed[status]:
+        raise ReviewError(f"商户当前状态为「{STATUS_NAMES[merchant.status]}」，不能改为「{STATUS_NAMES[status]}」")
+    if not reason.strip():
+        raise ReviewError("须写明原因")
+    merchant.status, merchant.reviewed_at, merchant.review_note = status, now, reason.strip()
+    if status == "blacklisted":
+        db.session.execute(
+            sa.update(BindingCode)
+            .where(BindingCode.merchant_id == merchant.id, BindingCode.used_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+
 def binding_code_merchant(code: str, now: datetime) -> tuple[BindingCode, Merchant]:
     """The live binding code and its merchant, or BINDING_CODE_INVALID."""
     found = db.session.scalar(sa.select(BindingCode).where(BindingCode.code_hash == _hash(code.strip().upper())))

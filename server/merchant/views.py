@@ -82,8 +82,9 @@ def redeem(body):
     done = redemption.redeem(
         till, body["paycode"], body["spend_fen"], body["spend_category"], body["note"], key, utcnow()
     )
+    answer = {"redemption": redemption.redemption_json(done, _tz())}  # before commit expires it
     db.session.commit()
-    return {"redemption": redemption.redemption_json(done, _tz())}
+    return answer
 
 
 @bp.post("/redemptions/<int:redemption_id>/revoke")
@@ -95,8 +96,9 @@ def revoke(redemption_id, body):
     till = redemption.till(tokens.require_bearer("staff"))
     window = current_app.config["REVOKE_WINDOW_S"]
     done = redemption.revoke(till, redemption_id, body["reason"], utcnow(), window)
+    answer = {"redemption": redemption.redemption_json(done, _tz())}
     db.session.commit()
-    return {"redemption": redemption.redemption_json(done, _tz())}
+    return answer
 
 
 @bp.post("/redemptions/<int:redemption_id>/refund")
@@ -107,8 +109,9 @@ def refund(redemption_id, body):
     """Goods returned (退货): handled by the campaign's refund policy (return or forfeit)."""
     till = redemption.till(tokens.require_bearer("staff"))
     done = redemption.refund(till, redemption_id, body["reason"], utcnow())
+    answer = {"redemption": redemption.redemption_json(done, _tz())}
     db.session.commit()
-    return {"redemption": redemption.redemption_json(done, _tz())}
+    return answer
 
 
 @bp.get("/redemptions")

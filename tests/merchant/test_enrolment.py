@@ -194,3 +194,20 @@ def test_staff_bind_refusals(client, runner, make_campaign, clock):
 def apply_other(client) -> int:
     body = application(name="乾安县另一家演示酒店", credit_code=credit_code.make("220723", "MA000098"))
     return client.post("/api/v1/merchant/apply", json=body).get_json()["merchant"]["id"]
+
+
+def test_suspend_reinstate_and_blacklist(client, app, runner, make_campaign, clock):
+    make_campaign()
+    merchant_id = apply_one(client)
+    code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
+    result = runner.invoke(args=["merchant", "suspend", str(merchant_id), "--reason", "群众举报，核查中"])
+    assert result.exit_code == 0 and "已暂停" in result.output
+    assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"] == []
+    assert runner.invoke(args=["merchant", "reinstate", str(merchant_id), "--reason", "核查无误"]).exit_code == 0
+    assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"][0]["id"] == merchant_id
+    assert runner.invoke(args=["merchant", "blacklist", str(merchant_id), "--reason", "虚假交易"]).exit_code == 0
+    with app.app_context(), pytest.raises(services.ApiError):
+        services.binding_code_merchant(code, T0)
+    refused = runner.invoke(args=["merchant", "reinstate", str(merchant_id), "--reason", "x"])
+    assert refused.exit_code == 1
+    assert "不能改为「已通过」" in refused.output
