@@ -28,18 +28,31 @@ class Till:
 
 def till(bearer: tokens.Bearer) -> Till:
     """The staff member behind a staff token, with their merchant and the categories it takes."""
-    staff = db.session.get(Staff, bearer.id)
-    if staff is None:
+    found = db.session.execute(
+        sa.select(Staff, Merchant).join(Merchant, Merchant.id == Staff.merchant_id).where(Staff.id == bearer.id)
+    ).first()
+    if found is None:
         raise ApiError("UNAUTHORIZED", "店员身份已失效，请重新绑定")
+    staff, merchant = found
     categories = db.session.scalars(
-        sa.select(merchant_categories.c.category_id).where(merchant_categories.c.merchant_id == staff.merchant_id)
+        sa.select(merchant_categories.c.category_id).where(merchant_categories.c.merchant_id == merchant.id)
     )
-    return Till(staff, db.session.get(Merchant, staff.merchant_id), frozenset(categories))
+    return Till(staff, merchant, frozenset(categories))
 
 
-def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int | None):
+@dataclass(frozen=True)
+class Held:
+    """A coupon as the till sees it, with its category and its resident's phone (one query)."""
+
+    coupon: Coupon
+    category: Category
+    resident_phone: str | None
+
+
+def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | None):
     """Why this till may not take this coupon now, as (code, message), or None."""
     merchant = till_.merchant
+    coupon = held.coupon if held else None
     if merchant.status != "approved":
         return "MERCHANT_SUSPENDED", "本店已被暂停参加活动，不能核销，请联系商务局"
     if coupon is None:
@@ -51,9 +64,8 @@ def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int |
     if now >= coupon.valid_until:
         return "COUPON_EXPIRED", "该消费券已过期"
     if coupon.category_id not in till_.category_ids:
-        return "CATEGORY_MISMATCH", f"这是{coupon.category.name}券，本店不能使用"
-    resident_phone = db.session.scalar(sa.select(Resident.phone).where(Resident.id == coupon.resident_id))
-    if resident_phone == till_.staff.phone:
+        return "CATEGORY_MISMATCH", f"这是{held.category.name}券，本店不能使用"
+    if held.resident_phone == till_.staff.phone:
         return "FORBIDDEN", "店员不能核销自己的消费券"
     if spend_fen is not None and spend_fen < coupon.threshold_fen:
         need = coupon.threshold_fen
@@ -61,15 +73,21 @@ def _refusal(till_: Till, coupon: Coupon | None, now: datetime, spend_fen: int |
     return None
 
 
-def _coupon_of(code: paycode.PayCode) -> Coupon | None:
-    coupon = db.session.get(Coupon, code.coupon_id)
-    return coupon if coupon is not None and coupon.resident_id == code.resident_id else None
+def _coupon_of(code: paycode.PayCode) -> Held | None:
+    found = db.session.execute(
+        sa.select(Coupon, Category, Resident.phone)
+        .join(Category, Category.id == Coupon.category_id)
+        .join(Resident, Resident.id == Coupon.resident_id)
+        .where(Coupon.id == code.coupon_id, Coupon.resident_id == code.resident_id)
+    ).first()
+    return Held(*found) if found else None
 
 
-def coupon_for_till(coupon: Coupon, tz) -> dict:
+def coupon_for_till(held: Held, tz) -> dict:
+    coupon = held.coupon
     return {
         "id": coupon.id,
-        "category": {"code": coupon.category.code, "name": coupon.category.name},
+        "category": {"code": held.category.code, "name": held.category.name},
         "face_fen": coupon.face_fen,
         "threshold_fen": coupon.threshold_fen,
         "valid_until": isoformat(coupon.valid_until, tz),
@@ -78,12 +96,12 @@ def coupon_for_till(coupon: Coupon, tz) -> dict:
 
 def scan(till_: Till, token: str, now: datetime, tz) -> dict:
     """What the till shows after scanning: the coupon, and whether this shop may take it."""
-    coupon = _coupon_of(paycode.read(token))
-    refusal = _refusal(till_, coupon, now, None)
-    if coupon is None:
+    held = _coupon_of(paycode.read(token))
+    refusal = _refusal(till_, held, now, None)
+    if held is None:
         raise ApiError("NOT_FOUND", "找不到这张消费券")
     return {
-        "coupon": coupon_for_till(coupon, tz),
+        "coupon": coupon_for_till(held, tz),
         "accepted": refusal is None,
         "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
     }
@@ -103,10 +121,11 @@ def redeem(
     try:
         code = paycode.read(token)
         coupon_id = code.coupon_id
-        coupon = _coupon_of(code)
-        refusal = _refusal(till_, coupon, now, spend_fen)
+        held = _coupon_of(code)
+        refusal = _refusal(till_, held, now, spend_fen)
         if refusal:
             raise ApiError(*refusal)
+        coupon = held.coupon
         used = db.session.execute(
             sa.update(Coupon)
             .where(Coupon.id == coupon.id, Coupon.state == "claimed", Coupon.valid_until > now)
