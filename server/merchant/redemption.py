@@ -110,13 +110,11 @@ def scan(till_: Till, token: str, now: datetime, tz) -> dict:
 def redeem(
     till_: Till, token: str, spend_fen: int, spend_category: str, note: str | None, key: str | None, now: datetime
 ) -> Redemption:
-    """Spend the coupon at this till, or refuse (and log why)."""
-    if key:
-        earlier = db.session.scalar(
-            sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
-        )
-        if earlier is not None:
-            return earlier
+    """Spend the coupon at this till, or refuse (and log why).
+
+    A retry with the same Idempotency-Key is refused on its own (coupon used, pay code stale):
+    only then is the key looked up, so a first submission costs no extra query.
+    """
     coupon_id = None
     try:
         code = paycode.read(token)
@@ -136,6 +134,10 @@ def redeem(
             raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
     except ApiError as refused:
         db.session.rollback()
+        # A retry (its coupon used by the first attempt, or its pay code stale by now).
+        earlier = _earlier(till_, key) if key else None
+        if earlier is not None:
+            return earlier
         db.session.add(
             RefusedRedemption(
                 staff_id=till_.staff.id,
@@ -169,13 +171,17 @@ def redeem(
     except sa.exc.IntegrityError:
         # The same key raced itself: the other submission recorded it; answer with that one.
         db.session.rollback()
-        earlier = db.session.scalar(
-            sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
-        )
+        earlier = _earlier(till_, key) if key else None
         if earlier is None:
             raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销") from None
         return earlier
     return redemption
+
+
+def _earlier(till_: Till, key: str) -> Redemption | None:
+    return db.session.scalar(
+        sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
+    )
 
 
 def redemption_json(redemption: Redemption, tz) -> dict:
