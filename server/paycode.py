@@ -49,6 +49,16 @@ def read(token: str) -> PayCode:
         raise ApiError("PAYCODE_EXPIRED", "无法识别的付款码，请重新扫描") from exc
 
 
+def svg(token: str) -> bytes:
+    """The pay code as a QR in SVG, sharp at any size (for pages that prefer vectors)."""
+    from qrcode.image.svg import SvgPathImage
+
+    image = qrcode.make(token, image_factory=SvgPathImage, error_correction=qrcode.constants.ERROR_CORRECT_M, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue()
+
+
 def png(token: str) -> bytes:
     """The pay code as a QR image (medium error correction survives a scratched phone screen)."""
     image = qrcode.make(token, error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8, border=2)

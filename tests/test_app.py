@@ -28,7 +28,7 @@ API_PATHS = {
     ("get", "/api/v1/merchant/redemptions"),
     ("get", "/api/v1/merchant/settlement"),
     ("get", "/api/v1/coupons/{coupon_id}/paycode"),
-    ("get", "/api/v1/coupons/{coupon_id}/paycode.png"),
+    ("get", "/api/v1/coupons/{coupon_id}/paycode.{kind}"),
 }
 
 

@@ -125,22 +125,23 @@ def coupon_paycode(coupon_id):
     return {"paycode": token, "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"]))}
 
 
-@bp.get("/coupons/<int:coupon_id>/paycode.png")
+@bp.get("/coupons/<int:coupon_id>/paycode.<any(png, svg):kind>")
 @bp.doc(
     security=BEARER,
     responses={
-        200: {"description": "The pay code as a QR image", "content": {"image/png": {}}},
+        200: {"description": "The pay code as a QR image", "content": {"image/png": {}, "image/svg+xml": {}}},
         **_errors(401, 404, 409),
     },
 )
-def coupon_paycode_png(coupon_id):
-    """The pay code as a QR image (PNG), fresh on every request."""
+def coupon_paycode_image(coupon_id, kind):
+    """The pay code as a QR image, PNG or SVG, fresh on every request."""
     bearer = tokens.require_bearer("resident")
     token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
-    response = make_response(paycode.png(token))
+    body, mimetype = (paycode.png(token), "image/png") if kind == "png" else (paycode.svg(token), "image/svg+xml")
+    response = make_response(body)
     response.headers.update(
         {
-            "Content-Type": "image/png",
+            "Content-Type": mimetype,
             "Cache-Control": "no-store",
             "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
         }

@@ -125,6 +125,41 @@ def test_paycode_png_is_a_qr_of_a_fresh_paycode(client, app, shop, coupon):
     assert image.format == "PNG" and image.width >= 200
 
 
+def test_paycode_svg_carries_a_qr(client, shop, coupon):
+    resident, won = coupon()
+    answer = client.get(f"/api/v1/coupons/{won['id']}/paycode.svg", headers=auth(resident))
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "image/svg+xml"
+    assert answer.data.lstrip().startswith(b"<?xml") and b"<path" in answer.data
+
+
+def test_the_same_key_racing_itself_records_once(client, app, shop, coupon):
+    _, staff = shop()
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    start = threading.Barrier(8)
+    answers = [None] * 8
+
+    def go(i):
+        r = redeem(app.test_client(), staff, code, won["threshold_fen"], key="double-tap")
+        answers[i] = (r.status_code, r.get_json()["redemption"]["id"] if r.status_code == 200 else r.get_json())
+
+    def run(i):
+        start.wait()
+        go(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {status for status, _ in answers} == {200}
+    assert len({rid for _, rid in answers}) == 1
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(RefusedRedemption)) == 0
+
+
 def test_a_resident_token_is_not_a_staff_token(client, shop, coupon):
     resident, won = coupon()
     answer = client.post("/api/v1/merchant/scan", json={"paycode": "x"}, headers=auth(resident))
