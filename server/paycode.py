@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 import qrcode
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 
 from .errors import ApiError
+from .tokens import serializer
 
 
 @dataclass(frozen=True)
@@ -24,24 +25,16 @@ class PayCode:
     resident_id: int
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    serializer = current_app.extensions.get("huigou.paycode")
-    if serializer is None:
-        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="huigou-paycode")
-        current_app.extensions["huigou.paycode"] = serializer
-    return serializer
-
-
 def issue(coupon_id: int, resident_id: int, now: datetime) -> tuple[str, datetime]:
     """A fresh pay code and when it stops working."""
-    token = _serializer().dumps({"c": coupon_id, "r": resident_id, "n": secrets.token_hex(4)})
+    token = serializer("huigou-paycode").dumps({"c": coupon_id, "r": resident_id, "n": secrets.token_hex(4)})
     return token, now + timedelta(seconds=current_app.config["PAYCODE_TTL_S"])
 
 
 def read(token: str) -> PayCode:
     """The coupon a pay code names, or PAYCODE_EXPIRED for a stale, forged or garbled one."""
     try:
-        data = _serializer().loads(token.strip(), max_age=current_app.config["PAYCODE_TTL_S"])
+        data = serializer("huigou-paycode").loads(token.strip(), max_age=current_app.config["PAYCODE_TTL_S"])
         return PayCode(int(data["c"]), int(data["r"]))
     except SignatureExpired as exc:
         raise ApiError("PAYCODE_EXPIRED", "付款码已过期，请让顾客刷新付款码") from exc

@@ -25,6 +25,7 @@ from .errors import ApiError
 from .extensions import db
 from .models import SmsCode, SmsOutboxMessage
 from .timeutil import day_bounds, zone
+from .tokens import keyed_digest
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
 CODE_RE = re.compile(r"^\d{6}$")
@@ -115,8 +116,7 @@ def gateway() -> SmsGateway:
 
 
 def _hash(phone: str, code: str) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, f"{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+    return keyed_digest(f"{phone}:{code}")
 
 
 def check_phone(phone: str) -> str:

@@ -1,7 +1,10 @@
-"""Bearer tokens for residents (and later staff): signed, expiring, verified without the database."""
+"""Signing with the app's secret: bearer tokens for residents and staff (signed, expiring,
+verified without the database), and the serializers and keyed digests other modules sign with."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from flask import current_app, request
@@ -12,28 +15,33 @@ from .errors import ApiError
 
 @dataclass(frozen=True)
 class Bearer:
-    kind: str  # "resident"
+    kind: str  # "resident" or "staff"
     id: int
     bound: bool
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    # Built once per app: constructing one derives its key, on every request otherwise.
-    serializer = current_app.extensions.get("huigou.bearer")
-    if serializer is None:
-        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="huigou-bearer")
-        current_app.extensions["huigou.bearer"] = serializer
-    return serializer
+def serializer(salt: str) -> URLSafeTimedSerializer:
+    """The app's timed serializer for a salt, built once: constructing one derives its key."""
+    key = f"huigou.serializer.{salt}"
+    found = current_app.extensions.get(key)
+    if found is None:
+        found = current_app.extensions[key] = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+    return found
+
+
+def keyed_digest(message: str) -> str:
+    """HMAC-SHA256 of a message under the app's secret: how one-time codes are stored."""
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def issue(kind: str, subject_id: int, *, bound: bool) -> str:
-    return _serializer().dumps({"k": kind, "i": subject_id, "b": int(bound)})
+    return serializer("huigou-bearer").dumps({"k": kind, "i": subject_id, "b": int(bound)})
 
 
 def read(token: str) -> Bearer | None:
     """The bearer a token names, or None if it is forged, expired or malformed."""
     try:
-        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_S"])
+        data = serializer("huigou-bearer").loads(token, max_age=current_app.config["TOKEN_MAX_AGE_S"])
         return Bearer(kind=str(data["k"]), id=int(data["i"]), bound=bool(data["b"]))
     except (SignatureExpired, BadSignature, KeyError, TypeError, ValueError):
         return None

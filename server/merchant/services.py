@@ -5,13 +5,10 @@ Services validate, change and flush; the request or command commits once.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 
 from .. import campaigns, credit_code, sms, tokens
 from ..errors import ApiError
@@ -67,8 +64,7 @@ def apply(data: dict, now: datetime) -> Merchant:
 
 
 def _hash(code: str) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, f"binding:{code}".encode(), hashlib.sha256).hexdigest()
+    return tokens.keyed_digest(f"binding:{code}")
 
 
 def issue_binding_code(merchant: Merchant, now: datetime) -> str:
