@@ -213,6 +213,27 @@ def verify(dsn: str) -> dict:
     return {"tiers": tiers, "duplicates": duplicates, "won_draws": won_draws, "orphans": orphans}
 
 
+def prepare(args) -> tuple[dict, str]:
+    """Recreate the bench database, migrate it and seed the demo; the servers' environment and
+    what seed-demo printed (the merchants' binding codes among it)."""
+    dsn = f"{args.pg}/{args.database}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "FLOOR_DSN": dsn,
+        "SECRET_KEY": "bench-secret",
+        "WECHAT_BACKEND": "dev",
+        "SMS_BACKEND": "outbox",
+        "RATELIMIT_ENABLED": "0",
+        "FLASK_DEBUG": "0",
+    }
+    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
+    recreate(f"{args.pg}/postgres", args.database)
+    run(FLASK + ["db", "upgrade"], env, capture_output=True)
+    seed = run(FLASK + ["seed-demo"], env, capture_output=True, text=True).stdout
+    return env, seed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--residents", type=int, default=5000)
@@ -229,24 +250,11 @@ def main() -> int:
         sys.exit("wrk is needed: apt-get install wrk")
 
     dsn = f"{args.pg}/{args.database}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "FLOOR_DSN": dsn,
-        "SECRET_KEY": "bench-secret",
-        "WECHAT_BACKEND": "dev",
-        "SMS_BACKEND": "outbox",
-        "RATELIMIT_ENABLED": "0",
-        "FLASK_DEBUG": "0",
-    }
-    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
-    recreate(f"{args.pg}/postgres", args.database)
-    run(FLASK + ["db", "upgrade"], env, capture_output=True)
-    run(FLASK + ["seed-demo"], env, capture_output=True)
+    env, _ = prepare(args)
     sys.path.insert(0, str(ROOT))
-    from bench.floor_app import prepare
+    from bench import floor_app
 
-    prepare(dsn)
+    floor_app.prepare(dsn)
 
     huigou = start_gunicorn("server:create_app()", 5081, env, args)
     floor = start_gunicorn("bench.floor_app:create_app()", 5082, env, args)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -33,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.draw_burst import CATEGORIES, FLASK, WRK_SCRIPT, bind_residents, recreate, run, start_gunicorn, stop, wrk  # noqa: E402
+from bench.draw_burst import CATEGORIES, WRK_SCRIPT, bind_residents, prepare, start_gunicorn, stop, wrk  # noqa: E402
 
 
 def bind_staff(base: str, seed_output: str) -> dict[str, list[str]]:
@@ -113,18 +112,7 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     dsn = f"{args.pg}/{args.database}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "SECRET_KEY": "bench-secret",
-        "WECHAT_BACKEND": "dev",
-        "SMS_BACKEND": "outbox",
-        "RATELIMIT_ENABLED": "0",
-    }
-    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
-    recreate(f"{args.pg}/postgres", args.database)
-    run(FLASK + ["db", "upgrade"], env, capture_output=True)
-    seed = run(FLASK + ["seed-demo"], env, capture_output=True, text=True).stdout
+    env, seed = prepare(args)
     base = "http://127.0.0.1:5083"
     server = start_gunicorn("server:create_app()", 5083, env, args)
     try:
