@@ -219,34 +219,39 @@ def active_campaign() -> Campaign | None:
     )
 
 
-class _SnapshotCache:
-    """Per-process cache of the active campaign's snapshot, kept CAMPAIGN_CACHE_SECONDS."""
+class ShortCache:
+    """Per-process values kept CAMPAIGN_CACHE_SECONDS (0: always recomputed), by key."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._value: Snapshot | None = None
-        self._expires = 0.0
+        self._values: dict = {}
 
-    def get(self) -> Snapshot | None:
+    def get(self, key, compute):
         ttl = current_app.config["CAMPAIGN_CACHE_SECONDS"]
-        if ttl > 0 and time.monotonic() < self._expires:
-            return self._value
-        campaign = active_campaign()
-        value = build_snapshot(campaign) if campaign else None
+        hit = self._values.get(key)
+        if ttl > 0 and hit and time.monotonic() < hit[0]:
+            return hit[1]
+        value = compute()
         with self._lock:
-            self._value, self._expires = value, time.monotonic() + ttl
+            self._values[key] = (time.monotonic() + ttl, value)
         return value
 
     def clear(self) -> None:
         with self._lock:
-            self._value, self._expires = None, 0.0
+            self._values.clear()
 
 
-_cache = _SnapshotCache()
+_cache = ShortCache()
 
 
 def snapshot() -> Snapshot | None:
-    return _cache.get()
+    """The active campaign's snapshot, rebuilt at most once per CAMPAIGN_CACHE_SECONDS."""
+
+    def build() -> Snapshot | None:
+        campaign = active_campaign()
+        return build_snapshot(campaign) if campaign else None
+
+    return _cache.get("snapshot", build)
 
 
 def forget_snapshot() -> None:

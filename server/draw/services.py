@@ -8,8 +8,6 @@ statements (insert the draw, claim one stock coupon), both guarded by the databa
 from __future__ import annotations
 
 import re
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,30 +101,20 @@ def current_snapshot() -> Snapshot:
     return snap
 
 
-class _RemainingCache:
-    """Stock left per tier, per round, counted at most once per CAMPAIGN_CACHE_SECONDS."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[int, tuple[float, dict[int, int]]] = {}
-
-    def get(self, round_id: int) -> dict[int, int]:
-        ttl = current_app.config["CAMPAIGN_CACHE_SECONDS"]
-        hit = self._values.get(round_id)
-        if ttl > 0 and hit and time.monotonic() < hit[0]:
-            return hit[1]
-        counts = campaigns.remaining_by_tier(round_id)
-        with self._lock:
-            self._values[round_id] = (time.monotonic() + ttl, counts)
-        return counts
+_remaining = campaigns.ShortCache()
 
 
-_remaining = _RemainingCache()
+def _remaining_now(current) -> dict[int, int]:
+    """Stock left per tier in the open round (none between rounds), counted at most once per
+    CAMPAIGN_CACHE_SECONDS."""
+    if current is None:
+        return {}
+    return _remaining.get(current.id, lambda: campaigns.remaining_by_tier(current.id))
 
 
 def campaign_json(snap: Snapshot, now: datetime) -> dict:
     current = snap.round_at(now)
-    remaining = _remaining.get(current.id) if current else {}
+    remaining = _remaining_now(current)
     shown = current or snap.next_round(now) or (snap.rounds[-1] if snap.rounds else None)
     tiers = [
         {
@@ -175,7 +163,7 @@ def category_code_or_404(snap: Snapshot, code: str) -> str:
 def wheel(snap: Snapshot, code: str, now: datetime) -> dict:
     code = category_code_or_404(snap, code)
     current = snap.round_at(now)
-    remaining = _remaining.get(current.id) if current else {}
+    remaining = _remaining_now(current)
     return {
         "category": category_json(snap, code),
         "round": current.number if current else None,
