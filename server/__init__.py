@@ -28,6 +28,10 @@ def create_app(config: dict | None = None) -> APIFlask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    if app.config.get("SCHEDULER_IN_WEB") and not app.config.get("TESTING"):
+        from .scheduler import start_in_web
+
+        start_in_web(app)
     return app
 
 

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from . import ledger
 from .campaigns import CATALOGUE, CATEGORY_BY_NAME, category_name, generate_stock, leverage_floor, threshold_for
 from .extensions import db
 from .models import Allocation, Campaign, Category, Round, Tier
-from .timeutil import local_midnight
+from .timeutil import local_midnight, utcnow
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
 CATEGORY_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -87,6 +88,7 @@ XLSX_LABELS = {
     "有效期": "campaign.validity",
     "退货政策": "campaign.refund_policy",
     "投放方式": "campaign.allocate",
+    "滚动方式": "campaign.rollover",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -109,6 +111,20 @@ TOTAL_AMOUNT = "金额总计(元)"
 
 def _label(value: Any) -> str:
     return re.sub(r"\s+", "", str(value or "")).replace("（", "(").replace("）", ")")
+
+
+def _xlsx_rollover(text: str) -> dict:
+    """「同券种按比例」, or a mix such as 「宾馆100=2，餐饮200=1」 (category, face in yuan, weight)."""
+    if text in ("同券种按比例", "同券种", "same_tiers"):
+        return {"policy": "same_tiers"}
+    mix = []
+    for part in re.split(r"[，,；;]", text):
+        found = re.fullmatch(r"\s*(\D+?)\s*(\d+(?:\.\d+)?)\s*元?\s*[=:：]\s*(\d+)\s*", part)
+        if not found:
+            return {"policy": text}  # reported by `check` as an unknown policy
+        name, face, weight = found.groups()
+        mix.append({"category": CATEGORY_BY_NAME.get(name, name), "face_yuan": face, "weight": int(weight)})
+    return {"policy": "mix", "mix": mix}
 
 
 def _read_xlsx(path: Path) -> Document:
@@ -137,6 +153,8 @@ def _read_xlsx(path: Path) -> Document:
         if key == "validity":
             days = re.fullmatch(r"领取后(\d+)天", str(value))
             value = {"kind": "days_from_claim", "days": int(days.group(1))} if days else {"kind": value}
+        if key == "rollover":
+            value = _xlsx_rollover(str(value))
         if isinstance(value, datetime):
             value = value.isoformat(timespec="minutes")
         data[section][key] = value
@@ -362,6 +380,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
+            "rollover",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -464,6 +483,8 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             f"投放总额 {yuan(allocated)}元 超过总预算 {yuan(budget)}元",
         )
 
+    settings["rollover_policy"], settings["rollover_mix"] = _check_rollover(campaign.get("rollover"), tiers, problem)
+
     _check_printed_totals(data.get("printed_totals"), tiers, declared, problem)
 
     if problems:
@@ -471,6 +492,44 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     settings["allocate"] = allocate
     plan = Plan(settings, list(declared.items()), tiers, rounds)
     return plan, []
+
+
+def _check_rollover(raw: Any, tiers: list[dict], problem) -> tuple[str, list[dict] | None]:
+    """The rollover policy, and for a mix, (tier index, weight) pairs resolved against the tiers."""
+    if raw is None:
+        return "same_tiers", None
+    here = "campaign.rollover"
+    policy = raw.get("policy") if isinstance(raw, dict) else None
+    if policy == "same_tiers":
+        return "same_tiers", None
+    if policy != "mix":
+        problem(here, "滚动方式应为 same_tiers（同券种按比例）或 mix（指定券种比例）")
+        return "same_tiers", None
+    mix = []
+    entries = raw.get("mix")
+    if not isinstance(entries, list) or not entries:
+        problem(f"{here}.mix", "指定券种比例时须列出券种及权重")
+        return "mix", []
+    for i, item in enumerate(entries):
+        place = f"{here}.mix[{i}]"
+        item = item if isinstance(item, dict) else {}
+        face = _fen(item.get("face_yuan"))
+        threshold = _fen(item.get("threshold_yuan")) if item.get("threshold_yuan") is not None else None
+        matches = [
+            n
+            for n, t in enumerate(tiers)
+            if t["category"] == item.get("category")
+            and t["face_fen"] == face
+            and (threshold is None or t["threshold_fen"] == threshold)
+        ]
+        weight = _count(item.get("weight"))
+        if len(matches) != 1:
+            problem(place, f"找不到唯一对应的券种：{item.get('category')} {item.get('face_yuan')}元")
+        elif not weight:
+            problem(f"{place}.weight", "权重应为正整数")
+        else:
+            mix.append({"tier": matches[0], "weight": weight})
+    return "mix", mix
 
 
 def _check_geofence(fence: Any, problem) -> dict | None:
@@ -590,7 +649,7 @@ def _check_printed_totals(printed: Any, tiers: list[dict], declared: dict[str, s
 
 def create(plan: Plan, *, status: str = "active") -> Campaign:
     """Build the campaign, its rounds and its stock coupons; flushes, never commits."""
-    settings = {k: v for k, v in plan.campaign.items() if k != "allocate"}
+    settings = {k: v for k, v in plan.campaign.items() if k not in ("allocate", "rollover_mix")}
     campaign = Campaign(**settings, status=status)
     db.session.add(campaign)
     categories = {}
@@ -618,6 +677,28 @@ def create(plan: Plan, *, status: str = "active") -> Campaign:
         for tier, quantity in tiers:
             round_.allocations.append(Allocation(tier=tier, quantity=quantity))
     db.session.flush()
+    if plan.campaign["rollover_mix"] is not None:
+        campaign.rollover_mix = [
+            {"tier_id": tiers[item["tier"]][0].id, "weight": item["weight"]} for item in plan.campaign["rollover_mix"]
+        ]
+    now = utcnow()
+    moves = [ledger.entry("budget", campaign.id, campaign.budget_fen, now, note="活动预算")]
     for round_ in stocked:
-        generate_stock(round_, round_.allocations)
+        generate_stock(round_.id, tiers)
+        moves.extend(
+            ledger.entry(
+                "allocate",
+                campaign.id,
+                tier.face_fen * quantity,
+                now,
+                round_id=round_.id,
+                tier_id=tier.id,
+                category_id=tier.category_id,
+                coupons=quantity,
+                key=f"allocate:{round_.id}:{tier.id}",
+            )
+            for tier, quantity in tiers
+            if quantity
+        )
+    ledger.record(moves)
     return campaign

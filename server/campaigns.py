@@ -20,7 +20,7 @@ import sqlalchemy.orm
 from flask import current_app
 
 from .extensions import db
-from .models import Allocation, Campaign, Coupon, Round, Tier
+from .models import Campaign, Coupon, Round, Tier
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
 CATALOGUE: dict[str, tuple[str, ...]] = {
@@ -67,30 +67,41 @@ def leverage_floor(face_fen: int, min_leverage: Decimal | None) -> int:
     return 0 if min_leverage is None else threshold_for(face_fen, min_leverage)
 
 
-def generate_stock(round_: Round, allocations: list[Allocation]) -> int:
-    """Create the round's stock coupons, shuffled so that taking them in order drains tiers evenly."""
+def generate_stock(round_id: int, quantities: list[tuple[Tier, int]]) -> list[dict]:
+    """Add stock coupons to a round, shuffled so that taking them in order drains tiers evenly.
+
+    Returns the rows created. A round that already holds stock is shuffled again as a whole, so
+    that new and old coupons interleave uniformly.
+    """
     rows = []
-    for allocation in allocations:
-        tier = allocation.tier
+    for tier, quantity in quantities:
         rows.extend(
             {
-                "round_id": round_.id,
+                "round_id": round_id,
                 "tier_id": tier.id,
                 "category_id": tier.category_id,
                 "face_fen": tier.face_fen,
                 "threshold_fen": tier.threshold_fen,
                 "state": "stock",
             }
-            for _ in range(allocation.quantity)
+            for _ in range(quantity)
         )
+    existing = db.session.scalars(
+        sa.select(Coupon.id).where(Coupon.round_id == round_id, Coupon.state == "stock").order_by(Coupon.id)
+    ).all()
     # One permutation per round; each category's stock is a uniform shuffle of its tiers.
-    order = list(range(len(rows)))
+    order = list(range(len(existing) + len(rows)))
     rng().shuffle(order)
-    for row, seq in zip(rows, order, strict=True):
+    for row, seq in zip(rows, order[len(existing) :], strict=True):
         row["seq"] = seq
     for start in range(0, len(rows), 5000):
         db.session.execute(sa.insert(Coupon.__table__), rows[start : start + 5000])
-    return len(rows)
+    if existing:
+        db.session.execute(
+            sa.update(Coupon.__table__).where(Coupon.__table__.c.id == sa.bindparam("coupon_id")),
+            [{"coupon_id": id_, "seq": seq} for id_, seq in zip(existing, order, strict=False)],
+        )
+    return rows
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,118 @@ for _name, _status, _done, _help in (
     )
 
 
+# ---------------------------------------------------------------- the ledger, rounds, scheduler
+
+round_cli = AppGroup("round", help="Rounds: quotas between rounds.")
+scheduler_cli = AppGroup("scheduler", help="The round, expiry, rollover and treasury jobs.")
+
+
+@click.command("ledger")
+@click.option("--campaign", "code", help="Only this campaign (its code).")
+@with_appcontext
+def ledger_command(code: str | None) -> None:
+    """Print the pool's balances per campaign, round and category; exit 1 if they do not balance."""
+    from . import ledger
+    from .models import Campaign
+
+    query = sa.select(Campaign).order_by(Campaign.id)
+    if code:
+        query = query.where(Campaign.code == code)
+    found = db.session.scalars(query).all()
+    if not found:
+        click.echo("没有活动" if not code else f"找不到活动「{code}」", err=True)
+        sys.exit(2)
+    broken = False
+    for campaign in found:
+        report = ledger.verify(campaign)
+        click.echo(ledger.report_text(report))
+        broken = broken or not report.balanced
+    sys.exit(1 if broken else 0)
+
+
+@round_cli.command("adjust")
+@click.option("--campaign", "code", required=True, help="The campaign's code.")
+@click.option("--round", "number", type=int, required=True, help="The round's number (not yet open).")
+@click.option("--by", "actor", default="admin", show_default=True, help="Who decided (kept in the ledger).")
+@click.argument("quotas", nargs=-1, required=True)
+@with_appcontext
+def round_adjust(code: str, number: int, actor: str, quotas: tuple[str, ...]) -> None:
+    """Set a future round's quotas: QUOTAS like hotel:100=1500 restaurant:200=300 (category:face_yuan=count)."""
+    from . import ledger, rounds
+    from .models import Campaign
+
+    campaign = db.session.scalar(sa.select(Campaign).where(Campaign.code == code))
+    round_ = campaign and next((r for r in campaign.rounds if r.number == number), None)
+    if round_ is None:
+        click.echo(f"找不到活动「{code}」的第{number}轮", err=True)
+        sys.exit(2)
+    wanted: dict[int, int] = {}
+    for quota in quotas:
+        try:
+            tier_part, count = quota.split("=")
+            category, face = tier_part.split(":")
+            face_fen, count_n = round(float(face) * 100), int(count)
+        except ValueError:
+            click.echo(f"看不懂「{quota}」：应写成 品类代码:面额元=张数，如 hotel:100=1500", err=True)
+            sys.exit(2)
+        tiers = [t for t in campaign.tiers if t.category.code == category and t.face_fen == face_fen]
+        if len(tiers) != 1:
+            click.echo(f"找不到唯一的券种「{tier_part}」", err=True)
+            sys.exit(2)
+        wanted[tiers[0].id] = count_n
+    try:
+        changes = rounds.adjust_quotas(round_.id, wanted, f"admin:{actor}", utcnow())
+        db.session.commit()
+    except rounds.QuotaError as exc:
+        db.session.rollback()
+        click.echo(f"未调整：{exc}", err=True)
+        sys.exit(1)
+    for change in changes:
+        click.echo(f"第{number}轮 {ledger.tier_label(change.tier)}：{change.before} → {change.after} 张")
+    click.echo(f"资金池余额 {ledger.yuan(ledger.pool_fen(campaign.id))} 元")
+
+
+@scheduler_cli.command("run")
+@with_appcontext
+def scheduler_run() -> None:
+    """Run the jobs as their own process, until stopped; only the leader of several does the work."""
+    import logging
+
+    from flask import current_app
+
+    from .scheduler import JOBS, build
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()
+    scheduler, leader = build(app, blocking=True)
+    for job in JOBS:
+        click.echo(f"  {job.name}: 每 {job.every_s} 秒  {job.description}")
+    click.echo("调度器已启动（Ctrl+C 停止）；启动时先补跑错过的任务")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        leader.release()
+
+
+@scheduler_cli.command("tick")
+@with_appcontext
+def scheduler_tick() -> None:
+    """Run every job once now (for cron, or to catch up by hand)."""
+    from flask import current_app
+
+    from .scheduler import run_all
+
+    results = run_all(current_app._get_current_object())
+    for name, result in results.items():
+        click.echo(f"  {name}: {result if result else '无'}")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(ledger_command)
+    app.cli.add_command(round_cli)
+    app.cli.add_command(scheduler_cli)
     app.cli.add_command(merchant_cli)
     app.cli.add_command(campaign_cli)
     app.cli.add_command(admin_cli)

@@ -33,6 +33,8 @@ def from_environment(instance_path: str) -> dict:
         "TIMEZONE": os.environ.get("TIMEZONE", "Asia/Shanghai"),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
         "CAMPAIGN_CACHE_SECONDS": float(os.environ.get("CAMPAIGN_CACHE_SECONDS", "2")),
+        # Run the round and pool jobs inside the web workers too (behind the leader lock).
+        "SCHEDULER_IN_WEB": _flag("SCHEDULER_IN_WEB", False),
     }
 
 

@@ -32,6 +32,7 @@ class Campaign(db.Model):
         ),
         sa.CheckConstraint("thanks_weight >= 0", name="thanks_weight"),
         sa.CheckConstraint("status IN ('draft', 'active', 'ended')", name="status"),
+        sa.CheckConstraint("rollover_policy IN ('same_tiers', 'mix')", name="rollover_policy"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -51,6 +52,10 @@ class Campaign(db.Model):
     refund_policy: Mapped[str] = mapped_column(sa.String(10), default="return")
     # {"kind": "circle", "lat", "lng", "radius_m"} or {"kind": "polygon", "points": [[lat, lng], ...]}
     geofence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # What a round's returned value becomes in the next round: the same tiers in proportion, or
+    # a chosen mix ([{"tier_id", "weight"}, ...]).
+    rollover_policy: Mapped[str] = mapped_column(sa.String(12), default="same_tiers")
+    rollover_mix: Mapped[list[dict[str, int]] | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -112,6 +117,10 @@ class Round(db.Model):
     opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by the scheduler's jobs: the unclaimed stock went back to the pool; the pool's
+    # returned value became this round's extra stock.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rolled_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship(back_populates="rounds")
     allocations: Mapped[list[Allocation]] = relationship(back_populates="round", cascade="all, delete-orphan")
@@ -171,14 +180,21 @@ class Coupon(db.Model):
     impossible by construction and concurrent draws do not queue on one counter row. `seq` is
     a random permutation within the round: taking stock in `seq` order is sampling without
     replacement, so every tier drains in proportion to what is left of it.
+
+    States: stock -> claimed -> used (-> claimed again if revoked; -> void if refunded under the
+    "return" policy); claimed -> expired (unused at its deadline); stock -> withdrawn (not drawn
+    by the round's close, or taken off by the bureau). Each move of money is a ledger entry.
     """
 
     __tablename__ = "coupons"
     __table_args__ = (
-        sa.CheckConstraint("state IN ('stock', 'claimed', 'used', 'void')", name="state"),
         sa.CheckConstraint(
-            "(state = 'stock' AND resident_id IS NULL AND draw_id IS NULL)"
-            " OR (state <> 'stock' AND resident_id IS NOT NULL AND draw_id IS NOT NULL"
+            "state IN ('stock', 'withdrawn', 'claimed', 'used', 'void', 'expired')",
+            name="state",
+        ),
+        sa.CheckConstraint(
+            "(state IN ('stock', 'withdrawn') AND resident_id IS NULL AND draw_id IS NULL)"
+            " OR (state NOT IN ('stock', 'withdrawn') AND resident_id IS NOT NULL AND draw_id IS NOT NULL"
             " AND claimed_at IS NOT NULL AND valid_until IS NOT NULL)",
             name="claimed_has_owner",
         ),
@@ -199,6 +215,13 @@ class Coupon(db.Model):
             sqlite_where=sa.text("state = 'stock'"),
         ),
         sa.Index("ix_coupons_resident", "resident_id", "claimed_at"),
+        # The expiry job's search: claimed coupons by deadline.
+        sa.Index(
+            "ix_coupons_claimed_deadline",
+            "valid_until",
+            postgresql_where=sa.text("state = 'claimed'"),
+            sqlite_where=sa.text("state = 'claimed'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -375,3 +398,74 @@ class RefusedRedemption(db.Model):
     message: Mapped[str] = mapped_column(sa.String(200))
     spend_fen: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Every movement of a campaign's money: kind -> (from account, to account). "budget" is where
+# the campaign's money comes from; the other accounts are the five terms of SPEC section 2's
+# invariant (pool, stock, claimed, redeemed + forfeited, treasury), so that
+# budget = pool + stock + claimed + redeemed + forfeited + treasury holds by construction and
+# `ledger.verify` compares each account with the coupons that should back it.
+LEDGER_MOVES = {
+    "budget": ("budget", "pool"),  # the campaign's budget comes in
+    "allocate": ("pool", "stock"),  # a round's planned stock is generated
+    "rollover": ("pool", "stock"),  # returned value becomes the next round's stock
+    "adjust_up": ("pool", "stock"),  # the bureau adds to a round's quota
+    "adjust_down": ("stock", "pool"),  # the bureau takes from a round's quota
+    "withdraw": ("stock", "pool"),  # stock not drawn by the round's close
+    "claim": ("stock", "claimed"),  # a resident wins a coupon
+    "expire": ("claimed", "pool"),  # a coupon reaches its deadline unused
+    "redeem": ("claimed", "redeemed"),  # spent at a till
+    "revoke": ("redeemed", "claimed"),  # a mistaken redemption undone
+    "refund_return": ("redeemed", "pool"),  # goods returned, "return" policy: the coupon is voided
+    "refund_forfeit": ("redeemed", "forfeited"),  # goods returned, "forfeit" policy: stays spent
+    "treasury": ("pool", "treasury"),  # after the last round, what is left goes back (返还财政)
+}
+
+
+class LedgerEntry(db.Model):
+    """One movement of a campaign's money. Append-only: nothing updates or deletes a row."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        sa.CheckConstraint(
+            " OR ".join(
+                f"(kind = '{kind}' AND source = '{source}' AND target = '{target}')"
+                for kind, (source, target) in LEDGER_MOVES.items()
+            ),
+            name="kind_moves",
+        ),
+        sa.CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        sa.CheckConstraint("coupons >= 0", name="coupons_not_negative"),
+        # A job's move carries a key naming what it did, so running it twice moves money once.
+        sa.UniqueConstraint("campaign_id", "key"),
+        sa.Index("ix_ledger_entries_source", "campaign_id", "source"),
+        sa.Index("ix_ledger_entries_target", "campaign_id", "target"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    round_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
+    category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id", ondelete="CASCADE"))
+    tier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tiers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(10))
+    target: Mapped[str] = mapped_column(sa.String(10))
+    amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    coupons: Mapped[int] = mapped_column(default=0)
+    coupon_id: Mapped[int | None] = mapped_column(BigId)
+    redemption_id: Mapped[int | None] = mapped_column(BigId)
+    key: Mapped[str | None] = mapped_column(sa.String(64))
+    # "scheduler" or "admin:NAME"; none for a resident's or a till's act (the coupon says whose).
+    actor: Mapped[str | None] = mapped_column(sa.String(40))
+    note: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchedulerLease(db.Model):
+    """The scheduler's leader lease where the database has no advisory locks (SQLite)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(80))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -121,3 +121,54 @@ def make_resident(app):
             return resident.id, tokens.issue("resident", resident.id, bound=bound)
 
     return make
+
+
+@pytest.fixture
+def make_till(app):
+    """A factory of approved merchants of a category, each with one staff token: (merchant id, token)."""
+    from server import credit_code
+    from server.models import BindingCode, Category, Merchant, Staff
+
+    counter = iter(range(1, 1000))
+
+    def make(category="hotel", status="approved", phone=None):
+        n = next(counter)
+        with app.app_context():
+            cat = db.session.scalar(sa.select(Category).where(Category.code == category).order_by(Category.id.desc()))
+            merchant = Merchant(
+                name=f"演示商户{n}",
+                credit_code=credit_code.make("220723", f"MB{n:06d}"),
+                address="乾安县",
+                contact_name="演示联系人",
+                contact_phone="13900000000",
+                status=status,
+                categories=[cat],
+            )
+            db.session.add(merchant)
+            db.session.flush()
+            code = BindingCode(merchant_id=merchant.id, code_hash=f"test-{n}", expires_at=T0, used_at=T0)
+            db.session.add(code)
+            db.session.flush()
+            staff = Staff(
+                merchant_id=merchant.id, name="店员", phone=phone or f"1370000{n:04d}", binding_code_id=code.id
+            )
+            db.session.add(staff)
+            db.session.commit()
+            return merchant.id, tokens.issue("staff", staff.id, bound=True)
+
+    return make
+
+
+@pytest.fixture
+def balanced(app):
+    """Check the campaign's ledger against its coupons; returns the balances per account."""
+    from server import ledger
+    from server.models import Campaign
+
+    def check(campaign_id: int) -> dict[str, int]:
+        with app.app_context():
+            report = ledger.verify(db.session.get(Campaign, campaign_id))
+            assert report.problems == []
+            return report.totals
+
+    return check

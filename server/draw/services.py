@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import campaigns, geo, paycode, sms, tokens, wechat
+from .. import campaigns, geo, ledger, paycode, sms, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
@@ -231,7 +231,8 @@ def _claim_sql(column: str, lock: str) -> sa.TextClause:
 
 
 def _draw_and_claim_sql(column: str) -> sa.TextClause:
-    """PostgreSQL: insert the draw and claim a coupon in one statement, one round trip.
+    """PostgreSQL: insert the draw, claim a coupon and record the claim in the ledger in one
+    statement, one round trip.
 
     No draw row (already drawn) means no claim; no coupon claimed leaves the draw for the
     caller to complete through `_claim_any` or roll back as sold out.
@@ -245,7 +246,11 @@ def _draw_and_claim_sql(column: str) -> sa.TextClause:
         " WHERE state = 'stock' AND EXISTS (SELECT 1 FROM d) AND id = (SELECT id FROM coupons"
         f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
         " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, tier_id, face_fen, threshold_fen)"
+        " RETURNING id, tier_id, category_id, face_fen, threshold_fen),"
+        " l AS (INSERT INTO ledger_entries (campaign_id, round_id, category_id, tier_id, kind, source, target,"
+        " amount_fen, coupons, coupon_id, created_at)"
+        " SELECT :campaign_id, :round_id, c.category_id, c.tier_id, 'claim', 'stock', 'claimed', c.face_fen, 1,"
+        " c.id, :claimed_at FROM c)"
         " SELECT (SELECT id FROM d) AS draw_id, c.id, c.tier_id, c.face_fen, c.threshold_fen"
         " FROM (SELECT 1) AS one LEFT JOIN c ON true"
     ).bindparams(sa.bindparam("claimed_at", type_=UTCDateTime), sa.bindparam("valid_until", type_=UTCDateTime))
@@ -324,7 +329,9 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     column, key = ("tier_id", chosen.tier_id) if chosen else ("category_id", category_id)
     row = None
     if _on_postgres() and not thanks:
-        found = db.session.execute(_DRAW_AND_CLAIM[column], {**claim, "category_id": category_id, "key": key}).one()
+        found = db.session.execute(
+            _DRAW_AND_CLAIM[column], {**claim, "campaign_id": snap.id, "category_id": category_id, "key": key}
+        ).one()
         draw_id, row = found.draw_id, (found if found.id is not None else None)
     else:
         draw_id = db.session.execute(
@@ -346,10 +353,11 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     claim["draw_id"] = draw_id
     if row is None:
         row = _claim_any(column, {**claim, "key": key})
-    if row is None and column == "tier_id":  # fixed odds: that tier is gone, take what is left
-        row = _claim_any("category_id", {**claim, "key": category_id})
-    if row is None:
-        raise ApiError("SOLD_OUT", f"第{current.number}轮{snap.category_names[code]}券已被抢完，请关注下一轮")
+        if row is None and column == "tier_id":  # fixed odds: that tier is gone, take what is left
+            row = _claim_any("category_id", {**claim, "key": category_id})
+        if row is None:
+            raise ApiError("SOLD_OUT", f"第{current.number}轮{snap.category_names[code]}券已被抢完，请关注下一轮")
+        ledger.coupon_moved("claim", row.id, now)
 
     # The wheel lands on the segment of the tier won (the coupon records the tier).
     segment = next(s for s in snap.segments[code] if s.tier_id == row.tier_id)
@@ -375,6 +383,8 @@ def coupon_status(coupon: Coupon, now: datetime) -> str:
         return "used"
     if coupon.state == "void":
         return "void"
+    if coupon.state == "expired":
+        return "expired"
     return "unused" if now < coupon.valid_until else "expired"
 
 
@@ -390,7 +400,9 @@ def my_coupons(resident_id: int, status: str | None, now: datetime) -> list[dict
     elif status == "unused":
         query = query.where(Coupon.state == "claimed", Coupon.valid_until > now)
     elif status == "expired":
-        query = query.where(Coupon.state == "claimed", Coupon.valid_until <= now)
+        query = query.where(
+            sa.or_(Coupon.state == "expired", sa.and_(Coupon.state == "claimed", Coupon.valid_until <= now))
+        )
     snap = campaigns.snapshot()
     tz = snap.tz if snap else zone(current_app.config["TIMEZONE"])
     return [

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import paycode, tokens
+from .. import ledger, paycode, tokens
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff, merchant_categories
@@ -59,6 +59,8 @@ def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | Non
         return "NOT_FOUND", "找不到这张消费券"
     if coupon.state == "used":
         return "COUPON_USED", "该消费券已使用，不能重复核销"
+    if coupon.state == "expired" or (coupon.state == "claimed" and now >= coupon.valid_until):
+        return "COUPON_EXPIRED", "该消费券已过期"
     if coupon.state != "claimed":
         return "COUPON_USED", "该消费券已作废"
     if now >= coupon.valid_until:
@@ -168,6 +170,7 @@ def redeem(
     db.session.add(redemption)
     try:
         db.session.flush()  # no savepoint: on a conflict the whole attempt is rolled back below
+        ledger.coupon_moved("redeem", coupon.id, now, redemption.id)
     except sa.exc.IntegrityError:
         # The same key raced itself: the other submission recorded it; answer with that one.
         db.session.rollback()
@@ -227,6 +230,7 @@ def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s
         .values(state="claimed")
         .execution_options(synchronize_session=False)
     )
+    ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
     return redemption
 
 
@@ -251,6 +255,8 @@ def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redem
             .values(state="void")
             .execution_options(synchronize_session=False)
         )
+    kind = "refund_return" if policy == "return" else "refund_forfeit"
+    ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
     return redemption
 
 

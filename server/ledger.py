@@ -1,0 +1,305 @@
+"""The campaign's money as an append-only ledger (SPEC section 2, 资金池).
+
+Every movement is one row of `ledger_entries` moving an amount from one account to another
+(`models.LEDGER_MOVES`), so the sum over the accounts never changes and
+
+    budget = pool + stock + claimed + redeemed + forfeited + treasury
+
+holds after every transaction by construction. What can go wrong is the ledger disagreeing with
+the coupons, so `verify` checks each account against what should back it: the stock account
+against the coupons in stock, claimed against the coupons held and not yet used, redeemed and
+forfeited against the coupons spent, and no account below zero.
+
+Balances are sums over the entries, never a counter row: the draw and the till append and do
+not queue on one hot row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .extensions import db
+from .models import LEDGER_MOVES, Campaign, Category, Coupon, LedgerEntry, Redemption, Round, Tier
+from .timeutil import UTCDateTime
+
+ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury")
+ACCOUNT_NAMES = {
+    "budget": "总预算",
+    "pool": "资金池（未投放）",
+    "stock": "库存（未领取）",
+    "claimed": "已领未用",
+    "redeemed": "已核销",
+    "forfeited": "退货不退回",
+    "treasury": "已返还财政",
+}
+KIND_NAMES = {
+    "budget": "预算拨入",
+    "allocate": "计划投放",
+    "rollover": "滚动投放",
+    "adjust_up": "调增配额",
+    "adjust_down": "调减配额",
+    "withdraw": "轮次结束未领取收回",
+    "claim": "领取",
+    "expire": "过期未用退回",
+    "redeem": "核销",
+    "revoke": "撤回核销",
+    "refund_return": "退货退回资金池",
+    "refund_forfeit": "退货视为已用",
+    "treasury": "返还财政",
+}
+
+
+def entry(kind: str, campaign_id: int, amount_fen: int, now: datetime, **fields) -> dict:
+    """A ledger row as a dict, for `record` (several at once) or a bulk insert."""
+    source, target = LEDGER_MOVES[kind]
+    return {
+        "campaign_id": campaign_id,
+        "round_id": fields.get("round_id"),
+        "category_id": fields.get("category_id"),
+        "tier_id": fields.get("tier_id"),
+        "kind": kind,
+        "source": source,
+        "target": target,
+        "amount_fen": amount_fen,
+        "coupons": fields.get("coupons", 0),
+        "coupon_id": fields.get("coupon_id"),
+        "redemption_id": fields.get("redemption_id"),
+        "key": fields.get("key"),
+        "actor": fields.get("actor"),
+        "note": fields.get("note"),
+        "created_at": now,
+    }
+
+
+def record(rows: list[dict]) -> None:
+    if rows:
+        db.session.execute(sa.insert(LedgerEntry.__table__), rows)
+
+
+def grouped(kind: str, campaign_id: int, coupons, now: datetime, **fields) -> list[dict]:
+    """One entry per (round, tier) for a batch of coupons moved together by a job.
+
+    `coupons` are rows with round_id, tier_id, category_id and face_fen.
+    """
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for c in coupons:
+        groups[c.round_id, c.tier_id, c.category_id].append(c.face_fen)
+    return [
+        entry(
+            kind,
+            campaign_id,
+            sum(faces),
+            now,
+            round_id=round_id,
+            tier_id=tier_id,
+            category_id=category_id,
+            coupons=len(faces),
+            **fields,
+        )
+        for (round_id, tier_id, category_id), faces in sorted(groups.items())
+    ]
+
+
+# The till's moves, one statement each: the campaign is found from the coupon's round inside
+# the insert, so recording costs no extra round trip.
+_COUPON_MOVE = sa.text(
+    "INSERT INTO ledger_entries (campaign_id, round_id, category_id, tier_id, kind, source, target,"
+    " amount_fen, coupons, coupon_id, redemption_id, created_at)"
+    " SELECT r.campaign_id, c.round_id, c.category_id, c.tier_id, :kind, :source, :target,"
+    " c.face_fen, 1, c.id, :redemption_id, :created_at"
+    " FROM coupons c JOIN rounds r ON r.id = c.round_id WHERE c.id = :coupon_id"
+).bindparams(sa.bindparam("created_at", type_=UTCDateTime))
+
+
+def coupon_moved(kind: str, coupon_id: int, now: datetime, redemption_id: int | None = None) -> None:
+    """Record one coupon's face value moving (claim, redeem, revoke, refund)."""
+    source, target = LEDGER_MOVES[kind]
+    db.session.execute(
+        _COUPON_MOVE,
+        {
+            "kind": kind,
+            "source": source,
+            "target": target,
+            "coupon_id": coupon_id,
+            "redemption_id": redemption_id,
+            "created_at": now,
+        },
+    )
+
+
+# ---------------------------------------------------------------- balances
+
+
+def _movements(campaign_id: int, *columns):
+    """Every entry twice: + on its target account, - on its source account."""
+    entries = LedgerEntry.__table__
+    picked = [entries.c[name] for name in columns]
+    credit = sa.select(
+        *picked, entries.c.target.label("account"), entries.c.amount_fen.label("amount"), entries.c.coupons
+    ).where(entries.c.campaign_id == campaign_id)
+    debit = sa.select(
+        *picked,
+        entries.c.source.label("account"),
+        (-entries.c.amount_fen).label("amount"),
+        (-entries.c.coupons).label("coupons"),
+    ).where(entries.c.campaign_id == campaign_id)
+    return sa.union_all(credit, debit).subquery()
+
+
+def balances(campaign_id: int, *by: str) -> dict[tuple, dict[str, int]]:
+    """Balance in fen of each account, keyed by the values of the `by` columns.
+
+    `balances(c)` -> {(): {"pool": ..., ...}}; `balances(c, "round_id")` -> {(round_id,): {...}}.
+    """
+    moves = _movements(campaign_id, *by)
+    keys = [moves.c[name] for name in by]
+    rows = db.session.execute(
+        sa.select(*keys, moves.c.account, sa.func.sum(moves.c.amount)).group_by(*keys, moves.c.account)
+    )
+    result: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACCOUNTS, 0))
+    for row in rows:
+        *key, account, amount = row
+        result[tuple(key)][account] = int(amount or 0)
+    return dict(result)
+
+
+def pool_fen(campaign_id: int) -> int:
+    """What the pool holds now (index-backed: few entries touch the pool)."""
+    entries = LedgerEntry.__table__
+    credit = sa.select(sa.func.coalesce(sa.func.sum(entries.c.amount_fen), 0)).where(
+        entries.c.campaign_id == campaign_id, entries.c.target == "pool"
+    )
+    debit = sa.select(sa.func.coalesce(sa.func.sum(entries.c.amount_fen), 0)).where(
+        entries.c.campaign_id == campaign_id, entries.c.source == "pool"
+    )
+    return int(db.session.scalar(credit)) - int(db.session.scalar(debit))
+
+
+# ---------------------------------------------------------------- the auditor's check
+
+
+@dataclass
+class Report:
+    campaign: Campaign
+    totals: dict[str, int]
+    by_round: dict[int, dict[str, int]]
+    by_category: dict[int, dict[str, int]]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return not self.problems
+
+
+def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
+    """Face value of the coupons that should back each account, per (round, tier, account)."""
+    account = sa.case(
+        (Coupon.state == "stock", "stock"),
+        (Coupon.state == "claimed", "claimed"),
+        (Coupon.state == "used", "spent"),
+        else_="gone",
+    )
+    rows = db.session.execute(
+        sa.select(Coupon.round_id, Coupon.tier_id, account, sa.func.sum(Coupon.face_fen))
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Round.campaign_id == campaign_id, Coupon.state.in_(("stock", "claimed", "used")))
+        .group_by(Coupon.round_id, Coupon.tier_id, account)
+    )
+    backing = {(r, t, a): int(v) for r, t, a, v in rows}
+    forfeited = db.session.execute(
+        sa.select(Redemption.coupon_id, Coupon.round_id, Coupon.tier_id, Redemption.face_fen)
+        .join(Coupon, Coupon.id == Redemption.coupon_id)
+        .join(Round, Round.id == Coupon.round_id)
+        .where(
+            Round.campaign_id == campaign_id,
+            Redemption.revoked_at.is_(None),
+            Redemption.refunded_at.is_not(None),
+            Redemption.refund_policy == "forfeit",
+        )
+    )
+    for _, round_id, tier_id, face in forfeited:
+        backing[round_id, tier_id, "forfeited"] = backing.get((round_id, tier_id, "forfeited"), 0) + face
+    return backing
+
+
+def verify(campaign: Campaign) -> Report:
+    """Balances of the campaign and every disagreement between the ledger and the coupons."""
+    totals = balances(campaign.id).get((), dict.fromkeys(ACCOUNTS, 0))
+    by_round = {key[0]: value for key, value in balances(campaign.id, "round_id").items() if key[0] is not None}
+    by_category = {key[0]: value for key, value in balances(campaign.id, "category_id").items() if key[0] is not None}
+    report = Report(campaign, totals, by_round, by_category)
+    problem = report.problems.append
+    money = totals.get("budget", 0)
+    if -money != campaign.budget_fen:
+        problem(f"预算拨入 {yuan(-money)} 元，与活动总预算 {yuan(campaign.budget_fen)} 元不符")
+    held = sum(totals.get(a, 0) for a in ACCOUNTS)
+    if held != campaign.budget_fen:
+        problem(f"各账户合计 {yuan(held)} 元，不等于总预算 {yuan(campaign.budget_fen)} 元")
+    for account in ACCOUNTS:
+        if totals.get(account, 0) < 0:
+            problem(f"{ACCOUNT_NAMES[account]} 为负：{yuan(totals[account])} 元")
+
+    rounds = {r.id: r.number for r in campaign.rounds}
+    tiers = {t.id: t for t in campaign.tiers}
+    ledger = balances(campaign.id, "round_id", "tier_id")
+    backing = _backing(campaign.id)
+    places = {(r, t) for r, t in ledger if r is not None and t is not None} | {(r, t) for r, t, _ in backing}
+    for round_id, tier_id in sorted(places):
+        accounts = ledger.get((round_id, tier_id), dict.fromkeys(ACCOUNTS, 0))
+        tier = tiers.get(tier_id)
+        where = f"第{rounds.get(round_id, '?')}轮 " + (tier_label(tier) if tier else f"券种{tier_id}")
+        checks = (
+            ("stock", accounts.get("stock", 0), backing.get((round_id, tier_id, "stock"), 0)),
+            ("claimed", accounts.get("claimed", 0), backing.get((round_id, tier_id, "claimed"), 0)),
+            (
+                "redeemed",
+                accounts.get("redeemed", 0) + accounts.get("forfeited", 0),
+                backing.get((round_id, tier_id, "spent"), 0),
+            ),
+            ("forfeited", accounts.get("forfeited", 0), backing.get((round_id, tier_id, "forfeited"), 0)),
+        )
+        for account, in_ledger, in_coupons in checks:
+            if in_ledger != in_coupons:
+                problem(f"{where}：账上{ACCOUNT_NAMES[account]} {yuan(in_ledger)} 元，券面实有 {yuan(in_coupons)} 元")
+    return report
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}" + (f".{cents:02d}" if cents else "")
+
+
+def report_text(report: Report) -> str:
+    """The `flask ledger` printout: balances per campaign, round and category, then problems."""
+    campaign = report.campaign
+    columns = ACCOUNTS
+    lines = [f"{campaign.name}（{campaign.code}）总预算 {yuan(campaign.budget_fen)} 元"]
+    header = "  " + "".ljust(12) + "".join(ACCOUNT_NAMES[a].rjust(14) for a in columns)
+    lines.append(header)
+
+    def row(label: str, accounts: dict[str, int]) -> str:
+        return "  " + label.ljust(12) + "".join(yuan(accounts.get(a, 0)).rjust(16) for a in columns)
+
+    lines.append(row("合计", report.totals))
+    rounds = sorted(campaign.rounds, key=lambda r: r.number)
+    for r in rounds:
+        if r.id in report.by_round:
+            lines.append(row(f"第{r.number}轮", report.by_round[r.id]))
+    names = {c.id: c.name for c in db.session.scalars(sa.select(Category).where(Category.campaign_id == campaign.id))}
+    for category_id, accounts in sorted(report.by_category.items()):
+        lines.append(row(names.get(category_id, str(category_id)), accounts))
+    if report.problems:
+        lines.append("  账实不符：")
+        lines.extend(f"    - {p}" for p in report.problems)
+    else:
+        lines.append("  账实相符：总预算 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政")
+    return "\n".join(lines)
+
+
+def tier_label(tier: Tier) -> str:
+    return f"{tier.category.name}{yuan(tier.face_fen)}元券"
