@@ -232,7 +232,7 @@ class Coupon(db.Model):
     face_fen: Mapped[int]
     threshold_fen: Mapped[int]
     seq: Mapped[int]
-    state: Mapped[str] = mapped_column(sa.String(8), default="stock")
+    state: Mapped[str] = mapped_column(sa.String(10), default="stock")
     resident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("residents.id"))
     draw_id: Mapped[int | None] = mapped_column(sa.ForeignKey("draws.id"), unique=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -125,7 +125,12 @@ class Leader:
     def release(self) -> None:
         with self._lock, self.app.app_context():
             if self._connection is not None:
-                self._connection.close()  # a closed session releases its advisory locks
+                try:
+                    self._connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                    self._connection.commit()
+                    self._connection.close()  # back to the pool, without the lock
+                except sa.exc.DBAPIError:
+                    self._drop()  # a dead connection: the server released the lock with it
                 self._connection = None
             elif db.engine.dialect.name != "postgresql":
                 table = SchedulerLease.__table__

@@ -79,6 +79,7 @@ def upgrade():
     with op.batch_alter_table('coupons', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_coupons_state'), type_='check')
         batch_op.drop_constraint(op.f('ck_coupons_claimed_has_owner'), type_='check')
+        batch_op.alter_column('state', existing_type=sa.String(length=8), type_=sa.String(length=10))
         batch_op.create_check_constraint('state', STATES)
         batch_op.create_check_constraint('claimed_has_owner', OWNER)
         batch_op.create_index('ix_coupons_claimed_deadline', ['valid_until'], unique=False, postgresql_where=sa.text("state = 'claimed'"), sqlite_where=sa.text("state = 'claimed'"))
@@ -131,6 +132,7 @@ def downgrade():
         batch_op.drop_index('ix_coupons_claimed_deadline', postgresql_where=sa.text("state = 'claimed'"), sqlite_where=sa.text("state = 'claimed'"))
         batch_op.drop_constraint(op.f('ck_coupons_state'), type_='check')
         batch_op.drop_constraint(op.f('ck_coupons_claimed_has_owner'), type_='check')
+        batch_op.alter_column('state', existing_type=sa.String(length=10), type_=sa.String(length=8))
         batch_op.create_check_constraint('state', OLD_STATES)
         batch_op.create_check_constraint('claimed_has_owner', OLD_OWNER)
 
