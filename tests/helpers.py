@@ -38,7 +38,14 @@ def campaign_doc(**overrides) -> dict:
         "rounds": {"count": 7, "first_draw": "2026-06-25T09:00", "every_days": 5, "valid_days": 5},
     }
     for key, value in overrides.items():
-        if key in doc["campaign"] or key in {"geofence", "draw_strategy", "thanks_weight", "validity", "allocate"}:
+        if key in doc["campaign"] or key in {
+            "geofence",
+            "draw_strategy",
+            "thanks_weight",
+            "validity",
+            "allocate",
+            "rollover",
+        }:
             doc["campaign"][key] = value
         else:
             doc[key] = value
