@@ -16,6 +16,7 @@ not queue on one hot row.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import LEDGER_MOVES, Campaign, Category, Coupon, LedgerEntry, Redemption, Round, Tier
+from .models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, Tier
 from .timeutil import UTCDateTime
 
 ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury")
@@ -274,25 +275,58 @@ def yuan(fen: int) -> str:
     return f"{sign}{whole:,}" + (f".{cents:02d}" if cents else "")
 
 
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cell(text: str, width: int, right: bool = True) -> str:
+    pad = " " * max(width - _width(text), 0)
+    return pad + text if right else text + pad
+
+
+_PUT_IN = ("allocate", "rollover", "adjust_up")
+_GIVEN_BACK = ("withdraw", "expire", "refund_return", "adjust_down")
+
+
+def flows(campaign_id: int, column: str) -> dict[int, tuple[int, int]]:
+    """Per round (or category): value put in as stock, and value given back to the pool."""
+    entries = LedgerEntry.__table__
+    key = entries.c[column]
+    put_in = sa.func.sum(sa.case((entries.c.kind.in_(_PUT_IN), entries.c.amount_fen), else_=0))
+    given_back = sa.func.sum(sa.case((entries.c.kind.in_(_GIVEN_BACK), entries.c.amount_fen), else_=0))
+    rows = db.session.execute(
+        sa.select(key, put_in, given_back).where(entries.c.campaign_id == campaign_id, key.is_not(None)).group_by(key)
+    )
+    return {k: (int(a or 0), int(b or 0)) for k, a, b in rows}
+
+
 def report_text(report: Report) -> str:
-    """The `flask ledger` printout: balances per campaign, round and category, then problems."""
+    """The `flask ledger` printout: balances of the campaign, then per round and category how
+    the stock put in was used (put in = stock + claimed + redeemed + forfeited + given back)."""
     campaign = report.campaign
-    columns = ACCOUNTS
     lines = [f"{campaign.name}（{campaign.code}）总预算 {yuan(campaign.budget_fen)} 元"]
-    header = "  " + "".ljust(12) + "".join(ACCOUNT_NAMES[a].rjust(14) for a in columns)
-    lines.append(header)
+    lines.append("  " + "  ".join(_cell(ACCOUNT_NAMES[a], 16) for a in ACCOUNTS))
+    lines.append("  " + "  ".join(_cell(yuan(report.totals.get(a, 0)), 16) for a in ACCOUNTS))
 
-    def row(label: str, accounts: dict[str, int]) -> str:
-        return "  " + label.ljust(12) + "".join(yuan(accounts.get(a, 0)).rjust(16) for a in columns)
+    spent = ("stock", "claimed", "redeemed", "forfeited")
+    header = ["投放", *(ACCOUNT_NAMES[a] for a in spent), "退回资金池"]
 
-    lines.append(row("合计", report.totals))
-    rounds = sorted(campaign.rounds, key=lambda r: r.number)
-    for r in rounds:
-        if r.id in report.by_round:
-            lines.append(row(f"第{r.number}轮", report.by_round[r.id]))
-    names = {c.id: c.name for c in db.session.scalars(sa.select(Category).where(Category.campaign_id == campaign.id))}
-    for category_id, accounts in sorted(report.by_category.items()):
-        lines.append(row(names.get(category_id, str(category_id)), accounts))
+    def table(title: str, labels: dict[int, str], balances_by: dict[int, dict[str, int]], moved) -> None:
+        lines.append("")
+        lines.append("  " + _cell(title, 12, right=False) + "".join(_cell(h, 16) for h in header))
+        for key, label in labels.items():
+            if key not in moved:
+                continue
+            accounts = balances_by.get(key, {})
+            put_in, given_back = moved[key]
+            cells = [put_in, *(accounts.get(a, 0) for a in spent), given_back]
+            lines.append("  " + _cell(label, 12, right=False) + "".join(_cell(yuan(v), 16) for v in cells))
+
+    rounds = {r.id: f"第{r.number}轮" for r in sorted(campaign.rounds, key=lambda r: r.number)}
+    table("轮次", rounds, report.by_round, flows(campaign.id, "round_id"))
+    categories = {c.id: c.name for c in sorted(campaign.categories, key=lambda c: c.position)}
+    table("品类", categories, report.by_category, flows(campaign.id, "category_id"))
+    lines.append("")
     if report.problems:
         lines.append("  账实不符：")
         lines.extend(f"    - {p}" for p in report.problems)
