@@ -102,6 +102,14 @@ def run(cmd, env, **kw):
     return subprocess.run(cmd, env=env, cwd=ROOT, check=True, **kw)
 
 
+def ledger_balances(env) -> bool:
+    """`flask ledger` after the burst: the pool's books agree with the coupons, to the fen."""
+    done = subprocess.run(FLASK + ["ledger"], env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+    return done.returncode == 0
+
+
 def recreate(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -307,8 +315,11 @@ def main() -> int:
         mark = "  OVERSOLD" if taken > quantity else ""
         print(f"  {code:13} {face // 100:>4} yuan: {taken:>5} / {quantity:<5}{mark}")
     # wrk stops with up to one request per connection in flight: those were served, not counted.
+    balanced = ledger_balances(env)
+    print(f"ledger: {'balances' if balanced else 'DOES NOT BALANCE'}")
     ok = (
-        not oversold
+        balanced
+        and not oversold
         and state["duplicates"] == 0
         and state["orphans"] == 0
         and won <= issued <= won + args.connections * args.turns

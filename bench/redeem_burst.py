@@ -32,7 +32,16 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.draw_burst import CATEGORIES, WRK_SCRIPT, bind_residents, prepare, start_gunicorn, stop, wrk  # noqa: E402
+from bench.draw_burst import (  # noqa: E402
+    CATEGORIES,
+    WRK_SCRIPT,
+    bind_residents,
+    ledger_balances,
+    prepare,
+    start_gunicorn,
+    stop,
+    wrk,
+)
 
 
 def bind_staff(base: str, seed_output: str) -> dict[str, list[str]]:
@@ -157,7 +166,9 @@ def main() -> int:
     print(f"redemptions {redemptions}, coupons used {used}, coupons redeemed twice {twice}, 200 answers {ok200}")
     rate = png_rate(3)
     print(f"pay-code PNG (token + QR render) in one process: {rate:.0f} per second")
-    ok = twice == 0 and redemptions == used and ok200 <= redemptions <= ok200 + args.connections
+    balanced = ledger_balances(env)
+    print(f"ledger: {'balances' if balanced else 'DOES NOT BALANCE'}")
+    ok = balanced and twice == 0 and redemptions == used and ok200 <= redemptions <= ok200 + args.connections
     print("invariants:", "hold" if ok else "BROKEN")
     return 0 if ok else 1
 
