@@ -686,17 +686,7 @@ def create(plan: Plan, *, status: str = "active") -> Campaign:
     for round_ in stocked:
         generate_stock(round_.id, tiers)
         moves.extend(
-            ledger.entry(
-                "allocate",
-                campaign.id,
-                tier.face_fen * quantity,
-                now,
-                round_id=round_.id,
-                tier_id=tier.id,
-                category_id=tier.category_id,
-                coupons=quantity,
-                key=f"allocate:{round_.id}:{tier.id}",
-            )
+            ledger.tier_entry("allocate", round_, tier, quantity, now, key=f"allocate:{round_.id}:{tier.id}")
             for tier, quantity in tiers
             if quantity
         )

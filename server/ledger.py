@@ -76,6 +76,21 @@ def entry(kind: str, campaign_id: int, amount_fen: int, now: datetime, **fields)
     }
 
 
+def tier_entry(kind: str, round_: Round, tier: Tier, count: int, now: datetime, **fields) -> dict:
+    """An entry moving `count` coupons of a tier in a round (allocations, rollovers, quota changes)."""
+    return entry(
+        kind,
+        round_.campaign_id,
+        tier.face_fen * count,
+        now,
+        round_id=round_.id,
+        tier_id=tier.id,
+        category_id=tier.category_id,
+        coupons=count,
+        **fields,
+    )
+
+
 def record(rows: list[dict]) -> None:
     if rows:
         db.session.execute(sa.insert(LedgerEntry.__table__), rows)

@@ -194,21 +194,8 @@ def add_stock(round_: Round, counts: dict[Tier, int], kind: str, now: datetime, 
             round_.allocations.append(Allocation(tier=tier, quantity=n))
         else:
             allocation.quantity += n
-        moves.append(
-            ledger.entry(
-                kind,
-                round_.campaign_id,
-                tier.face_fen * n,
-                now,
-                round_id=round_.id,
-                tier_id=tier.id,
-                category_id=tier.category_id,
-                coupons=n,
-                key=f"{kind}:{round_.id}:{tier.id}" if kind == "rollover" else None,
-                actor=actor,
-                note=note,
-            )
-        )
+        key = f"{kind}:{round_.id}:{tier.id}" if kind == "rollover" else None
+        moves.append(ledger.tier_entry(kind, round_, tier, n, now, key=key, actor=actor, note=note))
     ledger.record(moves)
     return moves
 
@@ -333,16 +320,5 @@ def _withdraw(round_: Round, tier: Tier, count: int, actor: str, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return [
-        ledger.entry(
-            "adjust_down",
-            round_.campaign_id,
-            tier.face_fen * len(ids),
-            now,
-            round_id=round_.id,
-            tier_id=tier.id,
-            category_id=tier.category_id,
-            coupons=len(ids),
-            actor=actor,
-            note=f"第{round_.number}轮配额调整",
-        )
+        ledger.tier_entry("adjust_down", round_, tier, len(ids), now, actor=actor, note=f"第{round_.number}轮配额调整")
     ]

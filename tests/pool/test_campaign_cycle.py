@@ -76,21 +76,13 @@ def test_seven_rounds_balance_after_every_step_and_the_treasury_gets_budget_minu
             spent.append((category, coupon, answer.get_json()["redemption"]["id"]))
             balanced(campaign_id)
         # One mistaken redemption undone (the coupon then expires unused), one refund.
-        category, coupon, redemption_id = spent[0]
-        answer = client.post(
-            f"/api/v1/merchant/redemptions/{redemption_id}/revoke",
-            json={"reason": "收银员误操作"},
-            headers=auth(tills[category]),
-        )
-        assert answer.status_code == 200, answer.get_json()
-        balanced(campaign_id)
-        category, refunded, redemption_id = spent[1]
-        answer = client.post(
-            f"/api/v1/merchant/redemptions/{redemption_id}/refund",
-            json={"reason": "顾客退货"},
-            headers=auth(tills[category]),
-        )
-        assert answer.status_code == 200, answer.get_json()
+        for (category, _, redemption_id), action, reason in zip(
+            spent, ("revoke", "refund"), ("收银员误操作", "顾客退货"), strict=False
+        ):
+            path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
+            answer = client.post(path, json={"reason": reason}, headers=auth(tills[category]))
+            assert answer.status_code == 200, answer.get_json()
+            balanced(campaign_id)
         totals = balanced(campaign_id)
 
         kept = [c for _, c, _ in spent[1:]] if policy == "forfeit" else [c for _, c, _ in spent[2:]]

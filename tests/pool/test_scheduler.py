@@ -31,6 +31,26 @@ def moved(app) -> dict[str, int]:
         return {kind: int(n) for kind, n in rows}
 
 
+def at_once(app, schedulers: int) -> None:
+    """Run every job from several threads at the same moment, each on its own connection."""
+    start = threading.Barrier(schedulers)
+    errors = []
+
+    def compete():
+        start.wait()
+        try:
+            run_all(app)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compete) for _ in range(schedulers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+
+
 def round_row(app, number):
     with app.app_context():
         return db.session.scalar(sa.select(Round).where(Round.number == number))
@@ -75,22 +95,7 @@ def test_competing_schedulers_move_money_once(app, client, make_campaign, make_r
     campaign_id = make_campaign()
     draw_some(client, make_resident, 8)
     clock.move_to(round_row(app, 1).valid_until + timedelta(minutes=1))
-    start = threading.Barrier(4)
-    errors = []
-
-    def compete():
-        start.wait()
-        try:
-            run_all(app)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=compete) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    at_once(app, 4)
     counts = moved(app)
     assert (counts["expire"], counts["withdraw"], counts["rollover"]) == (8, 92, 100)
     assert ledger_kinds(app)["rollover"] == 4  # one per tier: the unique key of a rollover
@@ -98,13 +103,7 @@ def test_competing_schedulers_move_money_once(app, client, make_campaign, make_r
 
     # After the last round, four at once return the pool to the treasury once.
     clock.move_to(round_row(app, 7).valid_until + timedelta(minutes=1))
-    start = threading.Barrier(4)
-    threads = [threading.Thread(target=compete) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    at_once(app, 4)
     assert ledger_kinds(app)["treasury"] == 1
     totals = balanced(campaign_id)
     assert totals["treasury"] == 10000000 and totals["pool"] == 0
