@@ -35,13 +35,14 @@ operation = st.one_of(
 )
 
 
-def fresh_campaign(app, policy: str) -> tuple[int, list[str]]:
+def fresh_campaign(app, policy: str, validity: dict) -> tuple[int, list[str]]:
     """Empty the database and make a tiny 3-round campaign, 4 residents and a till per category."""
     with app.app_context():
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
         doc = campaign_doc(
             refund_policy=policy,
+            validity=validity,
             budget_yuan=2000,
             tiers=[
                 {"category": "hotel", "face_yuan": 50, "quantity": 4},
@@ -69,24 +70,32 @@ def fresh_campaign(app, policy: str) -> tuple[int, list[str]]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(policy=st.sampled_from(["return", "forfeit"]), operations=st.lists(operation, min_size=5, max_size=30))
+@given(
+    policy=st.sampled_from(["return", "forfeit"]),
+    validity=st.sampled_from([{"kind": "round_deadline"}, {"kind": "days_from_claim", "days": 1}]),
+    operations=st.lists(operation, min_size=5, max_size=30),
+)
 # The paths a short random list may miss, always tried: a revoke and a refund inside the round,
 # then the round's end with coupons held, spent and returned.
 @example(
     policy="return",
+    validity={"kind": "round_deadline"},
     operations=[("draw", 0, "hotel"), ("draw", 1, "hotel"), ("draw", 2, "fuel"), ("redeem", 0), ("redeem", 1),
                 ("redeem", 2), ("revoke", 0), ("refund", 1), ("advance", 3000), ("jobs",), ("adjust", 1, 2),
                 ("advance", 2000), ("jobs",), ("draw", 3, "hotel")],
 )  # fmt: skip
 @example(
     policy="forfeit",
+    validity={"kind": "days_from_claim", "days": 1},
     operations=[("draw", 0, "fuel"), ("redeem", 0), ("refund", 0), ("revoke", 0), ("draw", 1, "fuel"),
                 ("redeem", 1), ("revoke", 0), ("advance", 3600), ("jobs",), ("adjust", 2, -3), ("jobs",)],
 )  # fmt: skip
-def test_the_ledger_balances_after_any_sequence_of_operations(app, client, make_till, clock, policy, operations):
+def test_the_ledger_balances_after_any_sequence_of_operations(
+    app, client, make_till, clock, policy, validity, operations
+):
     app.config["TOKEN_MAX_AGE_S"] = 60 * 24 * 3600
     clock.move_to(T0)
-    campaign_id, residents = fresh_campaign(app, policy)
+    campaign_id, residents = fresh_campaign(app, policy, validity)
     tills = {category: make_till(category)[1] for category in CATEGORIES}
     held: list[tuple[str, dict]] = []  # (resident token, coupon) won
     done: list[tuple[str, int]] = []  # (till token, redemption id)

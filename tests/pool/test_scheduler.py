@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import time_machine
@@ -151,3 +152,48 @@ def test_a_scheduler_started_after_downtime_catches_up_at_once(app, client, make
     counts = moved(app)
     assert (counts["expire"], counts["withdraw"], counts["rollover"]) == (3, 97, 100)
     balanced(campaign_id)
+
+
+def test_the_scheduler_runs_as_its_own_process_and_catches_up_on_start(app, make_campaign, tmp_path):
+    """`flask --app server scheduler run` against a campaign whose round 1 ended yesterday (real
+    time: no time travel crosses into another process): on start it closes round 1, feeds round
+    2, and keeps running until stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from tests.helpers import ROOT, campaign_doc
+
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    first = (today - timedelta(days=6)).isoformat() + "T09:00"
+    campaign_id = make_campaign(
+        campaign_doc(rounds={"count": 3, "first_draw": first, "every_days": 5, "valid_days": 5})
+    )
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "x", "FLASK_DEBUG": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "server", "scheduler", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while round_row(app, 2).rolled_over_at is None and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            time.sleep(0.2)
+        assert process.poll() is None  # still running, waiting for the next runs
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert round_row(app, 2).rolled_over_at is not None, output
+    assert "调度器已启动" in output and "roll_over" in output
+    assert moved(app)["rollover"] == 100
+    with app.app_context():
+        from server import ledger
+        from server.models import Campaign
+
+        assert ledger.verify(db.session.get(Campaign, campaign_id)).problems == []
