@@ -35,13 +35,19 @@ class QuotaError(ValueError):
 
 
 def lock_campaign(campaign_id: int) -> None:
-    """Serialise the pool's spenders on one campaign (a row lock; SQLite's write lock)."""
-    db.session.execute(
-        sa.update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(id=Campaign.id)
-        .execution_options(synchronize_session=False)
-    )
+    """Serialise the jobs and the bureau on one campaign's pool.
+
+    PostgreSQL: FOR NO KEY UPDATE, which does not conflict with the KEY SHARE lock that every
+    draw's and every till's ledger insert takes on the campaign row through its foreign key, so
+    the crowd never waits for a job. SQLite: take the database's write lock.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            # SQLAlchemy spells FOR NO KEY UPDATE as key_share=True.
+            sa.select(Campaign.id).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+        )
+    else:
+        db.session.execute(sa.text("UPDATE campaigns SET status = status WHERE id = :id"), {"id": campaign_id})
 
 
 def _campaigns(campaign_id: int | None) -> list[int]:

@@ -78,9 +78,10 @@ class Leader:
                 return True
             except sa.exc.DBAPIError:  # the connection died, and the lock with it
                 self._drop()
-        connection = db.engine.connect()
+        # Autocommit: the lock belongs to the session, and the connection must not sit idle in an
+        # open transaction while it holds it.
+        connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar()
-        connection.commit()
         if got:
             self._connection = connection
             log.info("scheduler leader: %s", self.identity)
@@ -127,7 +128,6 @@ class Leader:
             if self._connection is not None:
                 try:
                     self._connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
-                    self._connection.commit()
                     self._connection.close()  # back to the pool, without the lock
                 except sa.exc.DBAPIError:
                     self._drop()  # a dead connection: the server released the lock with it

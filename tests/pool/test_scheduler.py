@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 import time_machine
 
@@ -197,3 +198,37 @@ def test_the_scheduler_runs_as_its_own_process_and_catches_up_on_start(app, make
         from server.models import Campaign
 
         assert ledger.verify(db.session.get(Campaign, campaign_id)).problems == []
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="row locks between connections: PostgreSQL (SQLite has one writer)")
+def test_a_job_holding_the_pool_does_not_hold_up_draws_or_tills(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    """Jobs lock the campaign row FOR NO KEY UPDATE; draws and redemptions insert ledger rows
+    whose foreign key takes KEY SHARE on the same row. The two must not wait for each other."""
+    from server import rounds
+    from tests.merchant.helpers import paycode, redeem
+
+    campaign_id = make_campaign()
+    _, staff = make_till("hotel")
+    _, holder = make_resident()
+    _, drawer = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(holder)).get_json()["coupon"]
+    code = paycode(client, holder, won["id"])
+    answers = {}
+
+    def crowd():
+        other = app.test_client()
+        answers["draw"] = other.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(drawer)).status_code
+        answers["redeem"] = redeem(other, staff, code, won["threshold_fen"]).status_code
+
+    with app.app_context():
+        rounds.lock_campaign(campaign_id)  # as a job does, and holds it
+        thread = threading.Thread(target=crowd)
+        thread.start()
+        thread.join(10)
+        blocked = thread.is_alive()
+        db.session.rollback()
+    thread.join(30)
+    assert not blocked
+    assert answers == {"draw": 200, "redeem": 200}
