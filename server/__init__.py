@@ -20,6 +20,7 @@ def create_app(config: dict | None = None) -> APIFlask:
         spec_path="/api/v1/openapi.json",
         docs_path="/api/v1/docs",
         instance_relative_config=True,
+        static_folder=str(Path(__file__).resolve().parent.parent / "static"),
     )
     configure(app, config)
     app.json.ensure_ascii = False  # Chinese as UTF-8, not \u escapes
@@ -68,9 +69,12 @@ def _instance_secret(instance: Path) -> str:
 
 def register_extensions(app: APIFlask) -> None:
     from . import database, sms, wechat
-    from .extensions import db, migrate
+    from .admin import access
+    from .extensions import csrf, db, migrate
 
     db.init_app(app)
+    csrf.init_app(app)
+    access.init_app(app)
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     database.init_app(app)
     sms.init_app(app)
@@ -79,11 +83,17 @@ def register_extensions(app: APIFlask) -> None:
 
 def register_blueprints(app: APIFlask) -> None:
     from . import devtools
+    from .admin import bp as admin_bp
     from .draw import bp as draw_bp
+    from .extensions import csrf
     from .merchant import bp as merchant_bp
 
+    # The API authenticates with bearer tokens, not cookies: nothing there for CSRF to forge.
+    for api in (draw_bp, merchant_bp, devtools.bp):
+        csrf.exempt(api)
     app.register_blueprint(draw_bp)
     app.register_blueprint(merchant_bp)
+    app.register_blueprint(admin_bp)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(devtools.bp)
 

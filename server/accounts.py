@@ -1,11 +1,13 @@
-"""Bureau accounts: creation and password hashing."""
+"""Bureau accounts: creation, password hashing, sign-in with lockout."""
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
 from .models import AdminUser
@@ -30,5 +32,39 @@ def create_admin(username: str, password: str, role: str) -> AdminUser:
         raise AccountError(f"用户名 {username} 已存在")
     user = AdminUser(username=username, password_hash=generate_password_hash(password), role=role)
     db.session.add(user)
+    db.session.flush()
+    return user
+
+
+# Console sign-in: after MAX_FAILED wrong passwords in a row the account is locked for LOCK_MINUTES.
+MAX_FAILED = 5
+LOCK_MINUTES = 15
+# Checked when the username is unknown, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not-a-password-of-anyone")
+
+
+class SignInError(ValueError):
+    """A refused sign-in; the message is for the person at the login page."""
+
+
+def authenticate(username: str, password: str, now: datetime) -> AdminUser:
+    """The account these credentials open, or SignInError. Counts failures; flushes."""
+    user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == (username or "").strip()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        raise SignInError("用户名或密码错误")
+    if user.locked_until is not None and now < user.locked_until:
+        minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))
+        raise SignInError(f"登录失败次数过多，账号已锁定，请{minutes}分钟后再试")
+    if not check_password_hash(user.password_hash, password or ""):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED:
+            user.failed_logins, user.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
+            db.session.flush()
+            raise SignInError(f"连续{MAX_FAILED}次密码错误，账号已锁定{LOCK_MINUTES}分钟")
+        db.session.flush()
+        left = MAX_FAILED - user.failed_logins
+        raise SignInError(f"用户名或密码错误（再错{left}次将锁定账号{LOCK_MINUTES}分钟）")
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     db.session.flush()
     return user

@@ -35,6 +35,7 @@ def from_environment(instance_path: str) -> dict:
         "CAMPAIGN_CACHE_SECONDS": float(os.environ.get("CAMPAIGN_CACHE_SECONDS", "2")),
         # Run the round and pool jobs inside the web workers too (behind the leader lock).
         "SCHEDULER_IN_WEB": _flag("SCHEDULER_IN_WEB", False),
+        "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", False),
     }
 
 
@@ -51,6 +52,12 @@ DEFAULTS = {
     "SMS_RESEND_COOLDOWN_S": 60,
     "SMS_DAILY_CAP": 10,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Console sessions: cookies out of scripts' reach and not sent by other sites' forms;
+    # SESSION_COOKIE_SECURE is on in production (see README), off for http://127.0.0.1.
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+    "WTF_CSRF_TIME_LIMIT": 8 * 3600,
     # APIFlask: the OpenAPI document lives under the API prefix, errors are 400 not 422.
     "VALIDATION_ERROR_STATUS_CODE": 400,
     "AUTO_404_RESPONSE": False,

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -332,7 +333,9 @@ class BindingCode(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class AdminUser(db.Model):
+class AdminUser(UserMixin, db.Model):
+    """A bureau account of the console: admin (everything), auditor (read, export), operator."""
+
     __tablename__ = "admin_users"
     __table_args__ = (sa.CheckConstraint("role IN ('admin', 'auditor', 'operator')", name="role"),)
 
@@ -340,6 +343,28 @@ class AdminUser(db.Model):
     username: Mapped[str] = mapped_column(sa.String(40), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(10), default="admin")
+    # Failed logins in a row; at the limit the account is locked until `locked_until`.
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(db.Model):
+    """Who did what in the console, with the state before and after, and when."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (sa.Index("ix_audit_entries_created", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    admin_id: Mapped[int | None] = mapped_column(sa.ForeignKey("admin_users.id"))
+    admin_name: Mapped[str] = mapped_column(sa.String(40))  # kept as it was, whatever happens to the account
+    action: Mapped[str] = mapped_column(sa.String(40))
+    target_type: Mapped[str | None] = mapped_column(sa.String(20))
+    target_id: Mapped[str | None] = mapped_column(sa.String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    address: Mapped[str | None] = mapped_column(sa.String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

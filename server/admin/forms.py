@@ -1,0 +1,16 @@
+"""Console forms; every one carries Flask-WTF's CSRF token."""
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class LoginForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=40)])
+    password = PasswordField("密码", validators=[DataRequired("请输入密码"), Length(max=200)])
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something, with an optional reason."""
+
+    reason = StringField("理由", validators=[Optional(), Length(max=200, message="理由最多200字")])

@@ -1,0 +1,202 @@
+"""The console's rules: the dashboard's figures (Jincheng plan, section 10) and merchant reviews.
+
+Figures of a campaign, per round, per category and per local day:
+issued (投放量), claimed (领取量), redeemed (核销量), redemption rate (核销率 = redeemed / claimed),
+order amount (订单金额), redeemed amount (核销金额, face value), refunded amount (核销退款金额),
+merchants with redemptions (核销商家数), leverage (直接带动比 = order amount / redeemed amount).
+A redemption counts unless it was revoked (撤回); refunds are counted and also shown apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .. import audit, ledger
+from ..extensions import db
+from ..merchant import services as merchant_services
+from ..models import AdminUser, Campaign, Coupon, LedgerEntry, Merchant, Redemption, Round
+
+PUT_IN = ("allocate", "rollover", "adjust_up")
+
+
+@dataclass
+class Figures:
+    issued: int = 0
+    claimed: int = 0
+    redeemed: int = 0
+    order_fen: int = 0
+    redeemed_fen: int = 0
+    refunded_fen: int = 0
+    merchants: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.redeemed / self.claimed if self.claimed else None
+
+    @property
+    def leverage(self) -> float | None:
+        return self.order_fen / self.redeemed_fen if self.redeemed_fen else None
+
+
+@dataclass
+class Dashboard:
+    campaign: Campaign
+    total: Figures
+    by_round: dict[int, Figures] = field(default_factory=dict)
+    by_category: dict[int, Figures] = field(default_factory=dict)
+    by_day: dict[str, Figures] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)
+
+
+def local_day(column, tz_name: str):
+    """The local calendar day of a UTC timestamp, in SQL (both backends)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone(tz_name, column), "YYYY-MM-DD")
+    # SQLite keeps UTC text; China has one fixed offset and no daylight saving.
+    return sa.func.date(column, "+8 hours")
+
+
+def dashboard(campaign: Campaign) -> Dashboard:
+    board = Dashboard(campaign, Figures())
+    rounds = sa.select(Round.id).where(Round.campaign_id == campaign.id).scalar_subquery()
+    groups = {
+        "round": (board.by_round, Coupon.round_id),
+        "category": (board.by_category, Coupon.category_id),
+    }
+
+    def figures(table: dict, key) -> Figures:
+        return table.setdefault(key, Figures())
+
+    # Issued: coupons put on the wheel, from the ledger (allocations, rollovers, quota changes).
+    entries = LedgerEntry.__table__
+    put = sa.case(
+        (entries.c.kind.in_(PUT_IN), entries.c.coupons), (entries.c.kind == "adjust_down", -entries.c.coupons)
+    )
+    for name, column in (("round", entries.c.round_id), ("category", entries.c.category_id)):
+        rows = db.session.execute(
+            sa.select(column, sa.func.sum(put))
+            .where(entries.c.campaign_id == campaign.id, entries.c.kind.in_((*PUT_IN, "adjust_down")))
+            .group_by(column)
+        )
+        for key, count in rows:
+            figures(groups[name][0], key).issued = int(count or 0)
+    board.total.issued = sum(f.issued for f in board.by_round.values())
+
+    # Claimed: every coupon a resident won, whatever became of it.
+    claimed = sa.select(sa.func.count()).where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None))
+    board.total.claimed = db.session.scalar(claimed) or 0
+    for table, column in groups.values():
+        rows = db.session.execute(
+            sa.select(column, sa.func.count())
+            .where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None))
+            .group_by(column)
+        )
+        for key, count in rows:
+            figures(table, key).claimed = count
+    day = local_day(Coupon.claimed_at, campaign.timezone)
+    for key, count in db.session.execute(
+        sa.select(day, sa.func.count()).where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None)).group_by(day)
+    ):
+        figures(board.by_day, key).claimed = count
+
+    # Redemptions that stand (not revoked).
+    live = (
+        sa.select(Redemption)
+        .join(Coupon, Coupon.id == Redemption.coupon_id)
+        .where(Coupon.round_id.in_(rounds), Redemption.revoked_at.is_(None))
+        .subquery()
+    )
+    refunded = sa.case((live.c.refunded_at.is_not(None), live.c.face_fen), else_=0)
+    measures = (
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(live.c.spend_fen), 0),
+        sa.func.coalesce(sa.func.sum(live.c.face_fen), 0),
+        sa.func.coalesce(sa.func.sum(refunded), 0),
+        sa.func.count(sa.distinct(live.c.merchant_id)),
+    )
+
+    def fill(target: Figures, row) -> None:
+        target.redeemed, target.order_fen, target.redeemed_fen, target.refunded_fen, target.merchants = (
+            int(v) for v in row
+        )
+
+    fill(board.total, db.session.execute(sa.select(*measures).select_from(live)).one())
+    coupon_round = sa.select(Coupon.round_id).where(Coupon.id == live.c.coupon_id).correlate(live).scalar_subquery()
+    for table, column in ((board.by_round, coupon_round), (board.by_category, live.c.category_id)):
+        for key, *row in db.session.execute(sa.select(column, *measures).select_from(live).group_by(column)):
+            fill(figures(table, key), row)
+    day = local_day(live.c.created_at, campaign.timezone)
+    for key, *row in db.session.execute(sa.select(day, *measures).select_from(live).group_by(day)):
+        fill(figures(board.by_day, key), row)
+    board.by_day = dict(sorted(board.by_day.items()))
+    board.balances = ledger.balances(campaign.id).get((), {})
+    return board
+
+
+def campaigns() -> list[Campaign]:
+    return list(db.session.scalars(sa.select(Campaign).where(Campaign.status != "draft").order_by(Campaign.id.desc())))
+
+
+# ---------------------------------------------------------------- merchants
+
+
+MERCHANT_ACTIONS = {
+    # action: (audit action, what it does, done message)
+    "approve": ("merchant_approve", "审核通过", "已审核通过"),
+    "reject": ("merchant_reject", "驳回", "已驳回申请"),
+    "suspend": ("merchant_suspend", "暂停", "已暂停"),
+    "blacklist": ("merchant_blacklist", "列入黑名单", "已列入黑名单"),
+    "reinstate": ("merchant_reinstate", "恢复", "已恢复"),
+    "code": ("binding_code", "签发新绑定码", "已签发新绑定码"),
+}
+NEEDS_REASON = ("reject", "suspend", "blacklist", "reinstate")
+
+
+def review_merchant(admin: AdminUser, merchant: Merchant, action: str, reason: str, now: datetime) -> str | None:
+    """Apply a review action, audited; returns a new binding code when one was issued.
+
+    Raises ReviewError (in Chinese) when the merchant's state does not allow it.
+    """
+    if action not in MERCHANT_ACTIONS:
+        raise merchant_services.ReviewError("未知的操作")
+    reason = (reason or "").strip()
+    if action in NEEDS_REASON and not reason:
+        raise merchant_services.ReviewError(f"请填写{MERCHANT_ACTIONS[action][1]}的理由")
+    before = {"status": merchant.status}
+    code = None
+    if action == "approve":
+        code = merchant_services.approve(merchant, now, reason or None)
+    elif action == "reject":
+        merchant_services.reject(merchant, now, reason)
+    elif action == "code":
+        code = merchant_services.issue_binding_code(merchant, now)
+    else:
+        status = {"suspend": "suspended", "blacklist": "blacklisted", "reinstate": "approved"}[action]
+        merchant_services.set_standing(merchant, status, now, reason)
+    after = {"status": merchant.status} | ({"reason": reason} if reason else {})
+    audit.record(admin, MERCHANT_ACTIONS[action][0], now, target=merchant, before=before, after=after)
+    db.session.flush()
+    return code
+
+
+def merchants_page(status: str | None, query: str | None, page: int, per_page: int = 50):
+    """Merchants, newest first, filtered by status and name; (items, total)."""
+    select = sa.select(Merchant)
+    if status:
+        select = select.where(Merchant.status == status)
+    if query:
+        select = select.where(Merchant.name.contains(query.strip(), autoescape=True))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(select.subquery()))
+    items = db.session.scalars(
+        select.order_by(Merchant.created_at.desc(), Merchant.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return items, total
+
+
+def counts_by_status() -> dict[str, int]:
+    rows = db.session.execute(sa.select(Merchant.status, sa.func.count()).group_by(Merchant.status))
+    return defaultdict(int, {status: n for status, n in rows})

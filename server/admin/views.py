@@ -1,0 +1,193 @@
+"""Console pages. Each loads its arguments, checks the role, calls a service, commits once."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+
+from .. import accounts, audit, ledger
+from ..extensions import db
+from ..merchant.services import STATUS_NAMES, ReviewError
+from ..models import AuditEntry, Campaign, Category, Merchant, Round
+from ..timeutil import utcnow, zone
+from . import bp, services
+from .access import MERCHANTS, READ, ROLE_NAMES, mask_phone, role_required
+from .forms import ActionForm, LoginForm
+
+PER_PAGE = 50
+
+
+@bp.app_context_processor
+def console_globals():
+    return {"ROLE_NAMES": ROLE_NAMES, "STATUS_NAMES": STATUS_NAMES, "yuan": ledger.yuan, "local": _local}
+
+
+def _local(instant, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return instant.astimezone(zone("Asia/Shanghai")).strftime(fmt) if instant else ""
+
+
+def _page() -> int:
+    page = request.args.get("page", "1")
+    return max(int(page), 1) if page.isdigit() else 1
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path inside the console: never an address elsewhere."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return None
+
+
+@bp.errorhandler(403)
+def forbidden(_error):
+    return render_template("admin/message.html", title="无权访问", message="您的角色不能使用这个页面或操作。"), 403
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(_error):
+    db.session.rollback()
+    message = "页面已过期或来源不明，操作未执行。请刷新页面后重试。"
+    return render_template("admin/message.html", title="操作未执行", message=message), 400
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in; repeated wrong passwords lock the account for a while."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        now = utcnow()
+        try:
+            user = accounts.authenticate(form.username.data, form.password.data, now)
+        except accounts.SignInError as refused:
+            audit.record(None, "login_failed", now, name=form.username.data, after={"reason": str(refused)})
+            db.session.commit()
+            flash(str(refused), "error")
+            return render_template("admin/login.html", form=form), 401
+        login_user(user)
+        audit.record(user, "login", now, target=user)
+        db.session.commit()
+        return redirect(_safe_next(request.args.get("next")) or url_for("admin.dashboard"))
+    return render_template("admin/login.html", form=form)
+
+
+@bp.post("/logout")
+@role_required(*READ)
+def logout():
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    user = current_user._get_current_object()
+    audit.record(user, "logout", utcnow(), target=user)
+    db.session.commit()
+    logout_user()
+    flash("已退出登录", "info")
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@role_required(*READ)
+def dashboard():
+    """Figures and charts of a campaign: totals, per round, per category, per day, the pool."""
+    choices = services.campaigns()
+    if not choices:
+        return render_template("admin/message.html", title="数据看板", message="还没有活动。请先导入活动方案。")
+    wanted = request.args.get("campaign", "")
+    campaign = next((c for c in choices if str(c.id) == wanted), choices[0])
+    board = services.dashboard(campaign)
+    rounds = {r.id: r for r in db.session.scalars(sa.select(Round).where(Round.campaign_id == campaign.id))}
+    categories = {c.id: c for c in db.session.scalars(sa.select(Category).where(Category.campaign_id == campaign.id))}
+    order = sorted(board.by_category, key=lambda k: categories[k].position)
+    charts = {
+        "categories": [categories[k].name for k in order],
+        "issued": [board.by_category[k].issued for k in order],
+        "claimed": [board.by_category[k].claimed for k in order],
+        "redeemed": [board.by_category[k].redeemed for k in order],
+        "days": list(board.by_day),
+        "day_redeemed_yuan": [f.redeemed_fen / 100 for f in board.by_day.values()],
+        "day_order_yuan": [f.order_fen / 100 for f in board.by_day.values()],
+        "day_claimed": [f.claimed for f in board.by_day.values()],
+        "pool": [{"name": ledger.ACCOUNT_NAMES[a], "value": board.balances.get(a, 0) / 100} for a in ledger.ACCOUNTS],
+    }
+    return render_template(
+        "admin/dashboard.html",
+        board=board,
+        choices=choices,
+        rounds=rounds,
+        categories=categories,
+        charts=charts,
+        accounts=ledger.ACCOUNTS,
+        account_names=ledger.ACCOUNT_NAMES,
+    )
+
+
+@bp.get("/merchants")
+@role_required(*READ)
+def merchants():
+    status = request.args.get("status") or None
+    if status and status not in STATUS_NAMES:
+        status = None
+    query = (request.args.get("q") or "").strip()[:50]
+    page = _page()
+    items, total = services.merchants_page(status, query, page, PER_PAGE)
+    return render_template(
+        "admin/merchants.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        status=status,
+        query=query,
+        counts=services.counts_by_status(),
+        form=ActionForm(),
+        phone=lambda p: mask_phone(p, current_user.role),
+        can_review=current_user.role in MERCHANTS,
+    )
+
+
+@bp.post("/merchants/<int:merchant_id>/<action>")
+@role_required(*MERCHANTS)
+def merchant_action(merchant_id: int, action: str):
+    """Approve, reject, suspend, blacklist, reinstate, or issue a binding code."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None or action not in services.MERCHANT_ACTIONS:
+        abort(404)
+    form = ActionForm()
+    if not form.validate_on_submit():
+        flash("；".join(e for errors in form.errors.values() for e in errors) or "提交无效", "error")
+        return redirect(request.referrer or url_for("admin.merchants"))
+    try:
+        code = services.review_merchant(
+            current_user._get_current_object(), merchant, action, form.reason.data, utcnow()
+        )
+    except ReviewError as refused:
+        db.session.rollback()
+        flash(f"{merchant.name}：{refused}", "error")
+        return redirect(_safe_next(request.form.get("back")) or url_for("admin.merchants"))
+    db.session.commit()
+    done = services.MERCHANT_ACTIONS[action][2]
+    flash(f"{merchant.name}：{done}" + (f"。店员绑定码 {code}（只显示这一次，30天内有效）" if code else ""), "info")
+    return redirect(_safe_next(request.form.get("back")) or url_for("admin.merchants"))
+
+
+@bp.get("/audit")
+@role_required(*READ)
+def audit_log():
+    """Every change made in the console, newest first."""
+    page = _page()
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
+    items = db.session.scalars(
+        sa.select(AuditEntry)
+        .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    return render_template(
+        "admin/audit.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        actions=audit.ACTION_NAMES,
+        campaigns=Campaign,
+    )

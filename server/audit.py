@@ -1,0 +1,52 @@
+"""The audit log of the console: who changed what, the state before and after, and when.
+
+Services that change something on a bureau member's behalf call `record` before they flush; the
+entry is committed with the change or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import has_request_context, request
+
+from .extensions import db
+from .models import AdminUser, AuditEntry
+
+ACTION_NAMES = {
+    "login": "登录",
+    "login_failed": "登录失败",
+    "logout": "退出",
+    "merchant_approve": "审核通过商户",
+    "merchant_reject": "驳回商户申请",
+    "merchant_suspend": "暂停商户",
+    "merchant_blacklist": "商户列入黑名单",
+    "merchant_reinstate": "恢复商户",
+    "binding_code": "签发店员绑定码",
+}
+
+
+def record(
+    admin: AdminUser | None,
+    action: str,
+    now: datetime,
+    *,
+    target: Any = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    name: str | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        admin_id=admin.id if admin else None,
+        admin_name=admin.username if admin else (name or "?")[:40],
+        action=action,
+        target_type=type(target).__tablename__ if target is not None else None,
+        target_id=str(target.id) if target is not None else None,
+        before=before,
+        after=after,
+        address=request.remote_addr if has_request_context() else None,
+        created_at=now,
+    )
+    db.session.add(entry)
+    return entry

@@ -1,0 +1,99 @@
+"""Who gets in, with which role, and what a forged or stale form does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from server.extensions import db
+from server.models import AuditEntry, Merchant
+from tests.admin.conftest import PASSWORD, csrf_token, sign_in
+
+PAGES = ["/admin/", "/admin/merchants", "/admin/audit"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_anonymous_visitors_are_sent_to_the_login_page(client, path):
+    answer = client.get(path)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith("/admin/login?next=")
+
+
+@pytest.mark.parametrize("role", ["admin", "auditor", "operator"])
+@pytest.mark.parametrize("path", PAGES)
+def test_every_role_reads_every_page(console, make_campaign, role, path):
+    make_campaign()
+    answer = console(role).get(path)
+    assert answer.status_code == 200
+    assert "惠购" in answer.get_data(as_text=True)
+
+
+def test_a_wrong_password_counts_and_five_lock_the_account_for_fifteen_minutes(app, client, make_account, clock):
+    make_account("admin", "zhang")
+    for attempt in range(1, 5):
+        answer = sign_in(client, "zhang", "wrong-password")
+        assert answer.status_code == 401
+        assert f"再错{5 - attempt}次将锁定账号15分钟" in answer.get_data(as_text=True)
+    answer = sign_in(client, "zhang", "wrong-password")
+    assert "连续5次密码错误，账号已锁定15分钟" in answer.get_data(as_text=True)
+    # Locked: even the right password is refused until the time is up.
+    answer = sign_in(client, "zhang", PASSWORD)
+    assert answer.status_code == 401 and "账号已锁定，请15分钟后再试" in answer.get_data(as_text=True)
+    clock.shift(timedelta(minutes=15, seconds=1))
+    assert sign_in(client, "zhang", PASSWORD).status_code == 302
+    with app.app_context():
+        actions = db.session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions == ["login_failed"] * 6 + ["login"]
+
+
+def test_an_unknown_name_gets_the_same_answer_as_a_wrong_password(client, make_account):
+    make_account("admin", "zhang")
+    unknown = sign_in(client, "nobody", PASSWORD).get_data(as_text=True)
+    assert "用户名或密码错误" in unknown
+
+
+def test_after_login_only_a_console_address_is_followed(client, make_account):
+    make_account("admin", "zhang")
+    assert sign_in(client, "zhang", next_="/admin/audit").headers["Location"] == "/admin/audit"
+    assert sign_in(client, "zhang", next_="https://evil.example/").headers["Location"] == "/admin/"
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(app, console, make_till, make_campaign):
+    make_campaign()
+    merchant_id, _ = make_till("hotel")
+    client = console("admin")
+    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查"})
+    assert answer.status_code == 400 and "操作未执行" in answer.get_data(as_text=True)
+    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查", "csrf_token": "forged"})
+    assert answer.status_code == 400
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).status == "approved"
+
+
+@pytest.mark.parametrize(("role", "allowed"), [("admin", True), ("operator", True), ("auditor", False)])
+def test_only_admins_and_operators_review_merchants(app, console, make_till, make_campaign, role, allowed):
+    make_campaign()
+    merchant_id, _ = make_till("hotel")
+    client = console(role)
+    token = csrf_token(client.get("/admin/merchants").get_data(as_text=True))
+    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查", "csrf_token": token})
+    assert answer.status_code == (302 if allowed else 403)
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).status == ("suspended" if allowed else "approved")
+
+
+def test_auditors_see_contact_phones_masked(console, make_till, make_campaign):
+    make_campaign()
+    make_till("hotel")
+    assert "13900000000" in console("operator").get("/admin/merchants").get_data(as_text=True)
+    page = console("auditor").get("/admin/merchants").get_data(as_text=True)
+    assert "13900000000" not in page and "139****0000" in page
+
+
+def test_signing_out_ends_the_session(console):
+    client = console("admin")
+    token = csrf_token(client.get("/admin/").get_data(as_text=True))
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/admin/").status_code == 302

@@ -1,0 +1,101 @@
+"""The console's pages do what they show: merchant reviews (audited) and the dashboard's figures."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from server.admin import services
+from server.extensions import db
+from server.models import AuditEntry, Campaign, Merchant
+from tests.admin.conftest import csrf_token
+from tests.helpers import auth
+from tests.merchant.helpers import paycode, redeem
+
+
+def test_approving_an_application_shows_its_binding_code_once_and_is_audited(app, console, make_till, make_campaign):
+    make_campaign()
+    merchant_id, _ = make_till("hotel", status="applied")
+    client = console("operator")
+    page = client.get("/admin/merchants?status=applied").get_data(as_text=True)
+    assert "演示商户1" in page and 'data-action="approve"' in page
+    answer = client.post(
+        f"/admin/merchants/{merchant_id}/approve", data={"csrf_token": csrf_token(page)}, follow_redirects=True
+    )
+    shown = answer.get_data(as_text=True)
+    assert re.search(r"演示商户1：已审核通过。店员绑定码 [A-Z0-9]{8}（只显示这一次", shown)
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).status == "approved"
+        entry = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "merchant_approve"))
+        assert (entry.admin_name, entry.target_type, entry.target_id) == (
+            "operator-user",
+            "merchants",
+            str(merchant_id),
+        )
+        assert (entry.before, entry.after) == ({"status": "applied"}, {"status": "approved"})
+    log = client.get("/admin/audit").get_data(as_text=True)
+    assert "审核通过商户" in log and "operator-user" in log
+
+
+def test_a_review_the_state_does_not_allow_is_refused_in_words(app, console, make_till, make_campaign):
+    make_campaign()
+    merchant_id, _ = make_till("hotel")
+    client = console("admin")
+    token = csrf_token(client.get("/admin/merchants").get_data(as_text=True))
+    answer = client.post(f"/admin/merchants/{merchant_id}/reject", data={"csrf_token": token, "reason": "资料不全"})
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "商户当前状态为「已通过」，不能驳回" in shown
+    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"csrf_token": token, "reason": ""})
+    assert "请填写暂停的理由" in client.get(answer.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).status == "approved"
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action.like("merchant_%"))) == 0  # fmt: skip
+
+
+def test_the_merchant_list_filters_by_status_and_name_and_pages(console, make_till, make_campaign):
+    make_campaign()
+    for _ in range(3):
+        make_till("hotel")
+    make_till("fuel", status="applied")
+    client = console("admin")
+    page = client.get("/admin/merchants?status=approved").get_data(as_text=True)
+    assert "共 3 条" in page and "演示商户4" not in page
+    page = client.get("/admin/merchants?q=商户4").get_data(as_text=True)
+    assert "共 1 条" in page and "演示商户4" in page
+
+
+def test_the_dashboard_counts_claims_redemptions_refunds_and_leverage(
+    app, client, console, make_campaign, make_resident, make_till, clock
+):
+    campaign_id = make_campaign()
+    _, hotel_till = make_till("hotel")
+    spent = []
+    for n in range(4):
+        _, token = make_resident()
+        won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()["coupon"]
+        if n < 3:  # three spent at four times the face value
+            answer = redeem(client, hotel_till, paycode(client, token, won["id"]), won["face_fen"] * 4)
+            spent.append((won, answer.get_json()["redemption"]["id"]))
+    # One of the three refunded: still a redemption, and its face shows as refunded.
+    refunded, redemption_id = spent[0]
+    client.post(
+        f"/api/v1/merchant/redemptions/{redemption_id}/refund", json={"reason": "退货"}, headers=auth(hotel_till)
+    )
+    with app.app_context():
+        board = services.dashboard(db.session.get(Campaign, campaign_id))
+        faces = sum(w["face_fen"] for w, _ in spent)
+        assert (board.total.issued, board.total.claimed, board.total.redeemed) == (100, 4, 3)
+        assert board.total.redeemed_fen == faces and board.total.order_fen == faces * 4
+        assert board.total.refunded_fen == refunded["face_fen"]
+        assert board.total.leverage == 4 and board.total.rate == 0.75 and board.total.merchants == 1
+        assert list(board.by_day) == ["2026-06-25"]
+        hotel = next(f for f in board.by_category.values() if f.claimed)
+        assert (hotel.issued, hotel.claimed, hotel.redeemed) == (70, 4, 3)
+        # The pool's accounts on the dashboard are the ledger's: they add up to the budget.
+        assert sum(v for k, v in board.balances.items() if k != "budget") == 10000000
+        assert board.balances["redeemed"] == faces - refunded["face_fen"]  # the refund returned to the pool
+    page = console("auditor").get("/admin/").get_data(as_text=True)
+    assert "75.0%" in page and "4.00" in page and 'id="chart-categories"' in page
+    assert "echarts.common.min.js" in page
