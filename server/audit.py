@@ -26,6 +26,8 @@ ACTION_NAMES = {
     "binding_code": "签发店员绑定码",
 }
 
+TARGET_NAMES = {"merchants": "商户", "admin_users": "账号", "rounds": "轮次", "campaigns": "活动", "coupons": "消费券"}
+
 
 def record(
     admin: AdminUser | None,

@@ -19,6 +19,9 @@ from server.extensions import db
 from server.models import Resident
 from tests.helpers import ON_POSTGRES, PG_URL, T0, campaign_doc
 
+# The page tests' fixtures (live_server, browser) live in tests/browser.py.
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_report_header(config):
     return f"database: {'PostgreSQL ' + PG_URL if ON_POSTGRES else 'SQLite (a file per test)'}"

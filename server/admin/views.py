@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from .. import accounts, audit, ledger
 from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
-from ..models import AuditEntry, Campaign, Category, Merchant, Round
+from ..models import AuditEntry, Category, Merchant, Round
 from ..timeutil import utcnow, zone
 from . import bp, services
 from .access import MERCHANTS, READ, ROLE_NAMES, mask_phone, role_required
@@ -189,5 +189,5 @@ def audit_log():
         page=page,
         pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
         actions=audit.ACTION_NAMES,
-        campaigns=Campaign,
+        targets=audit.TARGET_NAMES,
     )

@@ -12,8 +12,8 @@
   draw("chart-categories", {
     title: { text: "各品类投放、领取、核销（张）", textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis" },
-    legend: { top: 24, data: ["投放量", "领取量", "核销量"] },
-    grid: { top: 64, left: 48, right: 16, bottom: 32 },
+    legend: { top: 30, data: ["投放量", "领取量", "核销量"] },
+    grid: { top: 76, left: 48, right: 16, bottom: 32 },
     xAxis: { type: "category", data: data.categories },
     yAxis: { type: "value" },
     series: [
@@ -25,8 +25,8 @@
   draw("chart-days", {
     title: { text: "每日领取与核销", textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis" },
-    legend: { top: 24, data: ["领取量（张）", "核销金额（元）", "订单金额（元）"] },
-    grid: { top: 64, left: 56, right: 56, bottom: 32 },
+    legend: { top: 30, data: ["领取量（张）", "核销金额（元）", "订单金额（元）"] },
+    grid: { top: 76, left: 56, right: 56, bottom: 32 },
     xAxis: { type: "category", data: data.days },
     yAxis: [{ type: "value", name: "张" }, { type: "value", name: "元" }],
     series: [

@@ -1,0 +1,59 @@
+"""The console in headless Chromium: sign in, see the dashboard's charts drawn, approve a merchant."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.admin.conftest import PASSWORD
+from tests.browser import screenshot
+from tests.helpers import auth
+from tests.merchant.helpers import paycode, redeem
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_bureau_member_signs_in_sees_the_charts_and_approves_a_merchant(
+    app,
+    client,
+    browser,
+    live_server,
+    make_account,
+    make_campaign,
+    make_resident,
+    make_till,
+    clock,  # noqa: F811
+):
+    make_campaign()
+    _, hotel_till = make_till("hotel")
+    make_till("fuel", status="applied")
+    for category in ("hotel", "hotel", "fuel"):
+        _, token = make_resident()
+        won = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()["coupon"]
+        if category == "hotel":
+            redeem(client, hotel_till, paycode(client, token, won["id"]), won["threshold_fen"])
+    make_account("admin", "wang")
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    page.goto(f"{live_server}/admin/")
+    assert "/admin/login" in page.url
+    page.fill("input[name=username]", "wang")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/admin/")
+    for chart in ("chart-categories", "chart-days", "chart-pool"):
+        page.wait_for_selector(f"#{chart}[data-drawn=true] canvas")
+    assert page.locator(".cards").inner_text().count("核销") >= 2
+    screenshot(page, "console-dashboard")
+
+    page.click("text=商户管理")
+    page.select_option("select[name=status]", "applied")
+    page.click("form.bar button[type=submit]")
+    page.click("button[data-action=approve]")
+    flash = page.locator(".flash.info").inner_text()
+    assert re.search(r"已审核通过。店员绑定码 [A-Z0-9]{8}", flash), flash
+    screenshot(page, "console-merchant-approved")
+    page.click("text=操作日志")
+    assert "审核通过商户" in page.locator("table.grid").inner_text()
+    screenshot(page, "console-audit-log")
