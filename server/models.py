@@ -385,6 +385,11 @@ class Redemption(db.Model):
         sa.UniqueConstraint("staff_id", "idempotency_key"),
         sa.CheckConstraint("spend_fen >= 0", name="spend_not_negative"),
         sa.Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),
+        # The console's searches: newest first, alone or by staff, buyer or category.
+        sa.Index("ix_redemptions_created", "created_at", "id"),
+        sa.Index("ix_redemptions_staff_created", "staff_id", "created_at"),
+        sa.Index("ix_redemptions_resident_created", "resident_id", "created_at"),
+        sa.Index("ix_redemptions_category_created", "category_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -12,6 +12,7 @@ import functools
 from flask import Flask, abort, jsonify, redirect, request, url_for
 from flask_login import current_user
 
+from ..draw.services import mask_phone
 from ..extensions import db, login_manager
 from ..models import AdminUser
 
@@ -62,9 +63,8 @@ def sees_phones(role: str) -> bool:
     return role in ("admin", "operator")
 
 
-def mask_phone(phone: str | None, role: str) -> str:
+def phone_for(phone: str | None, role: str) -> str:
+    """A phone number as this role may see it."""
     if not phone:
         return ""
-    if sees_phones(role) or len(phone) < 7:
-        return phone
-    return phone[:3] + "****" + phone[-4:]
+    return phone if sees_phones(role) or len(phone) < 7 else mask_phone(phone)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, send_file, stream_with_context, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
@@ -12,8 +14,8 @@ from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
 from ..models import AuditEntry, Category, Merchant, Round
 from ..timeutil import utcnow, zone
-from . import bp, services
-from .access import MERCHANTS, READ, ROLE_NAMES, mask_phone, role_required
+from . import bp, lists, services
+from .access import MERCHANTS, READ, ROLE_NAMES, phone_for, role_required
 from .forms import ActionForm, LoginForm
 
 PER_PAGE = 50
@@ -140,7 +142,7 @@ def merchants():
         query=query,
         counts=services.counts_by_status(),
         form=ActionForm(),
-        phone=lambda p: mask_phone(p, current_user.role),
+        phone=lambda p: phone_for(p, current_user.role),
         can_review=current_user.role in MERCHANTS,
     )
 
@@ -191,3 +193,67 @@ def audit_log():
         actions=audit.ACTION_NAMES,
         targets=audit.TARGET_NAMES,
     )
+
+
+def _listing(name: str):
+    listing = lists.LISTINGS.get(name)
+    if listing is None:
+        abort(404)
+    return listing
+
+
+@bp.get("/lists/<name>")
+@role_required(*READ)
+def listing_page(name: str):
+    """A searchable list: filters in the query string, a page of rows, export links."""
+    listing = _listing(name)
+    filters = lists.parse_filters(request.args, listing.filters)
+    page = _page()
+    rows, total = listing.page(filters, page, PER_PAGE)
+    role = current_user.role
+    return render_template(
+        f"admin/list_{name}.html",
+        listing=listing,
+        filters=filters,
+        rows=[listing.cells(row, role) for row in rows],
+        total=total,
+        page=page,
+        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        options=lists.filter_options(),
+        export_args={k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items()},
+    )
+
+
+@bp.get("/lists/<name>/export.<kind>")
+@role_required(*READ)
+def listing_export(name: str, kind: str):
+    """The whole filtered list, streamed: CSV (UTF-8 with BOM) or XLSX."""
+    listing = _listing(name)
+    filters = lists.parse_filters(request.args, listing.filters)
+    role = current_user.role
+    stamp = utcnow().astimezone(zone("Asia/Shanghai")).strftime("%Y%m%d-%H%M")
+    filename = f"{listing.title}-{stamp}.{kind}"
+    audit.record(
+        current_user._get_current_object(),
+        "export",
+        utcnow(),
+        after={"list": name, "filters": request.args.to_dict(), "format": kind},
+    )
+    db.session.commit()
+    if kind == "csv":
+        response = Response(
+            stream_with_context(lists.csv_stream(listing, filters, role)), mimetype="text/csv; charset=utf-8"
+        )
+    elif kind == "xlsx":
+        handle = lists.xlsx_file(listing, filters, role)
+        response = send_file(
+            handle,
+            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            as_attachment=True,
+            download_name=filename,
+        )
+    else:
+        abort(404)
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response.headers["Cache-Control"] = "no-store"
+    return response

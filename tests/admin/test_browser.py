@@ -1,4 +1,5 @@
-"""The console in headless Chromium: sign in, see the dashboard's charts drawn, approve a merchant."""
+"""The console in headless Chromium: sign in, see the charts drawn, filter and export redemptions,
+approve a merchant."""
 
 from __future__ import annotations
 
@@ -46,6 +47,17 @@ def test_a_bureau_member_signs_in_sees_the_charts_and_approves_a_merchant(
         page.wait_for_selector(f"#{chart}[data-drawn=true] canvas")
     assert page.locator(".cards").inner_text().count("核销") >= 2
     screenshot(page, "console-dashboard")
+
+    page.click("header >> text=核销记录")
+    page.select_option("select[name=category]", "hotel")
+    page.click("form.filters button[type=submit]")
+    assert "category=hotel" in page.url
+    assert page.locator("table.grid tr").count() == 1 + 2  # the header and the two hotel redemptions
+    screenshot(page, "console-redemptions-filtered")
+    with page.expect_download() as download:
+        page.click("text=CSV")
+    exported = download.value.path().read_bytes()
+    assert exported.startswith("\ufeff".encode()) and exported.decode("utf-8-sig").count("宾馆") == 2
 
     page.click("text=商户管理")
     page.select_option("select[name=status]", "applied")

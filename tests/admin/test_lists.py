@@ -1,0 +1,97 @@
+"""The redemption search: filters, pages in a stable order, and exports equal to the filtered list."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from openpyxl import load_workbook
+
+from server.admin import lists, views
+from tests.helpers import auth
+from tests.merchant.helpers import paycode, redeem
+
+
+@pytest.fixture
+def redemptions(app, client, make_campaign, make_resident, make_till, clock):
+    """Six redemptions over two days at a hotel and a fuel station; one revoked, one refunded."""
+    make_campaign()
+    tills = {"hotel": make_till("hotel"), "fuel": make_till("fuel")}
+    made = []
+    for day in range(2):
+        for n, category in enumerate(("hotel", "hotel", "fuel")):
+            _, token = make_resident(phone=f"1391000{day}{n:03d}")
+            won = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()
+            coupon = won["coupon"]
+            answer = redeem(client, tills[category][1], paycode(client, token, coupon["id"]), coupon["threshold_fen"])
+            made.append((category, answer.get_json()["redemption"]["id"], f"1391000{day}{n:03d}"))
+        clock.shift(timedelta(days=1))
+    clock.shift(timedelta(days=-1))
+    hotel_staff = tills["hotel"][1]
+    for (_, redemption_id, _), action in ((made[4], "revoke"), (made[3], "refund")):
+        path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
+        assert client.post(path, json={"reason": "核对"}, headers=auth(hotel_staff)).status_code == 200
+    return {"made": made, "merchants": {k: v[0] for k, v in tills.items()}}
+
+
+def ids_on_page(client, query: str) -> list[int]:
+    page = client.get(f"/admin/lists/redemptions?{query}").get_data(as_text=True)
+    assert "核销记录" in page
+    return [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", page)]
+
+
+def test_filters_answer_the_questions_auditors_ask(console, redemptions):
+    client = console("admin")
+    made = redemptions["made"]
+    everything = ids_on_page(client, "")
+    assert sorted(everything) == sorted(r for _, r, _ in made)
+    assert everything == sorted(everything, reverse=True)  # newest first
+    hotel = redemptions["merchants"]["hotel"]
+    assert sorted(ids_on_page(client, f"merchant={hotel}")) == sorted(r for c, r, _ in made if c == "hotel")
+    assert sorted(ids_on_page(client, "category=fuel")) == sorted(r for c, r, _ in made if c == "fuel")
+    assert ids_on_page(client, f"phone={made[1][2]}") == [made[1][1]]
+    assert sorted(ids_on_page(client, "from=2026-06-26&to=2026-06-26")) == sorted(r for _, r, _ in made[3:])
+    assert ids_on_page(client, "state=revoked") == [made[4][1]]
+    assert ids_on_page(client, "state=refunded") == [made[3][1]]
+    assert ids_on_page(client, "from=not-a-date&merchant=x") == everything  # what does not parse is ignored
+
+
+def test_pages_follow_one_order_without_repeats_or_gaps(console, redemptions, monkeypatch):
+    monkeypatch.setattr(views, "PER_PAGE", 4)
+    client = console("admin")
+    first, second = ids_on_page(client, "page=1"), ids_on_page(client, "page=2")
+    assert len(first) == 4 and len(second) == 2
+    assert first + second == sorted(first + second, reverse=True)
+    assert sorted(first + second) == sorted(r for _, r, _ in redemptions["made"])
+
+
+def test_the_csv_export_is_the_filtered_list_with_a_bom(app, console, redemptions):
+    client = console("admin")
+    answer = client.get("/admin/lists/redemptions/export.csv?category=hotel&state=valid")
+    assert answer.status_code == 200
+    assert "filename*=UTF-8''" in answer.headers["Content-Disposition"]
+    body = answer.get_data()
+    assert body.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["核销编号", "核销时间", "商户"]
+    with app.test_request_context(), app.app_context():
+        expected = [str(r.id) for r in lists.REDEMPTIONS.rows({"category": "hotel", "state": "valid"})]
+    assert [r[0] for r in rows[1:]] == expected and len(expected) == 2
+    assert all(r[-1] == "有效" and r[7] == "宾馆" for r in rows[1:])
+
+
+def test_the_xlsx_export_is_the_same_list_and_auditors_get_masked_phones(app, console, redemptions):
+    client = console("auditor")
+    answer = client.get("/admin/lists/redemptions/export.xlsx")
+    assert answer.status_code == 200
+    sheet = load_workbook(io.BytesIO(answer.get_data()), read_only=True).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][0] == "核销编号" and len(rows) == 1 + len(redemptions["made"])
+    phones = {r[6] for r in rows[1:]}
+    assert all("****" in p for p in phones)
+    assert not any(made_phone in phones for _, _, made_phone in redemptions["made"])
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert "导出数据" in page
