@@ -25,6 +25,7 @@ ACTION_NAMES = {
     "merchant_reinstate": "恢复商户",
     "binding_code": "签发店员绑定码",
     "export": "导出数据",
+    "claim_revoke": "撤销领取",
 }
 
 TARGET_NAMES = {"merchants": "商户", "admin_users": "账号", "rounds": "轮次", "campaigns": "活动", "coupons": "消费券"}

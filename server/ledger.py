@@ -46,6 +46,7 @@ KIND_NAMES = {
     "withdraw": "轮次结束未领取收回",
     "claim": "领取",
     "expire": "过期未用退回",
+    "revoke_claim": "撤销领取退回",
     "redeem": "核销",
     "revoke": "撤回核销",
     "refund_return": "退货退回资金池",
@@ -300,7 +301,7 @@ def _cell(text: str, width: int, right: bool = True) -> str:
 
 
 _PUT_IN = ("allocate", "rollover", "adjust_up")
-_GIVEN_BACK = ("withdraw", "expire", "refund_return", "adjust_down")
+_GIVEN_BACK = ("withdraw", "expire", "revoke_claim", "refund_return", "adjust_down")
 
 
 def flows(campaign_id: int, column: str) -> dict[int, tuple[int, int]]:

@@ -216,6 +216,9 @@ class Coupon(db.Model):
             sqlite_where=sa.text("state = 'stock'"),
         ),
         sa.Index("ix_coupons_resident", "resident_id", "claimed_at"),
+        # The console's claim search: newest first, alone or by category.
+        sa.Index("ix_coupons_claimed", "claimed_at", "id"),
+        sa.Index("ix_coupons_category_claimed", "category_id", "claimed_at"),
         # The expiry job's search: claimed coupons by deadline.
         sa.Index(
             "ix_coupons_claimed_deadline",
@@ -444,6 +447,7 @@ LEDGER_MOVES = {
     "withdraw": ("stock", "pool"),  # stock not drawn by the round's close
     "claim": ("stock", "claimed"),  # a resident wins a coupon
     "expire": ("claimed", "pool"),  # a coupon reaches its deadline unused
+    "revoke_claim": ("claimed", "pool"),  # the bureau revokes a coupon held unused (e.g. fraud)
     "redeem": ("claimed", "redeemed"),  # spent at a till
     "revoke": ("redeemed", "claimed"),  # a mistaken redemption undone
     "refund_return": ("redeemed", "pool"),  # goods returned, "return" policy: the coupon is voided

@@ -124,7 +124,7 @@ def rollover_due(previous: Round, round_: Round) -> datetime:
 
 # What a round gives back, and what rollovers took from it. The bureau's quota changes are
 # neither: a quota taken off a round is free pool money, like a planned reserve.
-_RETURN_KINDS = ("withdraw", "expire", "refund_return")
+_RETURN_KINDS = ("withdraw", "expire", "revoke_claim", "refund_return")
 _SPEND_KINDS = ("rollover",)
 
 

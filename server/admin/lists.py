@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import Category, Coupon, Merchant, Redemption, Resident, Round, Staff
-from ..timeutil import local_midnight, zone
+from ..timeutil import local_midnight, utcnow, zone
 from .access import phone_for
 
 TZ = "Asia/Shanghai"
@@ -74,8 +74,12 @@ def day_range(filters: dict) -> tuple[datetime | None, datetime | None]:
 
 
 def parse_filters(args, names: tuple[str, ...]) -> dict:
-    """Read the listing's filters from the query string; what does not parse is ignored."""
-    filters: dict = {}
+    """Read the listing's filters from the query string; what does not parse is ignored.
+
+    `now` is not a filter anyone types: it fixes "unused" and "expired" to one moment for the
+    page and its export alike.
+    """
+    filters: dict = {"now": utcnow()}
     for name in names:
         raw = (args.get(name) or "").strip()[:60]
         if not raw:
@@ -193,7 +197,83 @@ REDEMPTIONS = Listing(
 )
 
 
-LISTINGS = {listing.name: listing for listing in (REDEMPTIONS,)}
+# ---------------------------------------------------------------- claims (领取记录)
+
+CLAIM_STATES = {"unused": "未使用", "used": "已使用", "expired": "已过期", "void": "已撤销/已退货"}
+
+
+def _claims(filters: dict) -> sa.Select:
+    now = filters.get("now")
+    query = (
+        sa.select(
+            Coupon.id,
+            Coupon.claimed_at,
+            Resident.name.label("name"),
+            Resident.phone.label("phone"),
+            Category.name.label("category"),
+            Round.number.label("round"),
+            Coupon.face_fen,
+            Coupon.threshold_fen,
+            Coupon.valid_until,
+            Coupon.state,
+        )
+        .join(Resident, Resident.id == Coupon.resident_id)
+        .join(Category, Category.id == Coupon.category_id)
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Coupon.claimed_at.is_not(None))
+    )
+    start, end = day_range(filters)
+    if start:
+        query = query.where(Coupon.claimed_at >= start)
+    if end:
+        query = query.where(Coupon.claimed_at < end)
+    if "resident" in filters:  # a name, or part of one ("name" is the list's own in the URL)
+        query = query.where(Resident.name.contains(filters["resident"], autoescape=True))
+    if "phone" in filters:
+        query = query.where(Resident.phone == filters["phone"])
+    if "category" in filters:
+        query = query.where(Category.code == filters["category"])
+    if "campaign" in filters:
+        query = query.where(Round.campaign_id == filters["campaign"])
+    state = filters.get("state")
+    if state == "unused":
+        query = query.where(Coupon.state == "claimed", Coupon.valid_until > now)
+    elif state == "expired":
+        query = query.where(
+            sa.or_(Coupon.state == "expired", sa.and_(Coupon.state == "claimed", Coupon.valid_until <= now))
+        )
+    elif state in ("used", "void"):
+        query = query.where(Coupon.state == state)
+    return query.order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
+
+
+def claim_state(row, now: datetime) -> str:
+    if row.state == "claimed":
+        return "未使用" if now < row.valid_until else "已过期"
+    return {"used": "已使用", "expired": "已过期", "void": "已撤销/已退货"}.get(row.state, row.state)
+
+
+CLAIMS = Listing(
+    name="claims",
+    title="领取记录",
+    filters=("from", "to", "resident", "phone", "category", "state", "campaign"),
+    build=_claims,
+    columns=(
+        Column("券号", lambda r, _: r.id),
+        Column("领取时间", lambda r, _: _local(r.claimed_at)),
+        Column("姓名", lambda r, _: r.name or ""),
+        Column("手机号", lambda r, role: phone_for(r.phone, role)),
+        Column("品类", lambda r, _: r.category),
+        Column("轮次", lambda r, _: r.round),
+        Column("面额(元)", lambda r, _: _yuan(r.face_fen)),
+        Column("门槛(元)", lambda r, _: _yuan(r.threshold_fen)),
+        Column("有效期至", lambda r, _: _local(r.valid_until)),
+        Column("状态", lambda r, _: claim_state(r, utcnow())),
+    ),
+)
+
+
+LISTINGS = {listing.name: listing for listing in (REDEMPTIONS, CLAIMS)}
 
 
 # ---------------------------------------------------------------- exports

@@ -200,3 +200,43 @@ def merchants_page(status: str | None, query: str | None, page: int, per_page: i
 def counts_by_status() -> dict[str, int]:
     rows = db.session.execute(sa.select(Merchant.status, sa.func.count()).group_by(Merchant.status))
     return defaultdict(int, {status: n for status, n in rows})
+
+
+# ---------------------------------------------------------------- claims
+
+
+class ClaimError(ValueError):
+    """A claim that cannot be revoked (the message is for the bureau)."""
+
+
+def revoke_claim(admin: AdminUser, coupon_id: int, reason: str, now: datetime) -> Coupon:
+    """Take back a coupon a resident holds unused (e.g. won by fraud): void, its value to the pool.
+
+    A guarded update, so a till redeeming the same coupon at the same moment wins or loses
+    cleanly: a used coupon is never revoked.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ClaimError("请填写撤销的理由")
+    revoked = db.session.execute(
+        sa.update(Coupon)
+        .where(Coupon.id == coupon_id, Coupon.state == "claimed", Coupon.valid_until > now)
+        .values(state="void")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    coupon = db.session.get(Coupon, coupon_id, populate_existing=True)
+    if coupon is None or coupon.resident_id is None:
+        raise ClaimError("找不到这张已领取的消费券")
+    if revoked != 1:
+        raise ClaimError(f"券号 {coupon_id} 已使用、已过期或已撤销，不能撤销")
+    ledger.coupon_moved("revoke_claim", coupon_id, now)
+    audit.record(
+        admin,
+        "claim_revoke",
+        now,
+        target=coupon,
+        before={"state": "claimed"},
+        after={"state": "void", "reason": reason},
+    )
+    db.session.flush()
+    return coupon

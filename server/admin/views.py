@@ -220,7 +220,10 @@ def listing_page(name: str):
         page=page,
         pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
         options=lists.filter_options(),
-        export_args={k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items()},
+        export_args={k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if k != "now"},
+        raw=rows,
+        form=ActionForm(),
+        can_revoke=role in MERCHANTS,
     )
 
 
@@ -257,3 +260,23 @@ def listing_export(name: str, kind: str):
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/claims/<int:coupon_id>/revoke")
+@role_required(*MERCHANTS)
+def claim_revoke(coupon_id: int):
+    """Take back a coupon a resident holds unused; its value returns to the pool."""
+    form = ActionForm()
+    back = _safe_next(request.form.get("back")) or url_for("admin.listing_page", name="claims")
+    if not form.validate_on_submit():
+        flash("提交无效，请刷新页面后重试", "error")
+        return redirect(back)
+    try:
+        services.revoke_claim(current_user._get_current_object(), coupon_id, form.reason.data, utcnow())
+    except services.ClaimError as refused:
+        db.session.rollback()
+        flash(str(refused), "error")
+        return redirect(back)
+    db.session.commit()
+    flash(f"已撤销券号 {coupon_id}，面额退回资金池", "info")
+    return redirect(back)

@@ -95,3 +95,52 @@ def test_the_xlsx_export_is_the_same_list_and_auditors_get_masked_phones(app, co
     assert not any(made_phone in phones for _, _, made_phone in redemptions["made"])
     page = client.get("/admin/audit").get_data(as_text=True)
     assert "导出数据" in page
+
+
+def claim_ids(client, query: str) -> list[int]:
+    page = client.get(f"/admin/lists/claims?{query}").get_data(as_text=True)
+    assert "领取记录" in page
+    return [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", page)]
+
+
+def test_claims_filter_by_name_phone_category_and_state(console, redemptions, make_resident, client):
+    admin = console("admin")
+    _, token = make_resident(phone="13912345678")
+    held = client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token)).get_json()["coupon"]
+    # Of the six spent: one redemption revoked (its coupon is unused again), one refunded (void).
+    unused = claim_ids(admin, "state=unused")
+    assert len(unused) == 2 and unused[0] == held["id"]
+    assert claim_ids(admin, "phone=13912345678") == [held["id"]]
+    assert len(claim_ids(admin, "state=used")) == 4 and len(claim_ids(admin, "state=void")) == 1
+    assert len(claim_ids(admin, "category=fuel")) == 3
+    assert len(claim_ids(admin, "resident=测试")) == 7
+
+
+def test_revoking_a_held_coupon_voids_it_returns_its_value_and_is_audited(
+    app, console, client, make_campaign, make_resident, balanced, clock
+):
+    campaign_id = make_campaign()
+    _, token = make_resident()
+    held = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()["coupon"]
+    pool_before = balanced(campaign_id)["pool"]
+    auditor = console("auditor")
+    page = auditor.get("/admin/lists/claims").get_data(as_text=True)
+    assert 'data-action="revoke"' not in page  # auditors change nothing
+    token_ = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert (
+        auditor.post(f"/admin/claims/{held['id']}/revoke", data={"csrf_token": token_, "reason": "x"}).status_code
+        == 403
+    )
+
+    operator = console("operator")
+    page = operator.get("/admin/lists/claims").get_data(as_text=True)
+    assert 'data-action="revoke"' in page
+    form = {"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1), "reason": "冒用他人身份"}
+    answer = operator.post(f"/admin/claims/{held['id']}/revoke", data=form, follow_redirects=True)
+    assert f"已撤销券号 {held['id']}" in answer.get_data(as_text=True)
+    assert balanced(campaign_id)["pool"] == pool_before + held["face_fen"]
+    # The resident can no longer show it; a second revoke is refused in words.
+    assert client.get(f"/api/v1/coupons/{held['id']}/paycode", headers=auth(token)).status_code == 409
+    again = operator.post(f"/admin/claims/{held['id']}/revoke", data=form, follow_redirects=True)
+    assert "已使用、已过期或已撤销，不能撤销" in again.get_data(as_text=True)
+    assert "撤销领取" in operator.get("/admin/audit").get_data(as_text=True)
