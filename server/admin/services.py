@@ -240,3 +240,84 @@ def revoke_claim(admin: AdminUser, coupon_id: int, reason: str, now: datetime) -
     )
     db.session.flush()
     return coupon
+
+
+# ---------------------------------------------------------------- settlement (结算)
+
+
+@dataclass
+class MerchantPeriod:
+    merchant: Merchant
+    redeemed: int = 0  # redemptions that stand (not revoked)
+    order_fen: int = 0
+    settled: int = 0  # what the bureau pays for (the till's own rule: merchant/redemption.settled)
+    owed_fen: int = 0
+    refunded: int = 0
+
+
+def _period(query, start: datetime | None, end: datetime | None):
+    if start:
+        query = query.where(Redemption.created_at >= start)
+    if end:
+        query = query.where(Redemption.created_at < end)
+    return query
+
+
+def settlement(start: datetime | None, end: datetime | None) -> list[MerchantPeriod]:
+    """Per merchant for the period: redemptions, order amount, and what the bureau owes it."""
+    from ..merchant.redemption import settled
+
+    rows: dict[int, MerchantPeriod] = {}
+    merchants = {m.id: m for m in db.session.scalars(sa.select(Merchant))}
+    standing = _period(
+        sa.select(
+            Redemption.merchant_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(Redemption.spend_fen), 0),
+            sa.func.count(Redemption.refunded_at),
+        )
+        .where(Redemption.revoked_at.is_(None))
+        .group_by(Redemption.merchant_id),
+        start,
+        end,
+    )
+    for merchant_id, count, order_fen, refunded in db.session.execute(standing):
+        rows[merchant_id] = MerchantPeriod(merchants[merchant_id], count, int(order_fen), refunded=refunded)
+    owed = _period(
+        settled(
+            sa.select(Redemption.merchant_id, sa.func.count(), sa.func.sum(Redemption.face_fen)).group_by(
+                Redemption.merchant_id
+            )
+        ),
+        start,
+        end,
+    )
+    for merchant_id, count, owed_fen in db.session.execute(owed):
+        period = rows.setdefault(merchant_id, MerchantPeriod(merchants[merchant_id]))
+        period.settled, period.owed_fen = count, int(owed_fen or 0)
+    return sorted(rows.values(), key=lambda p: (-p.owed_fen, p.merchant.id))
+
+
+def statement_rows(merchant_id: int, start: datetime | None, end: datetime | None):
+    """The settled redemptions of one merchant in the period, oldest first, for its statement."""
+    from ..merchant.redemption import settled
+    from ..models import Staff
+
+    query = _period(
+        settled(
+            sa.select(
+                Redemption.id,
+                Redemption.created_at,
+                Redemption.coupon_id,
+                Redemption.face_fen,
+                Redemption.spend_fen,
+                Redemption.spend_category,
+                Staff.name,
+            )
+            .join(Staff, Staff.id == Redemption.staff_id)
+            .where(Redemption.merchant_id == merchant_id)
+        ),
+        start,
+        end,
+    )
+    return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))

@@ -280,3 +280,52 @@ def claim_revoke(coupon_id: int):
     db.session.commit()
     flash(f"已撤销券号 {coupon_id}，面额退回资金池", "info")
     return redirect(back)
+
+
+def _period_args() -> tuple[dict, str]:
+    filters = lists.parse_filters(request.args, ("from", "to"))
+    start, end = lists.day_range(filters)
+    label = f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+    return {"filters": filters, "start": start, "end": end}, label
+
+
+@bp.get("/settlement")
+@role_required(*READ)
+def settlement():
+    """What the bureau owes each merchant for a period (100% of the face of settled redemptions)."""
+    period, label = _period_args()
+    rows = services.settlement(period["start"], period["end"])
+    return render_template(
+        "admin/settlement.html",
+        rows=rows,
+        label=label,
+        filters=period["filters"],
+        total_owed=sum(r.owed_fen for r in rows),
+        total_order=sum(r.order_fen for r in rows),
+        query={k: v.isoformat() for k, v in period["filters"].items() if k != "now"},
+    )
+
+
+@bp.get("/settlement/<int:merchant_id>.xlsx")
+@role_required(*READ)
+def settlement_statement(merchant_id: int):
+    """One merchant's statement for the period, as XLSX."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        abort(404)
+    period, label = _period_args()
+    rows = services.statement_rows(merchant_id, period["start"], period["end"])
+    handle, _, _ = lists.statement_xlsx(merchant, label, rows)
+    what = {"statement": merchant_id, "period": label}
+    audit.record(current_user._get_current_object(), "export", utcnow(), target=merchant, after=what)
+    db.session.commit()
+    filename = f"结算单-{merchant.name}-{label.replace(' ', '')}.xlsx"
+    response = send_file(
+        handle,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        as_attachment=True,
+        download_name=filename,
+    )
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response.headers["Cache-Control"] = "no-store"
+    return response

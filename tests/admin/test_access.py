@@ -11,7 +11,15 @@ from server.extensions import db
 from server.models import AuditEntry, Merchant
 from tests.admin.conftest import PASSWORD, csrf_token, sign_in
 
-PAGES = ["/admin/", "/admin/merchants", "/admin/audit"]
+PAGES = [
+    "/admin/",
+    "/admin/merchants",
+    "/admin/audit",
+    "/admin/lists/redemptions",
+    "/admin/lists/claims",
+    "/admin/settlement",
+    "/admin/lists/redemptions/export.csv",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)

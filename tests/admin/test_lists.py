@@ -34,7 +34,11 @@ def redemptions(app, client, make_campaign, make_resident, make_till, clock):
     for (_, redemption_id, _), action in ((made[4], "revoke"), (made[3], "refund")):
         path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
         assert client.post(path, json={"reason": "核对"}, headers=auth(hotel_staff)).status_code == 200
-    return {"made": made, "merchants": {k: v[0] for k, v in tills.items()}}
+    return {
+        "made": made,
+        "merchants": {k: v[0] for k, v in tills.items()},
+        "staff": {k: v[1] for k, v in tills.items()},
+    }
 
 
 def ids_on_page(client, query: str) -> list[int]:
@@ -175,3 +179,24 @@ def test_the_sample_filter_pages_and_exports_like_any_list(console, redemptions)
         assert set(chosen) <= everything
         body = client.get(f"/admin/lists/redemptions/export.csv?sample={seed}").get_data().decode("utf-8-sig")
         assert [int(r[0]) for r in list(csv.reader(io.StringIO(body)))[1:]] == chosen
+
+
+def test_settlement_per_merchant_matches_the_tills_own_statement_and_the_xlsx(console, client, redemptions):
+    admin = console("admin")
+    page = admin.get("/admin/settlement").get_data(as_text=True)
+    hotel = redemptions["merchants"]["hotel"]
+    # The hotel: four redemptions of 50 yuan, one revoked and one refunded (return): two owed.
+    row = re.search(
+        r"<td>演示商户1</td><td>(\d+)</td><td>([\d,.]+)</td><td>(\d+)</td>\s*<td>(\d+)</td><td>([\d,.]+)</td>", page
+    )
+    assert row.groups() == ("3", "450", "1", "2", "100")
+    own = client.get("/api/v1/merchant/settlement", headers=auth(redemptions["staff"]["hotel"])).get_json()
+    assert own["owed_fen"] == 10000 and own["count"] == 2  # the till's statement, by the same rule
+    one_day = admin.get(f"/admin/settlement/{hotel}.xlsx?from=2026-06-25&to=2026-06-25")
+    sheet = load_workbook(io.BytesIO(one_day.get_data()), read_only=True).active
+    cells = list(sheet.iter_rows(values_only=True))
+    assert cells[0][0] == "演示商户1 消费券结算单" and cells[2][1] == "2026-06-25 至 2026-06-25"
+    assert ("合计笔数", 2) in [tuple(c[:2]) for c in cells] and ("应结算金额(元)", 100) in [tuple(c[:2]) for c in cells]
+    day_two = admin.get(f"/admin/settlement/{hotel}.xlsx?from=2026-06-26&to=2026-06-26")
+    cells = list(load_workbook(io.BytesIO(day_two.get_data()), read_only=True).active.iter_rows(values_only=True))
+    assert ("合计笔数", 0) in [tuple(c[:2]) for c in cells]
