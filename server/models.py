@@ -153,7 +153,7 @@ class Resident(db.Model):
     name: Mapped[str | None] = mapped_column(sa.String(40))
     # One phone binds one resident: the unique index decides races, not a prior lookup.
     phone: Mapped[str | None] = mapped_column(sa.String(11), unique=True)
-    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

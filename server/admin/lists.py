@@ -295,7 +295,54 @@ CLAIMS = Listing(
 )
 
 
-LISTINGS = {listing.name: listing for listing in (REDEMPTIONS, CLAIMS)}
+# ---------------------------------------------------------------- residents (居民)
+
+
+def _residents(filters: dict) -> sa.Select:
+    held = (
+        sa.select(sa.func.count())
+        .where(Coupon.resident_id == Resident.id, Coupon.claimed_at.is_not(None))
+        .correlate(Resident)
+        .scalar_subquery()
+    )
+    used = (
+        sa.select(sa.func.count())
+        .where(Coupon.resident_id == Resident.id, Coupon.state == "used")
+        .correlate(Resident)
+        .scalar_subquery()
+    )
+    query = sa.select(
+        Resident.id, Resident.name, Resident.phone, Resident.bound_at, held.label("held"), used.label("used")
+    ).where(Resident.bound_at.is_not(None))
+    start, end = day_range(filters)
+    if start:
+        query = query.where(Resident.bound_at >= start)
+    if end:
+        query = query.where(Resident.bound_at < end)
+    if "resident" in filters:
+        query = query.where(Resident.name.contains(filters["resident"], autoescape=True))
+    if "phone" in filters:
+        query = query.where(Resident.phone == filters["phone"])
+    return query.order_by(Resident.bound_at.desc(), Resident.id.desc())
+
+
+RESIDENTS = Listing(
+    name="residents",
+    title="居民",
+    filters=("from", "to", "resident", "phone"),
+    build=_residents,
+    columns=(
+        Column("编号", lambda r, _: r.id),
+        Column("姓名", lambda r, _: r.name or ""),
+        Column("手机号", lambda r, role: phone_for(r.phone, role)),
+        Column("绑定时间", lambda r, _: _local(r.bound_at)),
+        Column("领取张数", lambda r, _: r.held),
+        Column("使用张数", lambda r, _: r.used),
+    ),
+)
+
+
+LISTINGS = {listing.name: listing for listing in (REDEMPTIONS, CLAIMS, RESIDENTS)}
 
 
 # ---------------------------------------------------------------- exports

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from .. import audit, ledger
 from ..extensions import db
 from ..merchant import services as merchant_services
-from ..models import AdminUser, Campaign, Coupon, LedgerEntry, Merchant, Redemption, Round
+from ..models import AdminUser, Allocation, Campaign, Category, Coupon, LedgerEntry, Merchant, Redemption, Round, Tier
 
 PUT_IN = ("allocate", "rollover", "adjust_up")
 
@@ -321,3 +321,46 @@ def statement_rows(merchant_id: int, start: datetime | None, end: datetime | Non
         end,
     )
     return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))
+
+
+# ---------------------------------------------------------------- coupon management (消费券管理)
+
+
+@dataclass
+class TierRound:
+    round_number: int
+    category: str
+    face_fen: int
+    threshold_fen: int
+    quantity: int = 0  # put on the wheel (plan, rollovers, quota changes)
+    states: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def claimed(self) -> int:
+        return sum(self.states.get(s, 0) for s in ("claimed", "used", "expired", "void"))
+
+
+def coupon_table(campaign: Campaign) -> list[TierRound]:
+    """Per round and tier: quantity, and how many coupons are in each state."""
+    rows: dict[tuple[int, int], TierRound] = {}
+    allocations = db.session.execute(
+        sa.select(
+            Round.id, Round.number, Tier.id, Category.name, Tier.face_fen, Tier.threshold_fen, Allocation.quantity
+        )
+        .join(Allocation, Allocation.round_id == Round.id)
+        .join(Tier, Tier.id == Allocation.tier_id)
+        .join(Category, Category.id == Tier.category_id)
+        .where(Round.campaign_id == campaign.id)
+    )
+    for round_id, number, tier_id, category, face, threshold, quantity in allocations:
+        rows[round_id, tier_id] = TierRound(number, category, face, threshold, quantity)
+    counts = db.session.execute(
+        sa.select(Coupon.round_id, Coupon.tier_id, Coupon.state, sa.func.count())
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Round.campaign_id == campaign.id)
+        .group_by(Coupon.round_id, Coupon.tier_id, Coupon.state)
+    )
+    for round_id, tier_id, state, count in counts:
+        if (round_id, tier_id) in rows:
+            rows[round_id, tier_id].states[state] = count
+    return sorted(rows.values(), key=lambda r: (r.round_number, r.category, r.face_fen))

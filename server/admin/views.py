@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError
 from .. import accounts, audit, ledger
 from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
-from ..models import AuditEntry, Category, Merchant, Round
+from ..models import AuditEntry, Campaign, Category, Merchant, Round
 from ..timeutil import utcnow, zone
 from . import bp, lists, services
 from .access import MERCHANTS, READ, ROLE_NAMES, phone_for, role_required
@@ -329,3 +329,21 @@ def settlement_statement(merchant_id: int):
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _campaign_choice() -> tuple[Campaign | None, list[Campaign]]:
+    choices = services.campaigns()
+    wanted = request.args.get("campaign", "")
+    return next((c for c in choices if str(c.id) == wanted), choices[0] if choices else None), choices
+
+
+@bp.get("/coupons")
+@role_required(*READ)
+def coupons():
+    """Coupon management: per round and tier, how many were put out, held, used, expired."""
+    campaign, choices = _campaign_choice()
+    if campaign is None:
+        return render_template("admin/message.html", title="消费券管理", message="还没有活动。")
+    return render_template(
+        "admin/coupons.html", campaign=campaign, choices=choices, rows=services.coupon_table(campaign)
+    )

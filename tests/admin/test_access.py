@@ -18,6 +18,8 @@ PAGES = [
     "/admin/lists/redemptions",
     "/admin/lists/claims",
     "/admin/settlement",
+    "/admin/coupons",
+    "/admin/lists/residents",
     "/admin/lists/redemptions/export.csv",
 ]
 

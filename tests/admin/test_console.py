@@ -99,3 +99,37 @@ def test_the_dashboard_counts_claims_redemptions_refunds_and_leverage(
     page = console("auditor").get("/admin/").get_data(as_text=True)
     assert "75.0%" in page and "4.00" in page and 'id="chart-categories"' in page
     assert "echarts.common.min.js" in page
+
+
+def test_coupon_management_counts_each_round_and_tier_by_state(
+    app, client, console, make_campaign, make_resident, clock
+):
+    from server.models import Campaign as CampaignModel
+
+    campaign_id = make_campaign()
+    for _ in range(3):
+        _, token = make_resident()
+        client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token))
+    with app.app_context():
+        rows = services.coupon_table(db.session.get(CampaignModel, campaign_id))
+    fuel = next(r for r in rows if r.category == "加油")
+    assert (fuel.round_number, fuel.face_fen, fuel.quantity, fuel.claimed, fuel.states["stock"]) == (
+        1,
+        10000,
+        30,
+        3,
+        27,
+    )
+    assert sum(r.quantity for r in rows) == 100 and {r.round_number for r in rows} == {1}
+    page = console("auditor").get("/admin/coupons").get_data(as_text=True)
+    assert "第1轮" in page and "加油" in page
+
+
+def test_the_residents_list_shows_each_residents_coupons(client, console, make_campaign, make_resident, clock):
+    make_campaign()
+    _, token = make_resident(phone="13955556666")
+    client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token))
+    page = console("operator").get("/admin/lists/residents?phone=13955556666").get_data(as_text=True)
+    assert re.search(r"<td>13955556666</td><td>[^<]+</td><td>1</td><td>0</td>", page)
+    masked = console("auditor").get("/admin/lists/residents").get_data(as_text=True)
+    assert "139****6666" in masked and "13955556666" not in masked
