@@ -26,6 +26,8 @@ ACTION_NAMES = {
     "binding_code": "签发店员绑定码",
     "export": "导出数据",
     "claim_revoke": "撤销领取",
+    "campaign_import": "导入活动方案",
+    "round_quota": "调整轮次配额",
 }
 
 TARGET_NAMES = {"merchants": "商户", "admin_users": "账号", "rounds": "轮次", "campaigns": "活动", "coupons": "消费券"}

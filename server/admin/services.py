@@ -364,3 +364,55 @@ def coupon_table(campaign: Campaign) -> list[TierRound]:
         if (round_id, tier_id) in rows:
             rows[round_id, tier_id].states[state] = count
     return sorted(rows.values(), key=lambda r: (r.round_number, r.category, r.face_fen))
+
+
+# ---------------------------------------------------------------- campaigns and rounds
+
+
+def check_campaign_file(upload) -> tuple[list, object]:
+    """Check an uploaded JSON or XLSX plan exactly as `flask campaign check` does: (problems, plan)."""
+    import tempfile
+    from pathlib import Path
+
+    from .. import campaign_file
+
+    suffix = Path(upload.filename or "").suffix.lower()
+    if suffix not in (".json", ".xlsx"):
+        return [campaign_file.Problem("文件", "只接受 .json 或 .xlsx 格式的活动方案")], None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"plan{suffix}"
+        upload.save(path)
+        try:
+            document = campaign_file.read(path)
+        except campaign_file.CampaignFileError as exc:
+            return [campaign_file.Problem("文件", str(exc))], None
+        plan, problems = campaign_file.check(document)
+    return problems, plan
+
+
+def import_campaign(admin: AdminUser, plan, *, draft: bool, now: datetime) -> Campaign:
+    from .. import campaign_file, campaigns
+
+    campaign = campaign_file.create(plan, status="draft" if draft else "active")
+    audit.record(
+        admin, "campaign_import", now, target=campaign, after={"code": campaign.code, "status": campaign.status}
+    )
+    campaigns.forget_snapshot()
+    return campaign
+
+
+def adjust_round(admin: AdminUser, round_: Round, wanted: dict[int, int], now: datetime):
+    """The bureau's quota change of a future round (rounds.adjust_quotas), audited."""
+    from .. import rounds
+
+    changes = rounds.adjust_quotas(round_.id, wanted, f"admin:{admin.username}", now)
+    if changes:
+        audit.record(
+            admin,
+            "round_quota",
+            now,
+            target=round_,
+            before={str(c.tier.id): c.before for c in changes},
+            after={str(c.tier.id): c.after for c in changes},
+        )
+    return changes

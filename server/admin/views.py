@@ -9,13 +9,14 @@ from flask import Response, abort, flash, redirect, render_template, request, se
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from .. import accounts, audit, ledger
+from .. import accounts, audit, ledger, rounds
+from .. import campaigns as campaigns_service
 from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
 from ..models import AuditEntry, Campaign, Category, Merchant, Round
 from ..timeutil import utcnow, zone
 from . import bp, lists, services
-from .access import MERCHANTS, READ, ROLE_NAMES, phone_for, role_required
+from .access import MERCHANTS, MONEY, READ, ROLE_NAMES, phone_for, role_required
 from .forms import ActionForm, LoginForm
 
 PER_PAGE = 50
@@ -346,4 +347,87 @@ def coupons():
         return render_template("admin/message.html", title="消费券管理", message="还没有活动。")
     return render_template(
         "admin/coupons.html", campaign=campaign, choices=choices, rows=services.coupon_table(campaign)
+    )
+
+
+# ---------------------------------------------------------------- campaigns and rounds
+
+
+@bp.route("/campaigns", methods=["GET", "POST"])
+@role_required(*READ)
+def campaigns_page():
+    """The campaigns; an admin uploads a campaign file, checked exactly as `campaign check` does."""
+    problems, checked = None, None
+    form = ActionForm()
+    if request.method == "POST":
+        if current_user.role not in MONEY:
+            abort(403)
+        request.max_content_length = 5 * 1024 * 1024  # an XLSX plan is larger than an API body
+        upload = request.files.get("file")
+        if not form.validate_on_submit() or upload is None or not upload.filename:
+            flash("请选择活动方案文件（JSON 或 XLSX）", "error")
+            return redirect(url_for("admin.campaigns_page"))
+        problems, checked = services.check_campaign_file(upload)
+        if not problems and request.form.get("intent") == "import":
+            campaign = services.import_campaign(
+                current_user._get_current_object(), checked, draft=bool(request.form.get("draft")), now=utcnow()
+            )
+            db.session.commit()
+            flash(f"已导入活动「{campaign.name}」（{campaign.code}）", "info")
+            return redirect(url_for("admin.campaigns_page"))
+        db.session.rollback()
+    return render_template(
+        "admin/campaigns.html",
+        campaigns=db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc())).all(),
+        problems=problems,
+        checked=checked,
+        form=form,
+        can_change=current_user.role in MONEY,
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/rounds/<int:number>", methods=["GET", "POST"])
+@role_required(*READ)
+def round_quotas(campaign_id: int, number: int):
+    """A round's quota per tier; an admin changes a round that has not opened, paid from the pool."""
+    round_ = db.session.scalar(sa.select(Round).where(Round.campaign_id == campaign_id, Round.number == number))
+    if round_ is None:
+        abort(404)
+    form = ActionForm()
+    if request.method == "POST":
+        if current_user.role not in MONEY:
+            abort(403)
+        if not form.validate_on_submit():
+            abort(400)
+        wanted = {}
+        for key, value in request.form.items():
+            if key.startswith("tier-") and key[5:].isdigit():
+                if not value.strip().isdigit():
+                    flash("配额须为非负整数", "error")
+                    return redirect(request.path)
+                wanted[int(key[5:])] = int(value)
+        try:
+            changes = services.adjust_round(current_user._get_current_object(), round_, wanted, utcnow())
+        except rounds.QuotaError as refused:
+            db.session.rollback()
+            flash(f"未调整：{refused}", "error")
+            return redirect(request.path)
+        db.session.commit()
+        flash(
+            "已调整："
+            + ("；".join(f"{ledger.tier_label(c.tier)} {c.before}→{c.after}张" for c in changes) or "无变化"),
+            "info",
+        )
+        return redirect(request.path)
+    held = campaigns_service.remaining_by_tier(round_.id)
+    tiers = sorted(round_.campaign.tiers, key=lambda t: (t.category.position, t.face_fen))
+    return render_template(
+        "admin/round.html",
+        round=round_,
+        tiers=tiers,
+        held=held,
+        pool=ledger.pool_fen(campaign_id),
+        open=utcnow() >= round_.opens_at,
+        form=form,
+        can_change=current_user.role in MONEY,
     )

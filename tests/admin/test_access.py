@@ -20,6 +20,7 @@ PAGES = [
     "/admin/settlement",
     "/admin/coupons",
     "/admin/lists/residents",
+    "/admin/campaigns",
     "/admin/lists/redemptions/export.csv",
 ]
 
