@@ -105,7 +105,7 @@ def dashboard(campaign: Campaign) -> Dashboard:
 
     # Redemptions that stand (not revoked).
     live = (
-        sa.select(Redemption)
+        sa.select(Redemption, Coupon.round_id.label("round_id"))
         .join(Coupon, Coupon.id == Redemption.coupon_id)
         .where(Coupon.round_id.in_(rounds), Redemption.revoked_at.is_(None))
         .subquery()
@@ -125,8 +125,7 @@ def dashboard(campaign: Campaign) -> Dashboard:
         )
 
     fill(board.total, db.session.execute(sa.select(*measures).select_from(live)).one())
-    coupon_round = sa.select(Coupon.round_id).where(Coupon.id == live.c.coupon_id).correlate(live).scalar_subquery()
-    for table, column in ((board.by_round, coupon_round), (board.by_category, live.c.category_id)):
+    for table, column in ((board.by_round, live.c.round_id), (board.by_category, live.c.category_id)):
         for key, *row in db.session.execute(sa.select(column, *measures).select_from(live).group_by(column)):
             fill(figures(table, key), row)
     day = local_day(live.c.created_at, campaign.timezone)

@@ -24,7 +24,13 @@ PER_PAGE = 50
 
 @bp.app_context_processor
 def console_globals():
-    return {"ROLE_NAMES": ROLE_NAMES, "STATUS_NAMES": STATUS_NAMES, "yuan": ledger.yuan, "local": _local}
+    return {
+        "ROLE_NAMES": ROLE_NAMES,
+        "STATUS_NAMES": STATUS_NAMES,
+        "yuan": ledger.yuan,
+        "local": _local,
+        "COUNT_LIMIT": lists.COUNT_LIMIT,
+    }
 
 
 def _local(instant, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -196,6 +202,13 @@ def audit_log():
     )
 
 
+def _pages(total: int, page: int, shown: int) -> int:
+    """How many pages; past the bounded count, one more as long as this page is full."""
+    if total > lists.COUNT_LIMIT:
+        return page + 1 if shown == PER_PAGE else page
+    return max((total + PER_PAGE - 1) // PER_PAGE, 1)
+
+
 def _listing(name: str):
     listing = lists.LISTINGS.get(name)
     if listing is None:
@@ -219,7 +232,7 @@ def listing_page(name: str):
         rows=[listing.cells(row, role) for row in rows],
         total=total,
         page=page,
-        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        pages=_pages(total, page, len(rows)),
         options=lists.filter_options(),
         export_args={k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if k != "now"},
         raw=rows,

@@ -200,3 +200,12 @@ def test_settlement_per_merchant_matches_the_tills_own_statement_and_the_xlsx(co
     day_two = admin.get(f"/admin/settlement/{hotel}.xlsx?from=2026-06-26&to=2026-06-26")
     cells = list(load_workbook(io.BytesIO(day_two.get_data()), read_only=True).active.iter_rows(values_only=True))
     assert ("合计笔数", 0) in [tuple(c[:2]) for c in cells]
+
+
+def test_a_page_counts_at_most_ten_thousand_and_still_pages_on(console, redemptions, monkeypatch):
+    monkeypatch.setattr(lists, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(views, "PER_PAGE", 2)
+    client = console("admin")
+    page = client.get("/admin/lists/redemptions").get_data(as_text=True)
+    assert "超过 3 条，第 1 页" in page and "下一页" in page
+    assert len(ids_on_page(client, "page=3")) == 2  # six in all: the third page is still full
