@@ -79,6 +79,16 @@ def day_range(filters: dict) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
+def within_days(query: sa.Select, column, filters: dict) -> sa.Select:
+    """Restrict a listing's query to the filters' local date range on `column`."""
+    start, end = day_range(filters)
+    if start:
+        query = query.where(column >= start)
+    if end:
+        query = query.where(column < end)
+    return query
+
+
 def parse_filters(args, names: tuple[str, ...]) -> dict:
     """Read the listing's filters from the query string; what does not parse is ignored.
 
@@ -164,11 +174,7 @@ def _redemptions(filters: dict) -> sa.Select:
         .join(Coupon, Coupon.id == Redemption.coupon_id)
         .join(Round, Round.id == Coupon.round_id)
     )
-    start, end = day_range(filters)
-    if start:
-        query = query.where(Redemption.created_at >= start)
-    if end:
-        query = query.where(Redemption.created_at < end)
+    query = within_days(query, Redemption.created_at, filters)
     if "merchant" in filters:
         query = query.where(Redemption.merchant_id == filters["merchant"])
     if "staff" in filters:
@@ -249,11 +255,7 @@ def _claims(filters: dict) -> sa.Select:
         .join(Round, Round.id == Coupon.round_id)
         .where(Coupon.claimed_at.is_not(None))
     )
-    start, end = day_range(filters)
-    if start:
-        query = query.where(Coupon.claimed_at >= start)
-    if end:
-        query = query.where(Coupon.claimed_at < end)
+    query = within_days(query, Coupon.claimed_at, filters)
     if "resident" in filters:  # a name, or part of one ("name" is the list's own in the URL)
         query = query.where(Resident.name.contains(filters["resident"], autoescape=True))
     if "phone" in filters:
@@ -319,11 +321,7 @@ def _residents(filters: dict) -> sa.Select:
     query = sa.select(
         Resident.id, Resident.name, Resident.phone, Resident.bound_at, held.label("held"), used.label("used")
     ).where(Resident.bound_at.is_not(None))
-    start, end = day_range(filters)
-    if start:
-        query = query.where(Resident.bound_at >= start)
-    if end:
-        query = query.where(Resident.bound_at < end)
+    query = within_days(query, Resident.bound_at, filters)
     if "resident" in filters:
         query = query.where(Resident.name.contains(filters["resident"], autoescape=True))
     if "phone" in filters:
