@@ -83,6 +83,7 @@ def register_extensions(app: APIFlask) -> None:
 
 def register_blueprints(app: APIFlask) -> None:
     from . import devtools
+    from .admin import api as admin_api
     from .admin import bp as admin_bp
     from .draw import bp as draw_bp
     from .extensions import csrf
@@ -94,6 +95,7 @@ def register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(draw_bp)
     app.register_blueprint(merchant_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_api)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(devtools.bp)
 

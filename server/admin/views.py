@@ -5,7 +5,18 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, redirect, render_template, request, send_file, stream_with_context, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
@@ -15,7 +26,7 @@ from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
 from ..models import AuditEntry, Campaign, Category, Merchant, Round
 from ..timeutil import utcnow, zone
-from . import bp, lists, services
+from . import api, bp, lists, services
 from .access import MERCHANTS, MONEY, READ, ROLE_NAMES, phone_for, role_required
 from .forms import ActionForm, LoginForm
 
@@ -443,4 +454,36 @@ def round_quotas(campaign_id: int, number: int):
         open=utcnow() >= round_.opens_at,
         form=form,
         can_change=current_user.role in MONEY,
+    )
+
+
+def _figures_json(f: services.Figures) -> dict:
+    return {
+        "issued": f.issued,
+        "claimed": f.claimed,
+        "redeemed": f.redeemed,
+        "redemption_rate": f.rate,
+        "order_fen": f.order_fen,
+        "redeemed_fen": f.redeemed_fen,
+        "refunded_fen": f.refunded_fen,
+        "merchants": f.merchants,
+        "leverage": f.leverage,
+    }
+
+
+@api.get("/dashboard")
+@role_required(*READ)
+def dashboard_json():
+    """The dashboard's figures as JSON, for the console's own scripts and the auditors' tools."""
+    campaign, _ = _campaign_choice()
+    if campaign is None:
+        abort(404)
+    board = services.dashboard(campaign)
+    return jsonify(
+        campaign={"id": campaign.id, "code": campaign.code, "name": campaign.name},
+        total=_figures_json(board.total),
+        by_round={str(k): _figures_json(v) for k, v in board.by_round.items()},
+        by_category={str(k): _figures_json(v) for k, v in board.by_category.items()},
+        by_day={k: _figures_json(v) for k, v in board.by_day.items()},
+        balances_fen={k: v for k, v in board.balances.items() if k != "budget"},
     )

@@ -111,3 +111,13 @@ def test_signing_out_ends_the_session(console):
     token = csrf_token(client.get("/admin/").get_data(as_text=True))
     assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/admin/").status_code == 302
+
+
+def test_the_consoles_json_answers_401_in_the_api_envelope_to_anyone_not_signed_in(client, console, make_campaign):
+    make_campaign()
+    anonymous = client.get("/api/v1/admin/dashboard")
+    assert anonymous.status_code == 401
+    assert anonymous.get_json() == {"error": {"code": "UNAUTHORIZED", "message": "请先登录"}}
+    figures = console("auditor").get("/api/v1/admin/dashboard").get_json()
+    assert figures["campaign"]["code"] == "test-campaign" and figures["total"]["issued"] == 100
+    assert sum(figures["balances_fen"].values()) == 10000000
