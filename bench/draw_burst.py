@@ -107,6 +107,7 @@ def ledger_balances(env) -> bool:
     done = subprocess.run(FLASK + ["ledger"], env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stdout[-2000:], done.stderr[-2000:])
+    print(f"ledger: {'balances' if done.returncode == 0 else 'DOES NOT BALANCE'}")
     return done.returncode == 0
 
 
@@ -316,7 +317,6 @@ def main() -> int:
         print(f"  {code:13} {face // 100:>4} yuan: {taken:>5} / {quantity:<5}{mark}")
     # wrk stops with up to one request per connection in flight: those were served, not counted.
     balanced = ledger_balances(env)
-    print(f"ledger: {'balances' if balanced else 'DOES NOT BALANCE'}")
     ok = (
         balanced
         and not oversold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import datetime, timedelta
@@ -39,8 +40,13 @@ def create_admin(username: str, password: str, role: str) -> AdminUser:
 # Console sign-in: after MAX_FAILED wrong passwords in a row the account is locked for LOCK_MINUTES.
 MAX_FAILED = 5
 LOCK_MINUTES = 15
-# Checked when the username is unknown, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not-a-password-of-anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the username is unknown, so that a wrong name costs as long as a wrong
+    password. Made on first use, not at import: hashing costs every process start otherwise."""
+    return generate_password_hash("not-a-password-of-anyone")
 
 
 class SignInError(ValueError):
@@ -51,7 +57,7 @@ def authenticate(username: str, password: str, now: datetime) -> AdminUser:
     """The account these credentials open, or SignInError. Counts failures; flushes."""
     user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == (username or "").strip()))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password or "")
+        check_password_hash(_dummy_hash(), password or "")
         raise SignInError("用户名或密码错误")
     if user.locked_until is not None and now < user.locked_until:
         minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from ..draw.services import coupon_status, status_clause
 from ..extensions import db
 from ..models import Category, Coupon, Merchant, Redemption, Resident, Round, Staff
 from ..timeutil import local_midnight, utcnow, zone
@@ -268,22 +269,13 @@ def _claims(filters: dict) -> sa.Select:
         query = query.where(Category.code == filters["category"])
     if "campaign" in filters:
         query = query.where(Round.campaign_id == filters["campaign"])
-    state = filters.get("state")
-    if state == "unused":
-        query = query.where(Coupon.state == "claimed", Coupon.valid_until > now)
-    elif state == "expired":
-        query = query.where(
-            sa.or_(Coupon.state == "expired", sa.and_(Coupon.state == "claimed", Coupon.valid_until <= now))
-        )
-    elif state in ("used", "void"):
-        query = query.where(Coupon.state == state)
+    if filters.get("state") in CLAIM_STATES:
+        query = query.where(status_clause(filters["state"], now))
     return query.order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
 
 
 def claim_state(row, now: datetime) -> str:
-    if row.state == "claimed":
-        return "未使用" if now < row.valid_until else "已过期"
-    return {"used": "已使用", "expired": "已过期", "void": "已撤销/已退货"}.get(row.state, row.state)
+    return CLAIM_STATES[coupon_status(row, now)]
 
 
 CLAIMS = Listing(

@@ -18,7 +18,21 @@ import sqlalchemy as sa
 from .. import audit, ledger
 from ..extensions import db
 from ..merchant import services as merchant_services
-from ..models import AdminUser, Allocation, Campaign, Category, Coupon, LedgerEntry, Merchant, Redemption, Round, Tier
+from ..merchant.redemption import settled
+from ..models import (
+    AdminUser,
+    Allocation,
+    Campaign,
+    Category,
+    Coupon,
+    LedgerEntry,
+    Merchant,
+    Redemption,
+    Round,
+    Staff,
+    Tier,
+)
+from .lists import within_days
 
 PUT_IN = ("allocate", "rollover", "adjust_up")
 
@@ -254,21 +268,12 @@ class MerchantPeriod:
     refunded: int = 0
 
 
-def _period(query, start: datetime | None, end: datetime | None):
-    if start:
-        query = query.where(Redemption.created_at >= start)
-    if end:
-        query = query.where(Redemption.created_at < end)
-    return query
-
-
-def settlement(start: datetime | None, end: datetime | None) -> list[MerchantPeriod]:
-    """Per merchant for the period: redemptions, order amount, and what the bureau owes it."""
-    from ..merchant.redemption import settled
-
+def settlement(period: dict) -> list[MerchantPeriod]:
+    """Per merchant for the period (filters "from"/"to"): redemptions, order amount, and what the
+    bureau owes it."""
     rows: dict[int, MerchantPeriod] = {}
     merchants = {m.id: m for m in db.session.scalars(sa.select(Merchant))}
-    standing = _period(
+    standing = within_days(
         sa.select(
             Redemption.merchant_id,
             sa.func.count(),
@@ -277,19 +282,19 @@ def settlement(start: datetime | None, end: datetime | None) -> list[MerchantPer
         )
         .where(Redemption.revoked_at.is_(None))
         .group_by(Redemption.merchant_id),
-        start,
-        end,
+        Redemption.created_at,
+        period,
     )
     for merchant_id, count, order_fen, refunded in db.session.execute(standing):
         rows[merchant_id] = MerchantPeriod(merchants[merchant_id], count, int(order_fen), refunded=refunded)
-    owed = _period(
+    owed = within_days(
         settled(
             sa.select(Redemption.merchant_id, sa.func.count(), sa.func.sum(Redemption.face_fen)).group_by(
                 Redemption.merchant_id
             )
         ),
-        start,
-        end,
+        Redemption.created_at,
+        period,
     )
     for merchant_id, count, owed_fen in db.session.execute(owed):
         period = rows.setdefault(merchant_id, MerchantPeriod(merchants[merchant_id]))
@@ -297,12 +302,9 @@ def settlement(start: datetime | None, end: datetime | None) -> list[MerchantPer
     return sorted(rows.values(), key=lambda p: (-p.owed_fen, p.merchant.id))
 
 
-def statement_rows(merchant_id: int, start: datetime | None, end: datetime | None):
+def statement_rows(merchant_id: int, period: dict):
     """The settled redemptions of one merchant in the period, oldest first, for its statement."""
-    from ..merchant.redemption import settled
-    from ..models import Staff
-
-    query = _period(
+    query = within_days(
         settled(
             sa.select(
                 Redemption.id,
@@ -316,8 +318,8 @@ def statement_rows(merchant_id: int, start: datetime | None, end: datetime | Non
             .join(Staff, Staff.id == Redemption.staff_id)
             .where(Redemption.merchant_id == merchant_id)
         ),
-        start,
-        end,
+        Redemption.created_at,
+        period,
     )
     return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))
 

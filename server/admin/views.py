@@ -31,6 +31,7 @@ from .access import MERCHANTS, MONEY, READ, ROLE_NAMES, phone_for, role_required
 from .forms import ActionForm, LoginForm
 
 PER_PAGE = 50
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @bp.app_context_processor
@@ -109,11 +110,9 @@ def logout():
 @role_required(*READ)
 def dashboard():
     """Figures and charts of a campaign: totals, per round, per category, per day, the pool."""
-    choices = services.campaigns()
-    if not choices:
+    campaign, choices = _campaign_choice()
+    if campaign is None:
         return render_template("admin/message.html", title="数据看板", message="还没有活动。请先导入活动方案。")
-    wanted = request.args.get("campaign", "")
-    campaign = next((c for c in choices if str(c.id) == wanted), choices[0])
     board = services.dashboard(campaign)
     rounds = {r.id: r for r in db.session.scalars(sa.select(Round).where(Round.campaign_id == campaign.id))}
     categories = {c.id: c for c in db.session.scalars(sa.select(Category).where(Category.campaign_id == campaign.id))}
@@ -155,7 +154,7 @@ def merchants():
         items=items,
         total=total,
         page=page,
-        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        pages=_pages(total, page, len(items)),
         status=status,
         query=query,
         counts=services.counts_by_status(),
@@ -207,7 +206,7 @@ def audit_log():
         items=items,
         total=total,
         page=page,
-        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        pages=_pages(total, page, len(items)),
         actions=audit.ACTION_NAMES,
         targets=audit.TARGET_NAMES,
     )
@@ -218,6 +217,11 @@ def _pages(total: int, page: int, shown: int) -> int:
     if total > lists.COUNT_LIMIT:
         return page + 1 if shown == PER_PAGE else page
     return max((total + PER_PAGE - 1) // PER_PAGE, 1)
+
+
+def _query_args(filters: dict) -> dict:
+    """Parsed filters back as query-string arguments (for export and statement links)."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if k != "now"}
 
 
 def _listing(name: str):
@@ -245,7 +249,7 @@ def listing_page(name: str):
         page=page,
         pages=_pages(total, page, len(rows)),
         options=lists.filter_options(),
-        export_args={k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if k != "now"},
+        export_args=_query_args(filters),
         raw=rows,
         form=ActionForm(),
         can_revoke=role in MERCHANTS,
@@ -257,34 +261,19 @@ def listing_page(name: str):
 def listing_export(name: str, kind: str):
     """The whole filtered list, streamed: CSV (UTF-8 with BOM) or XLSX."""
     listing = _listing(name)
+    if kind not in ("csv", "xlsx"):
+        abort(404)
     filters = lists.parse_filters(request.args, listing.filters)
     role = current_user.role
     stamp = utcnow().astimezone(zone("Asia/Shanghai")).strftime("%Y%m%d-%H%M")
     filename = f"{listing.title}-{stamp}.{kind}"
-    audit.record(
-        current_user._get_current_object(),
-        "export",
-        utcnow(),
-        after={"list": name, "filters": request.args.to_dict(), "format": kind},
-    )
+    what = {"list": name, "filters": request.args.to_dict(), "format": kind}
+    audit.record(current_user._get_current_object(), "export", utcnow(), after=what)
     db.session.commit()
-    if kind == "csv":
-        response = Response(
-            stream_with_context(lists.csv_stream(listing, filters, role)), mimetype="text/csv; charset=utf-8"
-        )
-    elif kind == "xlsx":
-        handle = lists.xlsx_file(listing, filters, role)
-        response = send_file(
-            handle,
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            as_attachment=True,
-            download_name=filename,
-        )
-    else:
-        abort(404)
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    if kind == "xlsx":
+        return _xlsx(lists.xlsx_file(listing, filters, role), filename)
+    stream = stream_with_context(lists.csv_stream(listing, filters, role))
+    return _attachment(Response(stream, mimetype="text/csv; charset=utf-8"), filename)
 
 
 @bp.post("/claims/<int:coupon_id>/revoke")
@@ -308,10 +297,20 @@ def claim_revoke(coupon_id: int):
 
 
 def _period_args() -> tuple[dict, str]:
+    """The settlement period's filters ("from", "to": local dates), and how to name it."""
     filters = lists.parse_filters(request.args, ("from", "to"))
-    start, end = lists.day_range(filters)
-    label = f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
-    return {"filters": filters, "start": start, "end": end}, label
+    return filters, f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+
+
+def _attachment(response: Response, filename: str) -> Response:
+    """A download: the Chinese file name as RFC 5987 asks, and never kept in a cache."""
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _xlsx(handle, filename: str) -> Response:
+    return _attachment(send_file(handle, mimetype=XLSX, as_attachment=True, download_name=filename), filename)
 
 
 @bp.get("/settlement")
@@ -319,15 +318,15 @@ def _period_args() -> tuple[dict, str]:
 def settlement():
     """What the bureau owes each merchant for a period (100% of the face of settled redemptions)."""
     period, label = _period_args()
-    rows = services.settlement(period["start"], period["end"])
+    rows = services.settlement(period)
     return render_template(
         "admin/settlement.html",
         rows=rows,
         label=label,
-        filters=period["filters"],
+        filters=period,
         total_owed=sum(r.owed_fen for r in rows),
         total_order=sum(r.order_fen for r in rows),
-        query={k: v.isoformat() for k, v in period["filters"].items() if k != "now"},
+        query=_query_args(period),
     )
 
 
@@ -339,21 +338,12 @@ def settlement_statement(merchant_id: int):
     if merchant is None:
         abort(404)
     period, label = _period_args()
-    rows = services.statement_rows(merchant_id, period["start"], period["end"])
+    rows = services.statement_rows(merchant_id, period)
     handle, _, _ = lists.statement_xlsx(merchant, label, rows)
     what = {"statement": merchant_id, "period": label}
     audit.record(current_user._get_current_object(), "export", utcnow(), target=merchant, after=what)
     db.session.commit()
-    filename = f"结算单-{merchant.name}-{label.replace(' ', '')}.xlsx"
-    response = send_file(
-        handle,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        as_attachment=True,
-        download_name=filename,
-    )
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _xlsx(handle, f"结算单-{merchant.name}-{label.replace(' ', '')}.xlsx")
 
 
 def _campaign_choice() -> tuple[Campaign | None, list[Campaign]]:

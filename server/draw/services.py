@@ -388,6 +388,15 @@ def coupon_status(coupon: Coupon, now: datetime) -> str:
     return "unused" if now < coupon.valid_until else "expired"
 
 
+def status_clause(status: str, now: datetime):
+    """The SQL twin of `coupon_status`: the coupons whose status is `status` at `now`."""
+    if status == "unused":
+        return sa.and_(Coupon.state == "claimed", Coupon.valid_until > now)
+    if status == "expired":
+        return sa.or_(Coupon.state == "expired", sa.and_(Coupon.state == "claimed", Coupon.valid_until <= now))
+    return Coupon.state == status  # used, void
+
+
 def my_coupons(resident_id: int, status: str | None, now: datetime) -> list[dict]:
     query = (
         sa.select(Coupon)
@@ -395,14 +404,8 @@ def my_coupons(resident_id: int, status: str | None, now: datetime) -> list[dict
         .options(sa.orm.joinedload(Coupon.category), sa.orm.joinedload(Coupon.round))
         .order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
     )
-    if status == "used":
-        query = query.where(Coupon.state == "used")
-    elif status == "unused":
-        query = query.where(Coupon.state == "claimed", Coupon.valid_until > now)
-    elif status == "expired":
-        query = query.where(
-            sa.or_(Coupon.state == "expired", sa.and_(Coupon.state == "claimed", Coupon.valid_until <= now))
-        )
+    if status in ("used", "unused", "expired"):
+        query = query.where(status_clause(status, now))
     snap = campaigns.snapshot()
     tz = snap.tz if snap else zone(current_app.config["TIMEZONE"])
     return [
