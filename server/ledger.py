@@ -53,6 +53,22 @@ KIND_NAMES = {
     "refund_forfeit": "退货视为已用",
     "treasury": "返还财政",
 }
+# What each kind of entry does to the coupons it counts: (state they leave, state they enter).
+# Refunds under "forfeit" leave the coupon used; the budget and the treasury move no coupon.
+# So the books give the number of coupons in each state, which `verify` checks by value.
+COUPON_MOVES = {
+    "allocate": (None, "stock"),
+    "rollover": (None, "stock"),
+    "adjust_up": (None, "stock"),
+    "adjust_down": ("stock", "withdrawn"),
+    "withdraw": ("stock", "withdrawn"),
+    "claim": ("stock", "claimed"),
+    "expire": ("claimed", "expired"),
+    "revoke_claim": ("claimed", "void"),
+    "redeem": ("claimed", "used"),
+    "revoke": ("used", "claimed"),
+    "refund_return": ("used", "void"),
+}
 
 
 def entry(kind: str, campaign_id: int, amount_fen: int, now: datetime, **fields) -> dict:

@@ -474,6 +474,8 @@ class LedgerEntry(db.Model):
         sa.UniqueConstraint("campaign_id", "key"),
         sa.Index("ix_ledger_entries_source", "campaign_id", "source"),
         sa.Index("ix_ledger_entries_target", "campaign_id", "target"),
+        sa.Index("ix_ledger_entries_kind", "campaign_id", "kind"),  # the dashboard's issued coupons
+        sa.Index("ix_ledger_entries_created", "created_at"),  # the hours stored and read (rollup.py)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -503,3 +505,65 @@ class SchedulerLease(db.Model):
     name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(sa.String(80))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HourMark(db.Model):
+    """Whether an hour's stored figures (HourClaims, HourRedemptions, HourLedger) hold.
+
+    The `close_hours` job stores an hour once it is over; whatever later changes one of its
+    redemptions (a revocation, a refund) marks it stale in the same transaction (rollup.py).
+    """
+
+    __tablename__ = "hour_marks"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # UTC, on the hour
+    fresh: Mapped[bool] = mapped_column(default=False)
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HourClaims(db.Model):
+    """Coupons claimed in an hour, per campaign, round and category."""
+
+    __tablename__ = "hour_claims"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    claimed: Mapped[int]
+
+
+class HourRedemptions(db.Model):
+    """Redemptions of an hour that stand (not revoked), per campaign, round, category and
+    merchant: what the dashboard and the settlement page add up."""
+
+    __tablename__ = "hour_redemptions"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    redeemed: Mapped[int]
+    order_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    redeemed_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    refunded: Mapped[int]
+    refunded_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    settled: Mapped[int]  # what the bureau pays for (merchant.redemption.settled_clause)
+    owed_fen: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class HourLedger(db.Model):
+    """The ledger's entries of an hour, summed per campaign, round, tier and kind: the pool's
+    balances and the coupons in each state (ledger.COUPON_MOVES) without reading every entry."""
+
+    __tablename__ = "hour_ledger"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    round_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
+    tier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tiers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    coupons: Mapped[int] = mapped_column(sa.BigInteger)

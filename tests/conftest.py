@@ -17,7 +17,7 @@ from server import create_app, tokens
 from server.campaigns import forget_snapshot
 from server.extensions import db
 from server.models import Resident
-from tests.helpers import ON_POSTGRES, PG_URL, T0, campaign_doc
+from tests.helpers import ON_POSTGRES, PG_URL, T0, assert_books_count_the_coupons, campaign_doc
 
 # The page tests' fixtures (live_server, browser) live in tests/browser.py.
 pytest_plugins = ["tests.browser"]
@@ -172,6 +172,7 @@ def balanced(app):
         with app.app_context():
             report = ledger.verify(db.session.get(Campaign, campaign_id))
             assert report.problems == []
+            assert_books_count_the_coupons(campaign_id)
             return report.totals
 
     return check

@@ -59,3 +59,28 @@ def auth(token: str) -> dict:
 def write_json(path: Path, doc: dict) -> Path:
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def assert_books_count_the_coupons(campaign_id: int) -> None:
+    """The console's coupon table, counted from the ledger, equals the coupons' own states."""
+    import sqlalchemy as sa
+
+    from server.admin import services
+    from server.extensions import db
+    from server.models import Campaign, Coupon, Round
+
+    campaign = db.session.get(Campaign, campaign_id)
+    counted: dict[tuple, dict[str, int]] = {}
+    for number, tier_id, state, n in db.session.execute(
+        sa.select(Round.number, Coupon.tier_id, Coupon.state, sa.func.count())
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Round.campaign_id == campaign_id)
+        .group_by(Round.number, Coupon.tier_id, Coupon.state)
+    ):
+        tier = next(t for t in campaign.tiers if t.id == tier_id)
+        counted.setdefault((number, tier.category.name, tier.face_fen, tier.threshold_fen), {})[state] = n
+    table = {
+        (r.round_number, r.category, r.face_fen, r.threshold_fen): {k: v for k, v in r.states.items() if v}
+        for r in services.coupon_table(campaign)
+    }
+    assert {key: table.get(key) for key in counted} == counted

@@ -15,11 +15,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import audit, ledger
+from .. import audit, ledger, rollup
 from ..extensions import db
 from ..merchant import services as merchant_services
 from ..merchant.redemption import settled
 from ..models import (
+    LEDGER_MOVES,
     AdminUser,
     Allocation,
     Campaign,
@@ -32,7 +33,7 @@ from ..models import (
     Staff,
     Tier,
 )
-from .lists import within_days
+from .lists import local_text, within_days
 
 PUT_IN = ("allocate", "rollover", "adjust_up")
 
@@ -66,87 +67,79 @@ class Dashboard:
     balances: dict[str, int] = field(default_factory=dict)
 
 
-def local_day(column, tz_name: str):
-    """The local calendar day of a UTC timestamp, in SQL (both backends)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return sa.func.to_char(sa.func.timezone(tz_name, column), "YYYY-MM-DD")
-    # SQLite keeps UTC text; China has one fixed offset and no daylight saving.
-    return sa.func.date(column, "+8 hours")
-
-
 def dashboard(campaign: Campaign) -> Dashboard:
+    """The campaign's figures: hours that are over from their stored figures (rollup.py), the
+    rest from the claims, redemptions and ledger entries themselves, all from one snapshot."""
     board = Dashboard(campaign, Figures())
-    rounds = sa.select(Round.id).where(Round.campaign_id == campaign.id).scalar_subquery()
-    groups = {
-        "round": (board.by_round, Coupon.round_id),
-        "category": (board.by_category, Coupon.category_id),
-    }
 
     def figures(table: dict, key) -> Figures:
         return table.setdefault(key, Figures())
 
-    # Issued: coupons put on the wheel, from the ledger (allocations, rollovers, quota changes).
-    entries = LedgerEntry.__table__
-    put = sa.case(
-        (entries.c.kind.in_(PUT_IN), entries.c.coupons), (entries.c.kind == "adjust_down", -entries.c.coupons)
-    )
-    for name, column in (("round", entries.c.round_id), ("category", entries.c.category_id)):
-        rows = db.session.execute(
-            sa.select(column, sa.func.sum(put))
+    def targets(hour, round_id: int, category_id: int) -> tuple[Figures, ...]:
+        day = rollup.local_date(hour).isoformat()
+        return (
+            board.total,
+            figures(board.by_round, round_id),
+            figures(board.by_category, category_id),
+            figures(board.by_day, day),
+        )
+
+    with rollup.snapshot() as connection:
+        # Issued: coupons put on the wheel, from the ledger (allocations, rollovers, quota changes).
+        entries = LedgerEntry.__table__
+        put = sa.case(
+            (entries.c.kind.in_(PUT_IN), entries.c.coupons), (entries.c.kind == "adjust_down", -entries.c.coupons)
+        )
+        rows = connection.execute(
+            sa.select(entries.c.round_id, entries.c.category_id, sa.func.sum(put))
             .where(entries.c.campaign_id == campaign.id, entries.c.kind.in_((*PUT_IN, "adjust_down")))
-            .group_by(column)
+            .group_by(entries.c.round_id, entries.c.category_id)
         )
-        for key, count in rows:
-            figures(groups[name][0], key).issued = int(count or 0)
-    board.total.issued = sum(f.issued for f in board.by_round.values())
+        for round_id, category_id, count in rows:
+            for target in (board.total, figures(board.by_round, round_id), figures(board.by_category, category_id)):
+                target.issued += int(count or 0)
 
-    # Claimed: every coupon a resident won, whatever became of it.
-    claimed = sa.select(sa.func.count()).where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None))
-    board.total.claimed = db.session.scalar(claimed) or 0
-    for table, column in groups.values():
-        rows = db.session.execute(
-            sa.select(column, sa.func.count())
-            .where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None))
-            .group_by(column)
-        )
-        for key, count in rows:
-            figures(table, key).claimed = count
-    day = local_day(Coupon.claimed_at, campaign.timezone)
-    for key, count in db.session.execute(
-        sa.select(day, sa.func.count()).where(Coupon.round_id.in_(rounds), Coupon.claimed_at.is_not(None)).group_by(day)
-    ):
-        figures(board.by_day, key).claimed = count
+        # Claimed: every coupon a resident won, whatever became of it.
+        claims = rollup.figures(connection, "claims", campaign_id=campaign.id)
+        for hour, round_id, category_id, claimed in connection.execute(
+            sa.select(claims.c.hour, claims.c.round_id, claims.c.category_id, claims.c.claimed)
+        ):
+            for target in targets(hour, round_id, category_id):
+                target.claimed += claimed
 
-    # Redemptions that stand (not revoked).
-    live = (
-        sa.select(Redemption, Coupon.round_id.label("round_id"))
-        .join(Coupon, Coupon.id == Redemption.coupon_id)
-        .where(Coupon.round_id.in_(rounds), Redemption.revoked_at.is_(None))
-        .subquery()
-    )
-    refunded = sa.case((live.c.refunded_at.is_not(None), live.c.face_fen), else_=0)
-    measures = (
-        sa.func.count(),
-        sa.func.coalesce(sa.func.sum(live.c.spend_fen), 0),
-        sa.func.coalesce(sa.func.sum(live.c.face_fen), 0),
-        sa.func.coalesce(sa.func.sum(refunded), 0),
-        sa.func.count(sa.distinct(live.c.merchant_id)),
-    )
+        # Redemptions that stand (not revoked); refunds are counted and also shown apart.
+        days = rollup.figures(connection, "redemptions", campaign_id=campaign.id)
+        merchants: dict[int, set] = defaultdict(set)
+        picked = ("hour", "round_id", "category_id", "merchant_id", "redeemed", "order_fen", "redeemed_fen")
+        for (
+            hour,
+            round_id,
+            category_id,
+            merchant_id,
+            redeemed,
+            order_fen,
+            redeemed_fen,
+            refunded_fen,
+        ) in connection.execute(sa.select(*(days.c[name] for name in (*picked, "refunded_fen")))):
+            for target in targets(hour, round_id, category_id):
+                target.redeemed += redeemed
+                target.order_fen += int(order_fen)
+                target.redeemed_fen += int(redeemed_fen)
+                target.refunded_fen += int(refunded_fen)
+                merchants[id(target)].add(merchant_id)
+        for target in (board.total, *board.by_round.values(), *board.by_category.values(), *board.by_day.values()):
+            target.merchants = len(merchants[id(target)])
 
-    def fill(target: Figures, row) -> None:
-        target.redeemed, target.order_fen, target.redeemed_fen, target.refunded_fen, target.merchants = (
-            int(v) for v in row
-        )
-
-    fill(board.total, db.session.execute(sa.select(*measures).select_from(live)).one())
-    for table, column in ((board.by_round, live.c.round_id), (board.by_category, live.c.category_id)):
-        for key, *row in db.session.execute(sa.select(column, *measures).select_from(live).group_by(column)):
-            fill(figures(table, key), row)
-    day = local_day(live.c.created_at, campaign.timezone)
-    for key, *row in db.session.execute(sa.select(day, *measures).select_from(live).group_by(day)):
-        fill(figures(board.by_day, key), row)
+        # The pool's accounts: the ledger's balances.
+        entries = rollup.figures(connection, "ledger", campaign_id=campaign.id)
+        board.balances = dict.fromkeys(ledger.ACCOUNTS, 0)
+        for kind, amount in connection.execute(
+            sa.select(entries.c.kind, sa.func.sum(entries.c.amount_fen)).group_by(entries.c.kind)
+        ):
+            source, target = LEDGER_MOVES[kind]
+            board.balances[source] = board.balances.get(source, 0) - int(amount)
+            board.balances[target] = board.balances.get(target, 0) + int(amount)
     board.by_day = dict(sorted(board.by_day.items()))
-    board.balances = ledger.balances(campaign.id).get((), {})
     return board
 
 
@@ -269,37 +262,19 @@ class MerchantPeriod:
 
 
 def settlement(period: dict) -> list[MerchantPeriod]:
-    """Per merchant for the period (filters "from"/"to"): redemptions, order amount, and what the
-    bureau owes it."""
-    rows: dict[int, MerchantPeriod] = {}
+    """Per merchant for the period (filters "from"/"to", local days): redemptions, order amount,
+    and what the bureau owes it; hours that are over from their stored figures, the rest live."""
     merchants = {m.id: m for m in db.session.scalars(sa.select(Merchant))}
-    standing = within_days(
-        sa.select(
-            Redemption.merchant_id,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(Redemption.spend_fen), 0),
-            sa.func.count(Redemption.refunded_at),
-        )
-        .where(Redemption.revoked_at.is_(None))
-        .group_by(Redemption.merchant_id),
-        Redemption.created_at,
-        period,
-    )
-    for merchant_id, count, order_fen, refunded in db.session.execute(standing):
-        rows[merchant_id] = MerchantPeriod(merchants[merchant_id], count, int(order_fen), refunded=refunded)
-    owed = within_days(
-        settled(
-            sa.select(Redemption.merchant_id, sa.func.count(), sa.func.sum(Redemption.face_fen)).group_by(
-                Redemption.merchant_id
+    measures = ("redeemed", "order_fen", "settled", "owed_fen", "refunded")
+    with rollup.snapshot() as connection:
+        hours = rollup.figures(connection, "redemptions", rollup.Period(period.get("from"), period.get("to")))
+        totals = connection.execute(
+            sa.select(hours.c.merchant_id, *(sa.func.sum(hours.c[name]) for name in measures)).group_by(
+                hours.c.merchant_id
             )
-        ),
-        Redemption.created_at,
-        period,
-    )
-    for merchant_id, count, owed_fen in db.session.execute(owed):
-        period = rows.setdefault(merchant_id, MerchantPeriod(merchants[merchant_id]))
-        period.settled, period.owed_fen = count, int(owed_fen or 0)
-    return sorted(rows.values(), key=lambda p: (-p.owed_fen, p.merchant.id))
+        ).all()
+    rows = [MerchantPeriod(merchants[merchant_id], *(int(v) for v in values)) for merchant_id, *values in totals]
+    return sorted(rows, key=lambda p: (-p.owed_fen, p.merchant.id))
 
 
 def statement_rows(merchant_id: int, period: dict):
@@ -308,7 +283,7 @@ def statement_rows(merchant_id: int, period: dict):
         settled(
             sa.select(
                 Redemption.id,
-                Redemption.created_at,
+                local_text(Redemption.created_at).label("created_at"),
                 Redemption.coupon_id,
                 Redemption.face_fen,
                 Redemption.spend_fen,
@@ -342,7 +317,9 @@ class TierRound:
 
 
 def coupon_table(campaign: Campaign) -> list[TierRound]:
-    """Per round and tier: quantity, and how many coupons are in each state."""
+    """Per round and tier: quantity, and how many coupons are in each state, counted from the
+    books (every change of a coupon's state is a ledger entry: ledger.COUPON_MOVES), so a
+    million coupons cost a few thousand stored rows (rollup.py)."""
     rows: dict[tuple[int, int], TierRound] = {}
     allocations = db.session.execute(
         sa.select(
@@ -355,15 +332,21 @@ def coupon_table(campaign: Campaign) -> list[TierRound]:
     )
     for round_id, number, tier_id, category, face, threshold, quantity in allocations:
         rows[round_id, tier_id] = TierRound(number, category, face, threshold, quantity)
-    counts = db.session.execute(
-        sa.select(Coupon.round_id, Coupon.tier_id, Coupon.state, sa.func.count())
-        .join(Round, Round.id == Coupon.round_id)
-        .where(Round.campaign_id == campaign.id)
-        .group_by(Coupon.round_id, Coupon.tier_id, Coupon.state)
-    )
-    for round_id, tier_id, state, count in counts:
-        if (round_id, tier_id) in rows:
-            rows[round_id, tier_id].states[state] = count
+    with rollup.snapshot() as connection:
+        entries = rollup.figures(connection, "ledger", campaign_id=campaign.id)
+        moved = connection.execute(
+            sa.select(entries.c.round_id, entries.c.tier_id, entries.c.kind, sa.func.sum(entries.c.coupons))
+            .where(entries.c.kind.in_(ledger.COUPON_MOVES))
+            .group_by(entries.c.round_id, entries.c.tier_id, entries.c.kind)
+        ).all()
+    for round_id, tier_id, kind, count in moved:
+        row = rows.get((round_id, tier_id))
+        if row is None:
+            continue
+        leaves, enters = ledger.COUPON_MOVES[kind]
+        for state, sign in ((leaves, -1), (enters, 1)):
+            if state:
+                row.states[state] = row.states.get(state, 0) + sign * int(count)
     return sorted(rows.values(), key=lambda r: (r.round_number, r.category, r.face_fen))
 
 

@@ -238,19 +238,18 @@ def listing_page(name: str):
     listing = _listing(name)
     filters = lists.parse_filters(request.args, listing.filters)
     page = _page()
-    rows, total = listing.page(filters, page, PER_PAGE)
     role = current_user.role
+    rows, total = listing.page(filters, role, page, PER_PAGE)
     return render_template(
         f"admin/list_{name}.html",
         listing=listing,
         filters=filters,
-        rows=[listing.cells(row, role) for row in rows],
+        rows=rows,
         total=total,
         page=page,
         pages=_pages(total, page, len(rows)),
         options=lists.filter_options(),
         export_args=_query_args(filters),
-        raw=rows,
         form=ActionForm(),
         can_revoke=role in MERCHANTS,
     )

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import ledger, paycode, tokens
+from .. import ledger, paycode, rollup, tokens
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff, merchant_categories
@@ -231,6 +231,7 @@ def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s
         .execution_options(synchronize_session=False)
     )
     ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
+    rollup.mark_stale(redemption.created_at)
     return redemption
 
 
@@ -257,21 +258,27 @@ def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redem
         )
     kind = "refund_return" if policy == "return" else "refund_forfeit"
     ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
+    rollup.mark_stale(redemption.created_at)
     return redemption
 
 
-def settled(query):
-    """Restrict a redemption query to what the merchant is reimbursed for.
+def settled_clause():
+    """What the merchant is reimbursed for, as a condition on a redemption.
 
     Qian'an rule: a redemption without spend amount or category forfeits its subsidy; revoked
     ones and refunds under the "return" policy owe nothing.
     """
-    return query.where(
+    return sa.and_(
         Redemption.revoked_at.is_(None),
         sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
         Redemption.spend_fen > 0,
         sa.func.length(sa.func.trim(Redemption.spend_category)) > 0,
     )
+
+
+def settled(query):
+    """Restrict a redemption query to what the merchant is reimbursed for."""
+    return query.where(settled_clause())
 
 
 def own_redemptions(till_: Till, start: datetime | None, end: datetime | None, page: int, per_page: int):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from server import accounts
 from server.extensions import db
+from tests.helpers import auth
+from tests.merchant.helpers import paycode, redeem
 
 PASSWORD = "correct-horse-battery"
 
@@ -50,3 +53,29 @@ def console(app, make_account):
         return client
 
     return signed_in
+
+
+@pytest.fixture
+def redemptions(app, client, make_campaign, make_resident, make_till, clock):
+    """Six redemptions over two days at a hotel and a fuel station; one revoked, one refunded."""
+    make_campaign()
+    tills = {"hotel": make_till("hotel"), "fuel": make_till("fuel")}
+    made = []
+    for day in range(2):
+        for n, category in enumerate(("hotel", "hotel", "fuel")):
+            _, token = make_resident(phone=f"1391000{day}{n:03d}")
+            won = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()
+            coupon = won["coupon"]
+            answer = redeem(client, tills[category][1], paycode(client, token, coupon["id"]), coupon["threshold_fen"])
+            made.append((category, answer.get_json()["redemption"]["id"], f"1391000{day}{n:03d}"))
+        clock.shift(timedelta(days=1))
+    clock.shift(timedelta(days=-1))
+    hotel_staff = tills["hotel"][1]
+    for (_, redemption_id, _), action in ((made[4], "revoke"), (made[3], "refund")):
+        path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
+        assert client.post(path, json={"reason": "核对"}, headers=auth(hotel_staff)).status_code == 200
+    return {
+        "made": made,
+        "merchants": {k: v[0] for k, v in tills.items()},
+        "staff": {k: v[1] for k, v in tills.items()},
+    }

@@ -69,3 +69,43 @@ def test_a_bureau_member_signs_in_sees_the_charts_and_approves_a_merchant(
     page.click("text=操作日志")
     assert "审核通过商户" in page.locator("table.grid").inner_text()
     screenshot(page, "console-audit-log")
+
+
+def test_an_operator_revokes_a_held_coupon_and_an_admin_downloads_a_statement(
+    app, client, browser, live_server, make_account, make_resident, redemptions, clock
+):
+    _, token = make_resident(phone="13912345678")
+    held = client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token)).get_json()["coupon"]
+    make_account("operator", "lili")
+    make_account("admin", "wang")
+
+    def sign_in(username: str):
+        context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+        page = context.new_page()
+        page.goto(f"{live_server}/admin/login")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server}/admin/**")
+        return page
+
+    page = sign_in("lili")
+    page.goto(f"{live_server}/admin/lists/claims?state=unused")
+    row = page.locator("table.grid tr", has_text=str(held["id"]))
+    assert "未使用" in row.inner_text() and "13912345678" in row.inner_text()  # operators see phones
+    row.locator("input[name=reason]").fill("冒用他人身份")
+    row.locator("button[data-action=revoke]").click()
+    assert f"已撤销券号 {held['id']}" in page.locator(".flash.info").inner_text()
+    page.goto(f"{live_server}/admin/lists/claims?phone=13912345678")
+    assert "已撤销/已退货" in page.locator("table.grid").inner_text()
+    screenshot(page, "console-claim-revoked")
+
+    page = sign_in("wang")
+    page.goto(f"{live_server}/admin/settlement")
+    hotel = page.locator("table tr", has_text="演示商户1")
+    assert "100" in hotel.inner_text()  # two redemptions of 50 yuan owed
+    screenshot(page, "console-settlement")
+    with page.expect_download() as download:
+        hotel.locator("a", has_text="XLSX").click()
+    assert download.value.suggested_filename.endswith(".xlsx")
+    assert download.value.path().read_bytes()[:2] == b"PK"  # a zip: the workbook

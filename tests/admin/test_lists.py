@@ -5,40 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import timedelta
 
 import pytest
 from openpyxl import load_workbook
 
 from server.admin import lists, views
 from tests.helpers import auth
-from tests.merchant.helpers import paycode, redeem
-
-
-@pytest.fixture
-def redemptions(app, client, make_campaign, make_resident, make_till, clock):
-    """Six redemptions over two days at a hotel and a fuel station; one revoked, one refunded."""
-    make_campaign()
-    tills = {"hotel": make_till("hotel"), "fuel": make_till("fuel")}
-    made = []
-    for day in range(2):
-        for n, category in enumerate(("hotel", "hotel", "fuel")):
-            _, token = make_resident(phone=f"1391000{day}{n:03d}")
-            won = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()
-            coupon = won["coupon"]
-            answer = redeem(client, tills[category][1], paycode(client, token, coupon["id"]), coupon["threshold_fen"])
-            made.append((category, answer.get_json()["redemption"]["id"], f"1391000{day}{n:03d}"))
-        clock.shift(timedelta(days=1))
-    clock.shift(timedelta(days=-1))
-    hotel_staff = tills["hotel"][1]
-    for (_, redemption_id, _), action in ((made[4], "revoke"), (made[3], "refund")):
-        path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
-        assert client.post(path, json={"reason": "核对"}, headers=auth(hotel_staff)).status_code == 200
-    return {
-        "made": made,
-        "merchants": {k: v[0] for k, v in tills.items()},
-        "staff": {k: v[1] for k, v in tills.items()},
-    }
 
 
 def ids_on_page(client, query: str) -> list[int]:
@@ -82,7 +54,7 @@ def test_the_csv_export_is_the_filtered_list_with_a_bom(app, console, redemption
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0][:3] == ["核销编号", "核销时间", "商户"]
     with app.test_request_context(), app.app_context():
-        expected = [str(r.id) for r in lists.REDEMPTIONS.rows({"category": "hotel", "state": "valid"})]
+        expected = [str(r[0]) for r in lists.REDEMPTIONS.rows({"category": "hotel", "state": "valid"}, "admin")]
     assert [r[0] for r in rows[1:]] == expected and len(expected) == 2
     assert all(r[-1] == "有效" and r[7] == "宾馆" for r in rows[1:])
 
@@ -209,3 +181,34 @@ def test_a_page_counts_at_most_ten_thousand_and_still_pages_on(console, redempti
     page = client.get("/admin/lists/redemptions").get_data(as_text=True)
     assert "超过 3 条，第 1 页" in page and "下一页" in page
     assert len(ids_on_page(client, "page=3")) == 2  # six in all: the third page is still full
+
+
+@pytest.mark.parametrize("role", ["admin", "auditor"])
+@pytest.mark.parametrize("name", ["redemptions", "claims", "residents"])
+def test_each_export_holds_the_cells_of_its_list_as_the_role_sees_them(app, console, redemptions, name, role):
+    client = console(role)
+    listing = lists.LISTINGS[name]
+    with app.test_request_context(), app.app_context():
+        expected = list(listing.rows(lists.parse_filters({}, listing.filters), role))
+    assert expected
+    body = client.get(f"/admin/lists/{name}/export.csv").get_data().decode("utf-8-sig")
+    exported = list(csv.reader(io.StringIO(body)))
+    assert exported[0] == list(listing.titles)
+    assert exported[1:] == [[str(cell) for cell in row] for row in expected]
+    answer = client.get(f"/admin/lists/{name}/export.xlsx")
+    sheet = load_workbook(io.BytesIO(answer.get_data()), read_only=True).active
+    cells = [[cell if cell is not None else "" for cell in row] for row in sheet.iter_rows(values_only=True)]
+    assert cells[1:] == expected
+    page = client.get(f"/admin/lists/{name}").get_data(as_text=True)
+    assert f"<td>{expected[0][1]}</td>" in page
+
+
+def test_cells_are_formatted_for_people(app, redemptions):
+    with app.test_request_context(), app.app_context():
+        admin = list(lists.REDEMPTIONS.rows({"phone": redemptions["made"][0][2]}, "admin"))
+        auditor = list(lists.REDEMPTIONS.rows({"phone": redemptions["made"][0][2]}, "auditor"))
+    (row,) = admin
+    assert row[1] == "2026-06-25 09:00:00"  # 01:00 UTC, shown in Shanghai
+    assert row[6] == redemptions["made"][0][2] and auditor[0][6] == "139****0000"
+    assert re.fullmatch(r"\d+\.\d\d", row[10]) and row[10] == "50.00"
+    assert row[14] == "有效" and row[8] == 1
