@@ -88,6 +88,7 @@ def register_blueprints(app: APIFlask) -> None:
     from .draw import bp as draw_bp
     from .extensions import csrf
     from .merchant import bp as merchant_bp
+    from .pages import bp as pages_bp
 
     # The API authenticates with bearer tokens, not cookies: nothing there for CSRF to forge.
     for api in (draw_bp, merchant_bp, devtools.bp):
@@ -96,6 +97,7 @@ def register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(merchant_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_api)
+    app.register_blueprint(pages_bp)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(devtools.bp)
 

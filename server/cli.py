@@ -135,6 +135,7 @@ def seed_demo(base_url: str) -> None:
     if result["admin_password"]:
         click.echo(f"管理员账号：admin  密码：{result['admin_password']}  （请妥善保存，只显示这一次）")
     click.echo(f"管理后台：{base_url}/admin/   （用上面的管理员账号登录）")
+    click.echo(f"居民页面：{base_url}/h5/   店员核销页面：{base_url}/h5/staff   （用上面的商户绑定码绑定店员）")
     click.echo(f"居民接口：{base_url}/api/v1/campaign   接口文档：{base_url}/api/v1/docs")
 
 

@@ -46,6 +46,7 @@ CODES: dict[str, tuple[int, str]] = {
     "MERCHANT_SUSPENDED": (403, "商户已被暂停，无法核销"),
     "BINDING_CODE_INVALID": (400, "绑定码无效或已使用"),
     "MERCHANT_EXISTS": (409, "该统一社会信用代码已报名，请勿重复提交"),
+    "SURVEY_DONE": (409, "您已提交过问卷，感谢您的参与"),
     "SERVICE_UNAVAILABLE": (503, "服务暂不可用，请稍后重试"),
     "INTERNAL_ERROR": (500, "系统繁忙，请稍后重试"),
 }

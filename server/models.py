@@ -567,3 +567,16 @@ class HourLedger(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(16))
     amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
     coupons: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class SurveyResponse(db.Model):
+    """One resident's answers to the satisfaction survey (survey.py), once per resident."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="SET NULL"), index=True)
+    # {"1": {"choices": [0]}, "2": {"choices": [0, 5], "other": "..."}, ...}: option indexes
+    answers: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,11 +2,17 @@
 
 A code is valid PAYCODE_TTL_S seconds (60 by default); the page asks for a fresh one before
 that, so a screenshot sent around goes stale. Making one reads nothing on the draw's hot path.
+
+Beside the QR's token a coupon has a short code a shop assistant can type when the camera fails:
+the coupon's number and eight digits, an HMAC of coupon, holder and the current PAYCODE_TTL_S
+window under the app's secret ("1234-05817263"). It is accepted in its window and the next one,
+and guessing it is one chance in 10^8 per coupon and window.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +22,9 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
 
 from .errors import ApiError
-from .tokens import serializer
+from .tokens import keyed_digest, serializer
+
+SHORT = re.compile(r"^(\d{1,12})-(\d{8})$")
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,42 @@ def issue(coupon_id: int, resident_id: int, now: datetime) -> tuple[str, datetim
     return token, now + timedelta(seconds=current_app.config["PAYCODE_TTL_S"])
 
 
-def read(token: str) -> PayCode:
+def _window(now: datetime) -> int:
+    return int(now.timestamp()) // current_app.config["PAYCODE_TTL_S"]
+
+
+def _digits(coupon_id: int, resident_id: int, window: int) -> str:
+    return f"{int(keyed_digest(f'paycode-short:{coupon_id}:{resident_id}:{window}')[:15], 16) % 10**8:08d}"
+
+
+def short_code(coupon_id: int, resident_id: int, now: datetime) -> str:
+    """The code to type by hand: the coupon's number and eight digits for this window."""
+    return f"{coupon_id}-{_digits(coupon_id, resident_id, _window(now))}"
+
+
+def _read_short(found: re.Match, now: datetime) -> PayCode:
+    from .extensions import db
+    from .models import Coupon
+
+    coupon_id = int(found.group(1))
+    resident_id = db.session.scalar(Coupon.__table__.select().with_only_columns(Coupon.resident_id).where(
+        Coupon.id == coupon_id))  # fmt: skip
+    window = _window(now)
+    if resident_id is not None and any(
+        secrets.compare_digest(found.group(2), _digits(coupon_id, resident_id, w)) for w in (window, window - 1)
+    ):
+        return PayCode(coupon_id, resident_id)
+    raise ApiError("PAYCODE_EXPIRED", "券码不正确或已过期，请让顾客刷新付款码后重新输入")
+
+
+def read(token: str, now: datetime | None = None) -> PayCode:
     """The coupon a pay code names, or PAYCODE_EXPIRED for a stale, forged or garbled one."""
+    typed = re.sub(r"\s", "", token)
+    found = SHORT.match(typed)
+    if found:
+        from .timeutil import utcnow
+
+        return _read_short(found, now or utcnow())
     try:
         data = serializer("huigou-paycode").loads(token.strip(), max_age=current_app.config["PAYCODE_TTL_S"])
         return PayCode(int(data["c"]), int(data["r"]))

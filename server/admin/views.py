@@ -20,7 +20,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from .. import accounts, audit, ledger, rounds
+from .. import accounts, audit, ledger, rounds, survey
 from .. import campaigns as campaigns_service
 from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
@@ -187,6 +187,14 @@ def merchant_action(merchant_id: int, action: str):
     done = services.MERCHANT_ACTIONS[action][2]
     flash(f"{merchant.name}：{done}" + (f"。店员绑定码 {code}（只显示这一次，30天内有效）" if code else ""), "info")
     return redirect(_safe_next(request.form.get("back")) or url_for("admin.merchants"))
+
+
+@bp.get("/survey")
+@role_required(*READ)
+def survey_page():
+    """The satisfaction survey's answers, counted per option (no names)."""
+    total, tallies = survey.summary()
+    return render_template("admin/survey.html", total=total, tallies=tallies)
 
 
 @bp.get("/audit")

@@ -136,5 +136,37 @@ class OutboxOut(Schema):
 
 
 class PaycodeOut(Schema):
-    paycode = fields.String(required=True)
+    paycode = fields.String(required=True, metadata={"description": "The token the QR code carries"})
+    short_code = fields.String(
+        required=True,
+        metadata={"description": "The same pay code to type by hand at the till: coupon number and 8 digits"},
+    )
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class SurveyAnswerIn(Schema):
+    question = fields.Integer(required=True, validate=validators.Range(1, 99))
+    choices = fields.List(fields.Integer(validate=validators.Range(0, 99)), required=True,
+                          validate=validators.Length(0, 20))  # fmt: skip
+    other = fields.String(load_default=None, allow_none=True, validate=validators.Length(0, 200))
+
+
+class SurveyIn(Schema):
+    answers = fields.List(fields.Nested(SurveyAnswerIn), required=True, validate=validators.Length(1, 20))
+
+
+class SurveyQuestionOut(Schema):
+    number = fields.Integer(required=True)
+    text = fields.String(required=True)
+    options = fields.List(fields.String(), required=True)
+    many = fields.Boolean(required=True)
+    optional = fields.Boolean(required=True)
+
+
+class SurveyOut(Schema):
+    questions = fields.List(fields.Nested(SurveyQuestionOut), required=True)
+    answered = fields.Boolean(required=True, metadata={"description": "Whether this resident has answered"})
+
+
+class SurveyDoneOut(Schema):
+    answered = fields.Boolean(required=True)

@@ -201,7 +201,7 @@ def _check_location(snap: Snapshot, location: dict | None) -> None:
         raise ApiError("OUTSIDE_REGION", f"您当前不在{snap.region}活动范围内，无法抽奖")
 
 
-def _ensure_bound(bearer: tokens.Bearer) -> None:
+def ensure_bound(bearer: tokens.Bearer) -> None:
     if bearer.bound:
         return
     phone = db.session.scalar(sa.select(Resident.phone).where(Resident.id == bearer.id))
@@ -315,7 +315,7 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     current = snap.round_at(now)
     if current is None:
         _refuse_outside_round(snap, now)
-    _ensure_bound(bearer)
+    ensure_bound(bearer)
     _check_location(snap, location)
 
     category_id = snap.category_ids[code]

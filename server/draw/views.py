@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, make_response
 
-from .. import paycode, tokens
+from .. import campaigns, paycode, survey, tokens
 from ..extensions import db
 from ..timeutil import isoformat, utcnow, zone
 from . import bp, services
@@ -20,6 +20,9 @@ from .schemas import (
     PaycodeOut,
     SmsIn,
     SmsOut,
+    SurveyDoneOut,
+    SurveyIn,
+    SurveyOut,
     TokenOut,
     WechatLoginIn,
     WheelOut,
@@ -121,8 +124,13 @@ def merchants(category):
 def coupon_paycode(coupon_id):
     """A fresh pay code for one of the resident's unused coupons (valid 60 s)."""
     bearer = tokens.require_bearer("resident")
-    token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
-    return {"paycode": token, "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"]))}
+    now = utcnow()
+    token, expires = services.paycode_for(bearer.id, coupon_id, now)
+    return {
+        "paycode": token,
+        "short_code": paycode.short_code(coupon_id, bearer.id, now),
+        "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+    }
 
 
 @bp.get("/coupons/<int:coupon_id>/paycode.<any(png, svg):kind>")
@@ -147,3 +155,27 @@ def coupon_paycode_image(coupon_id, kind):
         }
     )
     return response
+
+
+@bp.get("/survey")
+@bp.output(SurveyOut)
+@bp.doc(security=BEARER, responses=_errors(401))
+def survey_questions():
+    """The satisfaction survey's eleven questions, and whether this resident has answered."""
+    bearer = tokens.require_bearer("resident")
+    return {"questions": [q.as_json() for q in survey.QUESTIONS], "answered": survey.answered(bearer.id)}
+
+
+@bp.post("/survey")
+@bp.input(SurveyIn, arg_name="body")
+@bp.output(SurveyDoneOut, status_code=201)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 403, 409))
+def survey_answers(body):
+    """Answer the satisfaction survey, once per resident: choices are option indexes (from 0);
+    `other` is the text of the option "其他" when it is chosen."""
+    bearer = tokens.require_bearer("resident")
+    services.ensure_bound(bearer)
+    snap = campaigns.snapshot()
+    survey.submit(bearer.id, snap.id if snap else None, body["answers"], utcnow())
+    db.session.commit()
+    return {"answered": True}

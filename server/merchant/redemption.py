@@ -98,7 +98,7 @@ def coupon_for_till(held: Held, tz) -> dict:
 
 def scan(till_: Till, token: str, now: datetime, tz) -> dict:
     """What the till shows after scanning: the coupon, and whether this shop may take it."""
-    held = _coupon_of(paycode.read(token))
+    held = _coupon_of(paycode.read(token, now))
     refusal = _refusal(till_, held, now, None)
     if held is None:
         raise ApiError("NOT_FOUND", "找不到这张消费券")
@@ -119,7 +119,7 @@ def redeem(
     """
     coupon_id = None
     try:
-        code = paycode.read(token)
+        code = paycode.read(token, now)
         coupon_id = code.coupon_id
         held = _coupon_of(code)
         refusal = _refusal(till_, held, now, spend_fen)
@@ -294,8 +294,9 @@ def own_redemptions(till_: Till, start: datetime | None, end: datetime | None, p
     return items, total
 
 
-def settlement(till_: Till, tz) -> dict:
-    """What the merchant is owed: 100% of the face value of its valid redemptions, per local day."""
+def settlement(till_: Till, tz, now: datetime) -> dict:
+    """What the merchant is owed: 100% of the face value of its valid redemptions, per local day;
+    and today by the server's clock (a till's phone may be set wrong)."""
     rows = db.session.execute(
         settled(
             sa.select(Redemption.created_at, Redemption.face_fen).where(Redemption.merchant_id == till_.merchant.id)
@@ -306,4 +307,10 @@ def settlement(till_: Till, tz) -> dict:
         day = created_at.astimezone(tz).date().isoformat()
         days.setdefault(day, []).append(face)
     per_day = [{"date": day, "count": len(faces), "owed_fen": sum(faces)} for day, faces in sorted(days.items())]
-    return {"days": per_day, "count": len(rows), "owed_fen": sum(face for _, face in rows)}
+    today = now.astimezone(tz).date().isoformat()
+    return {
+        "days": per_day,
+        "count": len(rows),
+        "owed_fen": sum(face for _, face in rows),
+        "today": next((d for d in per_day if d["date"] == today), {"date": today, "count": 0, "owed_fen": 0}),
+    }

@@ -117,3 +117,4 @@ class SettlementOut(Schema):
     days = fields.List(fields.Nested(SettlementDayOut), required=True)
     count = fields.Integer(required=True)
     owed_fen = fields.Integer(required=True)
+    today = fields.Nested(SettlementDayOut, required=True, metadata={"description": "Today, by the server's clock"})

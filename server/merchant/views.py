@@ -141,4 +141,4 @@ def redemptions(query):
 def settlement():
     """What the merchant is owed: face value of valid redemptions, per local day and in total."""
     till = redemption.till(tokens.require_bearer("staff"))
-    return redemption.settlement(till, _tz())
+    return redemption.settlement(till, _tz(), utcnow())

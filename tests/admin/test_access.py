@@ -15,6 +15,7 @@ PAGES = [
     "/admin/",
     "/admin/merchants",
     "/admin/audit",
+    "/admin/survey",
     "/admin/lists/redemptions",
     "/admin/lists/claims",
     "/admin/settlement",

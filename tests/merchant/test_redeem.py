@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -188,3 +189,23 @@ def test_ten_tills_redeeming_one_coupon_at_once_record_one(client, app, shop, co
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
         assert db.session.scalar(sa.select(Coupon.state).where(Coupon.id == won["id"])) == "used"
+
+
+def test_the_short_code_typed_by_hand_redeems_in_its_window_and_no_later(client, shop, coupon, clock):
+    _, staff = shop()
+    resident, won = coupon()
+    answer = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()
+    short = answer["short_code"]
+    assert re.fullmatch(rf"{won['id']}-\d{{8}}", short)
+    wrong = f"{won['id']}-{(int(short[-8:]) + 1) % 10**8:08d}"
+    refused = client.post("/api/v1/merchant/scan", json={"paycode": wrong}, headers=auth(staff))
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "PAYCODE_EXPIRED"
+    # Typed with a space or two, as people do, it is the same code; the next window still takes it.
+    clock.shift(timedelta(seconds=60))
+    scanned = client.post("/api/v1/merchant/scan", json={"paycode": f" {short[:6]} {short[6:]}"}, headers=auth(staff))
+    assert scanned.status_code == 200 and scanned.get_json()["coupon"]["id"] == won["id"]
+    clock.shift(timedelta(seconds=60))  # two windows on: stale
+    stale = redeem(client, staff, short, won["threshold_fen"])
+    assert stale.get_json()["error"]["code"] == "PAYCODE_EXPIRED"
+    fresh = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()["short_code"]
+    assert redeem(client, staff, fresh, won["threshold_fen"]).status_code == 200

@@ -89,6 +89,11 @@ def test_settlement_per_day_and_the_forfeit_rule(client, app, redeemed, clock):
     assert [d["date"] for d in settlement["days"]] == ["2026-06-25", "2026-06-26"]
     assert settlement["days"][0]["count"] == 1
     assert settlement["owed_fen"] == sum(face for _, face in faces[1:])
+    # The clock is now on 2026-06-27, by the server's clock: nothing today yet.
+    assert settlement["today"] == {"date": "2026-06-27", "count": 0, "owed_fen": 0}
+    clock.shift(timedelta(days=-1))
+    today = client.get("/api/v1/merchant/settlement", headers=auth(staff)).get_json()["today"]
+    assert today == settlement["days"][1]
 
 
 def test_own_redemptions_paginate_and_filter_by_local_date(client, redeemed, clock):

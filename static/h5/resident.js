@@ -1,0 +1,294 @@
+// The resident's page: bind, pick a category, spin, see my coupons, show the pay code, find
+// merchants, answer the survey. The server decides every outcome; the wheel only shows it.
+import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+
+const api = client("huigou.resident");
+const state = { campaign: null, category: null, rotation: 0, paycodeTimer: null, coupon: null };
+const COLORS = ["#c81e1e", "#f59e0b", "#e0483a", "#fbbf24"];
+
+function go(view) {
+  clearInterval(state.paycodeTimer);
+  show(view);
+  $("#tabs").hidden = view === "bind";
+  ({ home: loadHome, coupons: () => loadCoupons("unused"), survey: loadSurvey })[view]?.();
+}
+
+async function start() {
+  $$("[data-go]").forEach((b) => b.addEventListener("click", () => go(b.dataset.go)));
+  $$("nav [data-view]").forEach((b) => b.addEventListener("click", () => go(b.dataset.view)));
+  smsButton(api, $("#sms-button"), $("#bind-form [name=phone]"), "bind");
+  $("#bind-form").addEventListener("submit", bind);
+  $("#spin-button").addEventListener("click", spin);
+  $$("#coupon-tabs button").forEach((b) => b.addEventListener("click", () => loadCoupons(b.dataset.status)));
+  $("#paycode-merchants").addEventListener("click", () => loadMerchants(state.coupon.category));
+  $("#survey-form").addEventListener("submit", submitSurvey);
+  go(api.token() ? "home" : "bind");
+}
+
+// ---------------------------------------------------------------- binding
+
+async function bind(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = Object.fromEntries(["name", "phone", "sms_code"].map((k) => [k, form.get(k).trim()]));
+  try {
+    const answer = await api.post("/auth/bind", body);
+    api.setToken(answer.token);
+    toast(`${answer.resident.name}，绑定成功！`, "info");
+    go("home");
+  } catch (error) {
+    toast(sentence(error));
+  }
+}
+
+function failed(error) {
+  if (error.code === "UNAUTHORIZED" || error.code === "NOT_BOUND") go("bind");
+  toast(sentence(error));
+}
+
+// ---------------------------------------------------------------- categories and the wheel
+
+async function loadHome() {
+  try {
+    const campaign = await api.get("/campaign");
+    state.campaign = campaign;
+    $("#campaign-name").textContent = campaign.name;
+    $("#round-label").textContent = campaign.current_round ? `第 ${campaign.current_round} 轮` : "本轮未开始";
+    const cards = campaign.categories.map((category) => {
+      const tiers = campaign.tiers.filter((t) => t.category.code === category.code);
+      const left = tiers.reduce((n, t) => n + t.remaining, 0);
+      const faces = tiers.map((t) => `${yuan(t.face_fen)}元`).join(" / ");
+      return el(
+        "button",
+        { class: "card", "data-category": category.code, onclick: () => openWheel(category) },
+        el("b", {}, category.name),
+        el("span", {}, faces),
+        el("small", {}, left > 0 ? `本轮剩余 ${left} 张` : "本轮已抢完"),
+      );
+    });
+    $("#categories").replaceChildren(...cards);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function openWheel(category) {
+  state.category = category;
+  show("wheel");
+  $("#wheel-title").textContent = `${category.name} · 幸运转盘`;
+  $("#draw-result").hidden = true;
+  $("#spin-button").disabled = false;
+  try {
+    const wheel = await api.get(`/draw/${category.code}/wheel`);
+    state.segments = wheel.segments;
+    $("#wheel-left").textContent = wheel.remaining > 0 ? `本轮剩余 ${wheel.remaining} 张` : "本轮已抢完";
+    drawWheel(wheel.segments);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function drawWheel(segments) {
+  const canvas = $("#wheel-canvas");
+  const ctx = canvas.getContext("2d");
+  const r = canvas.width / 2;
+  const slice = (2 * Math.PI) / segments.length;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  segments.forEach((segment, i) => {
+    // Segment i spans clockwise from the top, so that turning the wheel by -(i + 1/2) slices
+    // brings its middle under the pointer.
+    const from = -Math.PI / 2 + i * slice;
+    ctx.beginPath();
+    ctx.moveTo(r, r);
+    ctx.arc(r, r, r - 4, from, from + slice);
+    ctx.fillStyle = COLORS[i % COLORS.length];
+    ctx.fill();
+    ctx.save();
+    ctx.translate(r, r);
+    ctx.rotate(from + slice / 2);
+    ctx.fillStyle = "#fff";
+    ctx.font = "bold 30px sans-serif";
+    ctx.textAlign = "right";
+    ctx.fillText(segment.label, r - 30, 10);
+    ctx.restore();
+  });
+  canvas.style.transition = "none";
+  canvas.style.transform = `rotate(${state.rotation}deg)`;
+}
+
+function location() {
+  return new Promise((resolve) => {
+    if (!state.campaign?.geofence_required) return resolve(null);
+    if (!navigator.geolocation) return resolve(undefined);
+    navigator.geolocation.getCurrentPosition(
+      (p) => resolve({ lat: p.coords.latitude, lng: p.coords.longitude }),
+      () => resolve(undefined),
+      { enableHighAccuracy: true, timeout: 10000 },
+    );
+  });
+}
+
+async function spin() {
+  const button = $("#spin-button");
+  button.disabled = true;
+  const where = await location();
+  if (where === undefined) {
+    button.disabled = false;
+    return toast(sentence({ code: "LOCATION_REQUIRED" }));
+  }
+  let answer;
+  try {
+    answer = await api.post("/draw", { category: state.category.code, ...(where ? { location: where } : {}) });
+  } catch (error) {
+    button.disabled = false;
+    return failed(error);
+  }
+  const slice = 360 / state.segments.length;
+  const target = 360 - (answer.segment_index + 0.5) * slice;
+  const turned = state.rotation - (state.rotation % 360) + 360 * 5 + target;
+  state.rotation = turned;
+  const canvas = $("#wheel-canvas");
+  canvas.style.transition = "transform 3.2s cubic-bezier(.17,.67,.2,1)";
+  canvas.style.transform = `rotate(${turned}deg)`;
+  await new Promise((done) => setTimeout(done, 3300));
+  const result = $("#draw-result");
+  result.hidden = false;
+  if (answer.coupon) {
+    const c = answer.coupon;
+    result.className = "result ok";
+    result.replaceChildren(
+      el("b", {}, `恭喜！获得 ${c.category.name} ${yuan(c.face_fen)} 元消费券`),
+      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用，有效期至 ${local(c.valid_until)}`),
+      el("button", { onclick: () => openPaycode(c) }, "立即出示付款码"),
+    );
+  } else {
+    result.className = "result";
+    result.replaceChildren(el("b", {}, "谢谢参与"), el("p", {}, "很遗憾没有抽中。每个品类每轮只能抽一次，可以试试其他品类。"));
+  }
+}
+
+// ---------------------------------------------------------------- my coupons and the pay code
+
+const STATUS_NAMES = { unused: "未使用", used: "已使用", expired: "已过期", void: "已作废" };
+
+async function loadCoupons(status) {
+  show("coupons");
+  $$("#coupon-tabs button").forEach((b) => b.classList.toggle("on", b.dataset.status === status));
+  try {
+    const { items } = await api.get(`/coupons?status=${status}`);
+    const list = items.map((c) =>
+      el(
+        "div",
+        { class: `coupon ${c.status}`, "data-coupon": c.id },
+        el("div", { class: "face" }, el("b", {}, yuan(c.face_fen)), el("small", {}, "元")),
+        el(
+          "div",
+          { class: "terms" },
+          el("b", {}, `${c.category.name}消费券`),
+          el("span", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 第 ${c.round} 轮`),
+          el("small", {}, `有效期至 ${local(c.valid_until)}`),
+        ),
+        c.status === "unused"
+          ? el("button", { onclick: () => openPaycode(c) }, "付款码")
+          : el("span", { class: "stamp" }, STATUS_NAMES[c.status]),
+      ),
+    );
+    $("#coupon-list").replaceChildren(...(list.length ? list : [el("p", { class: "hint" }, "暂无消费券")]));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function openPaycode(coupon) {
+  state.coupon = coupon;
+  show("paycode");
+  $("#tabs").hidden = false;
+  $("#paycode-coupon").textContent = `${coupon.category.name} ${yuan(coupon.face_fen)} 元券 · 满 ${yuan(coupon.threshold_fen)} 元可用`;
+  await refreshPaycode();
+  clearInterval(state.paycodeTimer);
+  state.paycodeTimer = setInterval(refreshPaycode, 45000); // a code lives 60 s: renew well before
+}
+
+async function refreshPaycode() {
+  const id = state.coupon.id;
+  try {
+    const [code, image] = await Promise.all([
+      api.get(`/coupons/${id}/paycode`),
+      api.get(`/coupons/${id}/paycode.png`),
+    ]);
+    const img = $("#paycode-image");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await image.blob());
+    $("#paycode-short").textContent = code.short_code;
+    $("#paycode-expiry").textContent = `付款码每分钟自动刷新，截图无效。本码 ${local(code.expires_at).slice(11)} 前有效。`;
+  } catch (error) {
+    clearInterval(state.paycodeTimer);
+    if (error.code === "COUPON_USED" || error.code === "COUPON_EXPIRED" || error.code === "NOT_FOUND") {
+      toast(sentence(error), "info");
+      return loadCoupons(error.code === "COUPON_EXPIRED" ? "expired" : "used");
+    }
+    failed(error);
+  }
+}
+
+async function loadMerchants(category) {
+  clearInterval(state.paycodeTimer);
+  show("merchants");
+  $("#merchants-title").textContent = `可使用${category.name}券的商户`;
+  try {
+    const { items } = await api.get(`/categories/${category.code}/merchants`);
+    const rows = items.map((m) => el("li", {}, el("b", {}, m.name), el("small", {}, m.address)));
+    $("#merchant-list").replaceChildren(...(rows.length ? rows : [el("li", {}, "暂无商户")]));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+// ---------------------------------------------------------------- the survey
+
+async function loadSurvey() {
+  try {
+    const { questions, answered } = await api.get("/survey");
+    $("#survey-done").hidden = !answered;
+    $("#survey-form").hidden = answered;
+    if (answered) return;
+    const blocks = questions.map((q) =>
+      el(
+        "fieldset",
+        { "data-question": q.number },
+        el("legend", {}, `${q.number}. ${q.text}`),
+        ...q.options.map((option, i) =>
+          el(
+            "label",
+            { class: "choice" },
+            el("input", { type: q.many ? "checkbox" : "radio", name: `q${q.number}`, value: i }),
+            option,
+            option === "其他" ? el("input", { name: `other${q.number}`, maxlength: 100, placeholder: "请注明" }) : null,
+          ),
+        ),
+      ),
+    );
+    $("#survey-form").replaceChildren(...blocks, el("button", { type: "submit" }, "提交问卷"));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function submitSurvey(event) {
+  event.preventDefault();
+  const answers = $$("#survey-form fieldset").map((set) => {
+    const number = Number(set.dataset.question);
+    const choices = $$("input:checked", set).map((input) => Number(input.value));
+    const other = $(`[name=other${number}]`, set)?.value.trim();
+    return { question: number, choices, ...(other ? { other } : {}) };
+  });
+  try {
+    await api.post("/survey", { answers: answers.filter((a) => a.choices.length || a.other) });
+    $("#survey-form").hidden = true;
+    $("#survey-done").hidden = false;
+  } catch (error) {
+    failed(error);
+  }
+}
+
+start();

@@ -1,0 +1,214 @@
+// The shop assistant's page: bind with the merchant's code, scan the resident's pay code (camera,
+// or the short code typed by hand), check the coupon, enter amount and category, redeem once even
+// when the network fails mid-way (one Idempotency-Key per coupon shown), see today's redemptions.
+import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+
+const api = client("huigou.staff");
+const MERCHANT = "huigou.staff.merchant";
+const state = { code: null, coupon: null, key: null, stream: null };
+
+function go(view) {
+  stopCamera();
+  show(view);
+  $("#tabs").hidden = view === "bind";
+  if (view === "today") loadToday();
+  if (view === "scan") $("#manual-form [name=paycode]").value = "";
+}
+
+function start() {
+  $$("[data-go]").forEach((b) => b.addEventListener("click", () => go(b.dataset.go)));
+  $$("nav [data-view]").forEach((b) => b.addEventListener("click", () => go(b.dataset.view)));
+  smsButton(api, $("#sms-button"), $("#bind-form [name=phone]"), "staff");
+  $("#bind-form").addEventListener("submit", bind);
+  $("#camera-button").addEventListener("click", startCamera);
+  $("#manual-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    preview($("#manual-form [name=paycode]").value);
+  });
+  $("#redeem-form [name=amount]").addEventListener("input", checkThreshold);
+  $("#redeem-form").addEventListener("submit", submit);
+  showMerchant();
+  go(api.token() ? "scan" : "bind");
+}
+
+function showMerchant() {
+  const merchant = JSON.parse(localStorage.getItem(MERCHANT) || "null");
+  $("#merchant-name").textContent = merchant ? merchant.name : "";
+  $("#spend-categories").replaceChildren(...(merchant?.categories || []).map((c) => el("option", { value: c.name })));
+}
+
+function failed(error) {
+  if (error.code === "UNAUTHORIZED") go("bind");
+  toast(sentence(error));
+}
+
+async function bind(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = Object.fromEntries(["binding_code", "name", "phone", "sms_code"].map((k) => [k, form.get(k).trim()]));
+  try {
+    const answer = await api.post("/merchant/bind", body);
+    api.setToken(answer.token);
+    localStorage.setItem(MERCHANT, JSON.stringify(answer.merchant));
+    showMerchant();
+    toast(`已绑定到 ${answer.merchant.name}`, "info");
+    go("scan");
+  } catch (error) {
+    toast(sentence(error));
+  }
+}
+
+// ---------------------------------------------------------------- scanning
+
+async function startCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) return toast("此浏览器无法使用摄像头，请手动输入券码。");
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+  } catch {
+    return toast("没有获得摄像头权限。请在浏览器设置中允许使用摄像头，或手动输入券码。");
+  }
+  const video = $("#camera");
+  video.srcObject = state.stream;
+  video.hidden = false;
+  $("#camera-button").hidden = true;
+  await video.play();
+  const canvas = document.createElement("canvas");
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  const look = () => {
+    if (!state.stream) return;
+    if (video.readyState === video.HAVE_ENOUGH_DATA) {
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      context.drawImage(video, 0, 0);
+      const found = window.jsQR(context.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
+      if (found?.data) {
+        stopCamera();
+        return preview(found.data);
+      }
+    }
+    requestAnimationFrame(look);
+  };
+  requestAnimationFrame(look);
+}
+
+function stopCamera() {
+  state.stream?.getTracks().forEach((t) => t.stop());
+  state.stream = null;
+  $("#camera").hidden = true;
+  $("#camera-button").hidden = false;
+}
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------------------------------------------------------------- checking and redeeming
+
+async function preview(code) {
+  code = code.trim();
+  if (!code) return toast("请先扫码或输入券码。");
+  try {
+    const answer = await api.post("/merchant/scan", { paycode: code });
+    if (!answer.accepted) return outcome(false, sentence(answer.refusal), answer.coupon);
+    state.code = code;
+    state.coupon = answer.coupon;
+    state.key = newKey(); // one submission per coupon shown: a retry sends the same key
+    const c = answer.coupon;
+    $("#preview-coupon").replaceChildren(
+      el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
+      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}`),
+    );
+    $("#redeem-form").reset();
+    checkThreshold();
+    show("preview");
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function amountFen() {
+  const text = $("#redeem-form [name=amount]").value.trim();
+  return /^\d+(\.\d{1,2})?$/.test(text) ? Math.round(Number(text) * 100) : null;
+}
+
+function checkThreshold() {
+  const fen = amountFen();
+  const threshold = state.coupon.threshold_fen;
+  const hint = $("#threshold-hint");
+  const enough = fen !== null && fen >= threshold;
+  if (fen === null) hint.textContent = `请输入消费金额，满 ${yuan(threshold)} 元可用此券。`;
+  else if (!enough) hint.textContent = `未达到使用门槛：满 ${yuan(threshold)} 元可用，还差 ${yuan(threshold - fen)} 元。`;
+  else hint.textContent = `顾客实付 ${yuan(fen - state.coupon.face_fen)} 元（消费 ${yuan(fen)} 元，券抵 ${yuan(state.coupon.face_fen)} 元）。`;
+  hint.classList.toggle("warn", fen !== null && !enough);
+  $("#redeem-button").disabled = !enough;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const fen = amountFen();
+  if (fen === null || fen < state.coupon.threshold_fen) return checkThreshold();
+  const body = {
+    paycode: state.code,
+    spend_fen: fen,
+    spend_category: $("#redeem-form [name=spend_category]").value.trim(),
+  };
+  const button = $("#redeem-button");
+  button.disabled = true;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { redemption } = await api.post("/merchant/redeem", body, { "Idempotency-Key": state.key });
+      button.textContent = "确认核销";
+      return outcome(true, `面额 ${yuan(redemption.face_fen)} 元，消费 ${yuan(redemption.spend_fen)} 元，核销编号 ${redemption.id}。`);
+    } catch (error) {
+      if (error.code === "NETWORK" && attempt < 4) {
+        button.textContent = `网络异常，正在重试（${attempt}）…`;
+        await new Promise((done) => setTimeout(done, 1000 * attempt));
+        continue;
+      }
+      button.textContent = "确认核销";
+      button.disabled = false;
+      if (error.code === "NETWORK") return toast(sentence(error) + "再次点击“确认核销”不会重复核销。");
+      if (error.code === "UNAUTHORIZED") return failed(error);
+      return outcome(false, sentence(error), state.coupon);
+    }
+  }
+}
+
+function outcome(ok, text, coupon) {
+  const box = $("#result-box");
+  box.className = `result ${ok ? "ok" : "refused"}`;
+  const parts = [el("b", {}, ok ? "核销成功" : "不能核销")];
+  if (coupon && !ok) parts.push(el("p", {}, `${coupon.category.name} ${yuan(coupon.face_fen)} 元券`));
+  box.replaceChildren(...parts, el("p", {}, text));
+  show("result");
+}
+
+// ---------------------------------------------------------------- today
+
+async function loadToday() {
+  try {
+    const settlement = await api.get("/merchant/settlement");
+    $("#today-count").textContent = settlement.today.count;
+    $("#today-owed").textContent = yuan(settlement.today.owed_fen);
+    $("#total-count").textContent = settlement.count;
+    $("#total-owed").textContent = yuan(settlement.owed_fen);
+    const day = settlement.today.date;
+    const { items } = await api.get(`/merchant/redemptions?start=${day}&end=${day}&per_page=100`);
+    const rows = items.map((r) =>
+      el(
+        "tr",
+        { class: r.revoked_at || r.refunded_at ? "void" : "" },
+        el("td", {}, local(r.created_at).slice(11)),
+        el("td", {}, `${yuan(r.face_fen)}元`),
+        el("td", {}, `${yuan(r.spend_fen)}元`),
+        el("td", {}, r.revoked_at ? "已撤回" : r.refunded_at ? "已退货" : r.spend_category),
+      ),
+    );
+    $("#today-rows").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 4 }, "今日暂无核销"))]));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+start();
