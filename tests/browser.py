@@ -3,6 +3,7 @@ the test app served on a local port from a thread. Screenshots go to test-artifa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -34,8 +35,9 @@ def live_server(app):
     thread.join(10)
 
 
-@pytest.fixture
-def browser():
+@contextlib.contextmanager
+def chromium(*extra_args: str):
+    """Headless Debian Chromium under Playwright, with extra command-line switches if asked."""
     chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
@@ -43,10 +45,17 @@ def browser():
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-        )
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  *extra_args],
+        )  # fmt: skip
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def browser():
+    with chromium() as launched:
+        yield launched
 
 
 def screenshot(page, name: str) -> Path:

@@ -29,6 +29,8 @@ API_PATHS = {
     ("get", "/api/v1/merchant/settlement"),
     ("get", "/api/v1/coupons/{coupon_id}/paycode"),
     ("get", "/api/v1/coupons/{coupon_id}/paycode.{kind}"),
+    ("get", "/api/v1/survey"),
+    ("post", "/api/v1/survey"),
 }
 
 

@@ -230,3 +230,60 @@ def test_the_wheel_asks_for_the_location_where_the_campaign_has_a_region(
     inside = spin_at({"latitude": 45.02, "longitude": 124.03})
     inside.wait_for_selector("#draw-result:not([hidden])", timeout=10000)
     assert "恭喜" in inside.inner_text("#draw-result")
+
+
+def test_every_refusal_code_of_the_api_has_a_sentence_and_a_next_step_on_the_pages():
+    from server.errors import CODES
+    from tests.helpers import ROOT
+
+    script = (ROOT / "static/h5/common.js").read_text(encoding="utf-8")
+    said = {
+        code: (what, then) for code, what, then in re.findall(r'^  ([A-Z_]+): \["([^"]+)", "([^"]+)"\],$', script, re.M)
+    }
+    missing = set(CODES) - set(said)
+    assert not missing, f"no sentence on the pages for {sorted(missing)}"
+    assert all(what.endswith("。") and then.endswith(("。", "！")) for what, then in said.values())
+
+
+def y4m(png: bytes, path, width: int = 640, height: int = 480) -> None:
+    """A still video (YUV4MPEG2, 4:2:0) of the image centred on white: Chromium's fake camera."""
+    import io
+
+    from PIL import Image
+
+    frame = Image.new("RGB", (width, height), "white")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.thumbnail((height - 40, height - 40))
+    frame.paste(image, ((width - image.width) // 2, (height - image.height) // 2))
+    y, u, v = frame.convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    planes = y.tobytes() + u.resize(half).tobytes() + v.resize(half).tobytes()
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(10):
+            out.write(b"FRAME\n" + planes)
+
+
+def test_the_camera_reads_the_pay_code(
+    app, client, live_server, make_campaign, make_resident, make_till, clock, tmp_path
+):
+    from tests.browser import chromium
+
+    make_campaign()
+    _, staff_token = make_till("hotel")
+    _, resident = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(resident)).get_json()["coupon"]
+    png = client.get(f"/api/v1/coupons/{won['id']}/paycode.png", headers=auth(resident)).get_data()
+    video = tmp_path / "paycode.y4m"
+    y4m(png, video)
+    camera = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+              f"--use-file-for-fake-video-capture={video}")  # fmt: skip
+    with chromium(*camera) as browser:
+        context = browser.new_context(**PHONE, locale="zh-CN", permissions=["camera"])
+        context.add_init_script(f"localStorage.setItem('huigou.staff', {staff_token!r})")
+        page = context.new_page()
+        page.goto(f"{live_server}/h5/staff")
+        page.click("#camera-button")
+        page.wait_for_selector("#preview:not([hidden])", timeout=15000)
+        assert f"{won['face_fen'] // 100} 元消费券" in page.inner_text("#preview-coupon")
+        screenshot(page, "h5-staff-scanned-by-camera")
