@@ -92,12 +92,17 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
         }"""
     )
     assert decoded
+    resident.click("#paycode-merchants")
+    resident.wait_for_selector("#merchant-list li:has-text('乾安宾馆')")
+    assert "乾安县政府路 1 号" in resident.inner_text("#merchant-list")
+    screenshot(resident, "h5-resident-merchants")
 
     # ---- the shop assistant
     staff = browser.new_context(**PHONE, locale="zh-CN").new_page()
     staff.goto(f"{live_server}/h5/staff")
     staff.wait_for_selector("#bind:not([hidden])")
     bind_form(staff, client, {"binding_code": binding_code, "name": "李四"}, "13912340002")
+    screenshot(staff, "h5-staff-bind")
     staff.click("#bind-form button[type=submit]")
     staff.wait_for_selector("#scan:not([hidden])")
     assert staff.inner_text("#merchant-name") == "乾安宾馆"
@@ -134,6 +139,7 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     staff.wait_for_selector("#result:not([hidden])")
     refusal = staff.inner_text("#result-box")
     assert "不能核销" in refusal and "已使用" in refusal and "请换一张未使用的券" in refusal
+    screenshot(staff, "h5-staff-refused")
 
     # ---- the resident again: the coupon is used; the survey
     resident.click("nav [data-view=coupons]")
