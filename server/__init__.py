@@ -25,6 +25,13 @@ def create_app(config: dict | None = None) -> APIFlask:
     configure(app, config)
     app.json.ensure_ascii = False  # Chinese as UTF-8, not \u escapes
     app.json.sort_keys = False
+    if app.config.get("PROXY_HOPS"):
+        # Behind a load balancer: the client's address (rate limits, the audit log) is the one it
+        # forwards, trusting exactly that many proxies.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -68,7 +75,7 @@ def _instance_secret(instance: Path) -> str:
 
 
 def register_extensions(app: APIFlask) -> None:
-    from . import database, sms, wechat
+    from . import database, limits, security, sms, wechat
     from .admin import access
     from .extensions import csrf, db, migrate
 
@@ -78,6 +85,8 @@ def register_extensions(app: APIFlask) -> None:
     migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
     database.init_app(app)
     sms.init_app(app)
+    limits.init_app(app)
+    security.init_app(app)
     wechat.init_app(app)
 
 

@@ -32,6 +32,7 @@ def from_environment(instance_path: str) -> dict:
         "ALIYUN_SMS_ENDPOINT": os.environ.get("ALIYUN_SMS_ENDPOINT", "https://dysmsapi.aliyuncs.com/"),
         "TIMEZONE": os.environ.get("TIMEZONE", "Asia/Shanghai"),
         "RATELIMIT_ENABLED": _flag("RATELIMIT_ENABLED", True),
+        "PROXY_HOPS": int(os.environ.get("PROXY_HOPS") or 0),
         "CAMPAIGN_CACHE_SECONDS": float(os.environ.get("CAMPAIGN_CACHE_SECONDS", "2")),
         # Run the round and pool jobs inside the web workers too (behind the leader lock).
         "SCHEDULER_IN_WEB": _flag("SCHEDULER_IN_WEB", False),

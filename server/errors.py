@@ -11,6 +11,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import request
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -109,6 +110,12 @@ def register_errorhandlers(app: APIFlask) -> None:
         else:
             db.session.rollback()
         return _from_http_error(error)
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(error: RateLimitExceeded):
+        """A limit of limits.py, with its own sentence; Flask-Limiter adds the Retry-After."""
+        db.session.rollback()
+        return error_body("RATE_LIMITED", error.description or CODES["RATE_LIMITED"][1]), 429
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

@@ -42,7 +42,8 @@ def _pg_schema():
 
 
 @pytest.fixture
-def app(tmp_path, _pg_schema):
+def app(tmp_path, _pg_schema, request):
+    """The app on a fresh database; rate limits off unless the test is marked `rate_limits`."""
     uri = _pg_schema or f"sqlite:///{tmp_path / 'test.sqlite3'}"
     app = create_app(
         {
@@ -53,7 +54,8 @@ def app(tmp_path, _pg_schema):
             "WECHAT_BACKEND": "dev",
             "CAMPAIGN_CACHE_SECONDS": 0,
             "DRAW_SEED": 20220625,
-            "RATELIMIT_ENABLED": False,
+            "RATELIMIT_ENABLED": request.node.get_closest_marker("rate_limits") is not None,
+            "RATELIMIT_STORAGE_URI": "memory://",
         }
     )
     with app.app_context():

@@ -191,3 +191,13 @@ def test_upgrading_a_running_campaign_opens_its_ledger_with_the_coupons_as_they_
         }  # fmt: skip
         db.session.remove()
         db.engine.dispose()
+
+
+def test_security_headers_and_the_pages_policy(client):
+    api = client.get("/api/v1/campaign")
+    assert api.headers["X-Content-Type-Options"] == "nosniff" and api.headers["X-Frame-Options"] == "DENY"
+    assert "Content-Security-Policy" not in api.headers  # JSON, and the docs page loads Swagger UI's CDN
+    for path in ("/h5/", "/h5/staff", "/admin/login"):
+        policy = client.get(path).headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+    assert "camera=(self)" in client.get("/h5/staff").headers["Permissions-Policy"]

@@ -64,7 +64,7 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     assert "本轮剩余" in resident.inner_text("#categories")
     screenshot(resident, "h5-resident-categories")
     resident.click("#categories .card[data-category=hotel]")
-    resident.wait_for_function("document.querySelector('#wheel-left').textContent.includes('剩余')")
+    resident.wait_for_function("() => document.querySelector('#wheel-left').textContent.includes('剩余')")
     resident.click("#spin-button")
     resident.wait_for_selector("#draw-result:not([hidden])", timeout=10000)
     result = resident.inner_text("#draw-result")
@@ -73,7 +73,7 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     face, threshold = (int(n) for n in re.search(r"(\d+) 元消费券\s+满 (\d+) 元可用", result).groups())
 
     resident.click("#draw-result button")  # 立即出示付款码
-    resident.wait_for_function("document.querySelector('#paycode-image').naturalWidth > 0")
+    resident.wait_for_function("() => document.querySelector('#paycode-image').naturalWidth > 0")
     short = resident.inner_text("#paycode-short")
     assert re.fullmatch(r"\d+-\d{8}", short)
     screenshot(resident, "h5-resident-paycode")
@@ -127,7 +127,7 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     assert "核销成功" in staff.inner_text("#result-box")
     screenshot(staff, "h5-staff-redeemed")
     staff.click("#result button[data-go=today]")
-    staff.wait_for_function("document.querySelector('#today-count').textContent === '1'")
+    staff.wait_for_function("() => document.querySelector('#today-count').textContent === '1'")
     staff.wait_for_selector("#today-rows td:has-text('住宿')")
     assert staff.inner_text("#today-owed") == str(face)
     screenshot(staff, "h5-staff-today")
@@ -222,7 +222,7 @@ def test_the_wheel_asks_for_the_location_where_the_campaign_has_a_region(
         page = context.new_page()
         page.goto(f"{live_server}/h5/")
         page.click("#categories .card[data-category=fuel]")
-        page.wait_for_function("document.querySelector('#wheel-left').textContent.includes('剩余')")
+        page.wait_for_function("() => document.querySelector('#wheel-left').textContent.includes('剩余')")
         page.click("#spin-button")
         return page
 

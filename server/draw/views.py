@@ -6,6 +6,7 @@ from flask import current_app, make_response
 
 from .. import campaigns, paycode, survey, tokens
 from ..extensions import db
+from ..limits import limited
 from ..timeutil import isoformat, utcnow, zone
 from . import bp, services
 from .schemas import (
@@ -47,6 +48,7 @@ def wechat_login(body):
 
 
 @bp.post("/auth/sms")
+@limited("sms")
 @bp.input(SmsIn, arg_name="body")
 @bp.output(SmsOut)
 @bp.doc(responses=_errors(400, 429, 502))
@@ -58,6 +60,7 @@ def send_sms(body):
 
 
 @bp.post("/auth/bind")
+@limited("bind")
 @bp.input(BindIn, arg_name="body")
 @bp.output(BindOut)
 @bp.doc(security=BEARER, responses=_errors(400, 401, 409))
@@ -87,6 +90,7 @@ def wheel(category):
 
 
 @bp.post("/draw")
+@limited("draw")
 @bp.input(DrawIn, arg_name="body")
 @bp.output(DrawOut)
 @bp.doc(security=BEARER, responses=_errors(400, 401, 403, 404, 409))

@@ -9,6 +9,7 @@ from flask import current_app, request
 from .. import tokens
 from ..errors import ApiError
 from ..extensions import db
+from ..limits import limited
 from ..timeutil import utcnow, zone
 from . import bp, redemption, services
 from .schemas import (
@@ -39,6 +40,7 @@ def apply(body):
 
 
 @bp.post("/bind")
+@limited("staff_bind")
 @bp.input(BindIn, arg_name="body")
 @bp.output(BindOut)
 @bp.doc(responses={400: "Bad code or SMS code", 403: "Merchant suspended", 409: "Phone already staff"})
@@ -57,6 +59,7 @@ def _tz():
 
 
 @bp.post("/scan")
+@limited("scan")
 @bp.input(ScanIn, arg_name="body")
 @bp.output(ScanOut)
 @bp.doc(security=BEARER, responses={400: "Stale or unreadable pay code", 401: "No staff token", 404: "No coupon"})
@@ -67,6 +70,7 @@ def scan(body):
 
 
 @bp.post("/redeem")
+@limited("redeem")
 @bp.input(RedeemIn, arg_name="body")
 @bp.output(RedeemOut)
 @bp.doc(
