@@ -101,7 +101,34 @@ def _from_http_error(error: HTTPError) -> tuple[dict, int, dict]:
     return error_body(code, CODES.get(code, CODES["INTERNAL_ERROR"])[1]), status, error.headers
 
 
+def _storable(value: Any) -> bool:
+    """Text every database keeps: no NUL character (PostgreSQL refuses it), no lone surrogate."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
 def register_errorhandlers(app: APIFlask) -> None:
+    @app.before_request
+    def refuse_unstorable_text():
+        """Text no database can keep is bad input (400), refused before any view sees it."""
+        if not request.path.startswith("/api/"):
+            return None
+        body = request.get_json(silent=True) if request.is_json else None
+        if not (_storable(body) and all(_storable(k) and _storable(v) for k, v in request.args.items(multi=True))):
+            raise ApiError("INVALID_INPUT", "提交的内容含有无法识别的字符，请检查后重试")
+        return None
+
     @app.error_processor
     def api_error(error: HTTPError):
         """Every HTTP and validation error, as the API's envelope."""

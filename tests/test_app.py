@@ -55,6 +55,8 @@ BAD_BODIES = [
     ('{"category": "hotel", "location": {"lat": 91, "lng": 1}}', "application/json"),
     ('{"category": "hotel", "location": {"lat": NaN, "lng": 1}}', "application/json"),
     ("{}", "application/json"),
+    ('{"category": "ho\\u0000tel"}', "application/json"),  # NUL: PostgreSQL keeps no such text
+    ('{"category": "\\ud800"}', "application/json"),  # a lone surrogate: not UTF-8
 ]
 
 

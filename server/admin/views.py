@@ -164,7 +164,7 @@ def merchants():
     )
 
 
-@bp.post("/merchants/<int:merchant_id>/<action>")
+@bp.post("/merchants/<id:merchant_id>/<action>")
 @role_required(*MERCHANTS)
 def merchant_action(merchant_id: int, action: str):
     """Approve, reject, suspend, blacklist, reinstate, or issue a binding code."""
@@ -283,7 +283,7 @@ def listing_export(name: str, kind: str):
     return _attachment(Response(stream, mimetype="text/csv; charset=utf-8"), filename)
 
 
-@bp.post("/claims/<int:coupon_id>/revoke")
+@bp.post("/claims/<id:coupon_id>/revoke")
 @role_required(*MERCHANTS)
 def claim_revoke(coupon_id: int):
     """Take back a coupon a resident holds unused; its value returns to the pool."""
@@ -337,7 +337,7 @@ def settlement():
     )
 
 
-@bp.get("/settlement/<int:merchant_id>.xlsx")
+@bp.get("/settlement/<id:merchant_id>.xlsx")
 @role_required(*READ)
 def settlement_statement(merchant_id: int):
     """One merchant's statement for the period, as XLSX."""
@@ -407,7 +407,7 @@ def campaigns_page():
     )
 
 
-@bp.route("/campaigns/<int:campaign_id>/rounds/<int:number>", methods=["GET", "POST"])
+@bp.route("/campaigns/<id:campaign_id>/rounds/<id:number>", methods=["GET", "POST"])
 @role_required(*READ)
 def round_quotas(campaign_id: int, number: int):
     """A round's quota per tier; an admin changes a round that has not opened, paid from the pool."""

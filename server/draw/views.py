@@ -122,7 +122,7 @@ def merchants(category):
     return {"category": services.category_json(snap, category), "items": items}
 
 
-@bp.get("/coupons/<int:coupon_id>/paycode")
+@bp.get("/coupons/<id:coupon_id>/paycode")
 @bp.output(PaycodeOut)
 @bp.doc(security=BEARER, responses=_errors(401, 404, 409))
 def coupon_paycode(coupon_id):
@@ -137,7 +137,7 @@ def coupon_paycode(coupon_id):
     }
 
 
-@bp.get("/coupons/<int:coupon_id>/paycode.<any(png, svg):kind>")
+@bp.get("/coupons/<id:coupon_id>/paycode.<any(png, svg):kind>")
 @bp.doc(
     security=BEARER,
     responses={

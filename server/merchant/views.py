@@ -91,7 +91,7 @@ def redeem(body):
     return answer
 
 
-@bp.post("/redemptions/<int:redemption_id>/revoke")
+@bp.post("/redemptions/<id:redemption_id>/revoke")
 @bp.input(ReasonIn, arg_name="body")
 @bp.output(RedeemOut)
 @bp.doc(security=BEARER, responses={401: "No staff token", 403: "Window passed", 404: "Not this shop's", 409: "Done"})
@@ -105,7 +105,7 @@ def revoke(redemption_id, body):
     return answer
 
 
-@bp.post("/redemptions/<int:redemption_id>/refund")
+@bp.post("/redemptions/<id:redemption_id>/refund")
 @bp.input(ReasonIn, arg_name="body")
 @bp.output(RedeemOut)
 @bp.doc(security=BEARER, responses={401: "No staff token", 404: "Not this shop's", 409: "Done"})
