@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import qrcode
+import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
 
 from .errors import ApiError
+from .extensions import db
+from .models import Coupon
+from .timeutil import utcnow
 from .tokens import keyed_digest, serializer
 
 SHORT = re.compile(r"^(\d{1,12})-(\d{8})$")
@@ -53,12 +57,8 @@ def short_code(coupon_id: int, resident_id: int, now: datetime) -> str:
 
 
 def _read_short(found: re.Match, now: datetime) -> PayCode:
-    from .extensions import db
-    from .models import Coupon
-
     coupon_id = int(found.group(1))
-    resident_id = db.session.scalar(Coupon.__table__.select().with_only_columns(Coupon.resident_id).where(
-        Coupon.id == coupon_id))  # fmt: skip
+    resident_id = db.session.scalar(sa.select(Coupon.resident_id).where(Coupon.id == coupon_id))
     window = _window(now)
     if resident_id is not None and any(
         secrets.compare_digest(found.group(2), _digits(coupon_id, resident_id, w)) for w in (window, window - 1)
@@ -72,8 +72,6 @@ def read(token: str, now: datetime | None = None) -> PayCode:
     typed = re.sub(r"\s", "", token)
     found = SHORT.match(typed)
     if found:
-        from .timeutil import utcnow
-
         return _read_short(found, now or utcnow())
     try:
         data = serializer("huigou-paycode").loads(token.strip(), max_age=current_app.config["PAYCODE_TTL_S"])

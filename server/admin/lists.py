@@ -17,7 +17,7 @@ import io
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -26,10 +26,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from ..draw.services import status_clause
 from ..extensions import db
 from ..models import Category, Coupon, Merchant, Redemption, Resident, Round, Staff
-from ..timeutil import local_midnight, utcnow, zone
+from ..rollup import ZONE, Period
+from ..timeutil import utcnow
 from .access import sees_phones
 
-TZ = "Asia/Shanghai"
+TZ = ZONE  # the console shows and filters by the reporting days of rollup.py
 BATCH = 2000
 COPY_BLOCK = 64 * 1024  # bytes of CSV passed on at a time
 # A page counts its matches up to this many: an exact count of a million joined rows costs a
@@ -128,13 +129,7 @@ def phone_text(column, role: str):
 
 def day_range(filters: dict) -> tuple[datetime | None, datetime | None]:
     """The filters' local dates (inclusive) as a half-open UTC range."""
-    tz = zone(TZ)
-    start = end = None
-    if isinstance(filters.get("from"), date):
-        start = local_midnight(filters["from"], tz)
-    if isinstance(filters.get("to"), date):
-        end = local_midnight(filters["to"] + timedelta(days=1), tz)
-    return start, end
+    return Period(filters.get("from"), filters.get("to")).bounds()
 
 
 def within_days(query: sa.Select, column, filters: dict) -> sa.Select:
