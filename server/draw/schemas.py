@@ -6,7 +6,8 @@ from ..schemas import CategoryOut, CouponOut
 
 
 class WechatLoginIn(Schema):
-    code = fields.String(required=True, validate=validators.Length(1, 128))
+    # wx.login codes are 32 characters; 64 keeps the dev adapter's openid (the code itself) in its column.
+    code = fields.String(required=True, validate=validators.Length(1, 64))
 
 
 class TokenOut(Schema):
