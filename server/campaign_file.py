@@ -89,6 +89,7 @@ XLSX_LABELS = {
     "退货政策": "campaign.refund_policy",
     "投放方式": "campaign.allocate",
     "滚动方式": "campaign.rollover",
+    "分批放券": "campaign.release",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -127,6 +128,18 @@ def _xlsx_rollover(text: str) -> dict:
     return {"policy": "mix", "mix": mix}
 
 
+def _xlsx_release(text: str) -> list | str:
+    """「10秒50%，3分钟80%」: the share of each category drawable in a round's first seconds."""
+    steps = []
+    for part in re.split(r"[，,；;]", text):
+        found = re.fullmatch(r"\s*(\d+)\s*(秒|分钟)\s*(?:内)?\s*(\d+)\s*%\s*", part)
+        if not found:
+            return text  # reported by `check`
+        amount, unit, percent = found.groups()
+        steps.append({"seconds": int(amount) * (60 if unit == "分钟" else 1), "percent": int(percent)})
+    return steps
+
+
 def _read_xlsx(path: Path) -> Document:
     from openpyxl import load_workbook
     from openpyxl.utils import get_column_letter
@@ -155,6 +168,8 @@ def _read_xlsx(path: Path) -> Document:
             value = {"kind": "days_from_claim", "days": int(days.group(1))} if days else {"kind": value}
         if key == "rollover":
             value = _xlsx_rollover(str(value))
+        if key == "release":
+            value = _xlsx_release(str(value))
         if isinstance(value, datetime):
             value = value.isoformat(timespec="minutes")
         data[section][key] = value
@@ -376,11 +391,12 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             "campaign.allocate", "投放方式应为 first_round（首轮投放，其余轮次由奖池滚动）或 every_round（每轮投放）"
         )
     settings["geofence"] = _check_geofence(campaign.get("geofence"), problem)
+    settings["release_schedule"] = _check_release(campaign.get("release"), problem)
     for key in campaign:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover",
+            "rollover", "release",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -530,6 +546,29 @@ def _check_rollover(raw: Any, tiers: list[dict], problem) -> tuple[str, list[dic
         else:
             mix.append({"tier": matches[0], "weight": weight})
     return "mix", mix
+
+
+def _check_release(raw: Any, problem) -> list[dict] | None:
+    """Staged release: steps of (seconds after a round opens, percent of each category's stock
+    drawable until then), both rising, every percent below 100."""
+    if raw is None or raw == []:
+        return None
+    here = "campaign.release"
+    if not isinstance(raw, list):
+        problem(here, "分批放券应写成「10秒50%，3分钟80%」，或 [{seconds, percent}] 列表")
+        return None
+    steps: list[dict] = []
+    for i, step in enumerate(raw):
+        seconds = _count(step.get("seconds")) if isinstance(step, dict) else None
+        percent = _count(step.get("percent")) if isinstance(step, dict) else None
+        if not seconds or percent is None or percent >= 100:
+            problem(f"{here}[{i}]", "每一批须有正整数秒数 seconds 和 0 至 99 的百分比 percent")
+            return None
+        if steps and (seconds <= steps[-1]["seconds"] or percent <= steps[-1]["percent"]):
+            problem(f"{here}[{i}]", "后一批的时间和比例都应大于前一批")
+            return None
+        steps.append({"seconds": seconds, "percent": percent})
+    return steps
 
 
 def _check_geofence(fence: Any, problem) -> dict | None:

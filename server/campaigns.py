@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -150,6 +150,7 @@ class Snapshot:
     tiers: dict[str, tuple[TierView, ...]]  # by category code, ascending face value
     rounds: tuple[RoundView, ...]
     segments: dict[str, tuple[Segment, ...]] = field(default_factory=dict)
+    release: tuple[tuple[int, int], ...] = ()  # (seconds after opening, percent drawable until then)
 
     def round_at(self, now: datetime) -> RoundView | None:
         for round_ in self.rounds:
@@ -161,8 +162,20 @@ class Snapshot:
         upcoming = [r for r in self.rounds if r.opens_at > now]
         return upcoming[0] if upcoming else None
 
+    def released_percent(self, round_: RoundView, now: datetime) -> tuple[int, datetime] | None:
+        """The share of each category's stock drawable now under the staged release, and when
+        the next share opens; None once the whole stock is out."""
+        for seconds, percent in self.release:
+            until = round_.opens_at + timedelta(seconds=seconds)
+            if now < until:
+                return percent, until
+        return None
+
     def local(self, instant: datetime) -> str:
         return instant.astimezone(self.tz).strftime("%-m月%-d日 %H:%M")
+
+    def local_time(self, instant: datetime) -> str:
+        return instant.astimezone(self.tz).strftime("%H:%M:%S")
 
 
 def _segments(strategy: str, thanks_weight: int, tiers: tuple[TierView, ...]) -> tuple[Segment, ...]:
@@ -212,6 +225,7 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
         segments={
             code: _segments(campaign.draw_strategy, campaign.thanks_weight, views) for code, views in tiers.items()
         },
+        release=tuple((step["seconds"], step["percent"]) for step in campaign.release_schedule or ()),
     )
 
 

@@ -38,6 +38,7 @@ CODES: dict[str, tuple[int, str]] = {
     "ALREADY_DRAWN": (409, "您本轮已抽过该品类"),
     "SOLD_OUT": (409, "券已被抢完"),
     "LOCATION_REQUIRED": (400, "本活动需要您的位置，请允许获取位置后重试"),
+    "STOCK_NOT_RELEASED": (409, "本批券已抢完，请稍后再来"),
     "OUTSIDE_REGION": (403, "您不在活动区域内，无法参与"),
     "COUPON_USED": (409, "该消费券已使用"),
     "COUPON_EXPIRED": (409, "该消费券已过期"),

@@ -57,6 +57,9 @@ class Campaign(db.Model):
     # a chosen mix ([{"tier_id", "weight"}, ...]).
     rollover_policy: Mapped[str] = mapped_column(sa.String(12), default="same_tiers")
     rollover_mix: Mapped[list[dict[str, int]] | None] = mapped_column(sa.JSON)
+    # Staged release: [{"seconds": 10, "percent": 50}, ...] -- in a round's first `seconds`, at
+    # most `percent`% of each category's stock can be drawn. None: all of it from the start.
+    release_schedule: Mapped[list[dict[str, int]] | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -45,6 +45,7 @@ def campaign_doc(**overrides) -> dict:
             "validity",
             "allocate",
             "rollover",
+            "release",
         }:
             doc["campaign"][key] = value
         else:

@@ -61,6 +61,11 @@ class RoundOut(Schema):
     valid_until = fields.String(required=True)
 
 
+class ReleaseStepOut(Schema):
+    seconds = fields.Integer(required=True)
+    percent = fields.Integer(required=True)
+
+
 class CampaignOut(Schema):
     id = fields.Integer(required=True)
     code = fields.String(required=True)
@@ -72,6 +77,11 @@ class CampaignOut(Schema):
     tiers = fields.List(fields.Nested(TierOut), required=True)
     rounds = fields.List(fields.Nested(RoundOut), required=True)
     current_round = fields.Integer(required=True, allow_none=True)
+    release = fields.List(
+        fields.Nested(ReleaseStepOut),
+        required=True,
+        metadata={"description": "Staged release: in a round's first `seconds`, at most `percent`% of each category"},
+    )
 
 
 class SegmentOut(Schema):

@@ -19,7 +19,7 @@ from .. import campaigns, geo, ledger, paycode, sms, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Coupon, Merchant, Resident, merchant_categories
+from ..models import Coupon, Draw, Merchant, Resident, merchant_categories
 from ..timeutil import UTCDateTime, isoformat, zone
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fa5·A-Za-z .]{2,20}$")
@@ -156,6 +156,7 @@ def category_json(snap: Snapshot, code: str) -> dict:
 
 def category_code_or_404(snap: Snapshot, code: str) -> str:
     if code not in snap.category_ids:
+        "release": [{"seconds": seconds, "percent": percent} for seconds, percent in snap.release],
         raise ApiError("NOT_FOUND", "没有这个品类")
     return code
 
@@ -224,7 +225,7 @@ def _claim_sql(column: str, lock: str) -> sa.TextClause:
         "UPDATE coupons SET state = 'claimed', resident_id = :resident_id, draw_id = :draw_id,"
         " claimed_at = :claimed_at, valid_until = :valid_until"
         " WHERE state = 'stock' AND id = (SELECT id FROM coupons"
-        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
+        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock' AND seq <= :max_seq"
         f" ORDER BY seq LIMIT 1 {lock})"
         " RETURNING id, tier_id, face_fen, threshold_fen"
     ).bindparams(sa.bindparam("claimed_at", type_=UTCDateTime), sa.bindparam("valid_until", type_=UTCDateTime))
@@ -244,7 +245,7 @@ def _draw_and_claim_sql(column: str) -> sa.TextClause:
         " c AS (UPDATE coupons SET state = 'claimed', resident_id = :resident_id,"
         " draw_id = (SELECT id FROM d), claimed_at = :claimed_at, valid_until = :valid_until"
         " WHERE state = 'stock' AND EXISTS (SELECT 1 FROM d) AND id = (SELECT id FROM coupons"
-        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
+        f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock' AND seq <= :max_seq"
         " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, tier_id, category_id, face_fen, threshold_fen),"
         " l AS (INSERT INTO ledger_entries (campaign_id, round_id, category_id, tier_id, kind, source, target,"
@@ -264,7 +265,8 @@ _CLAIM = {
 }
 _STOCK_LEFT = {
     column: sa.text(
-        f"SELECT id FROM coupons WHERE round_id = :round_id AND {column} = :key AND state = 'stock' LIMIT 1"
+        f"SELECT id FROM coupons WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
+        " AND seq <= :max_seq LIMIT 1"
     )
     for column in ("category_id", "tier_id")
 }
@@ -277,6 +279,35 @@ def _on_postgres() -> bool:
 def _claim_any(column: str, params: dict):
     """Claim one stock coupon in `seq` order, or None when there is none left.
 
+ALL_RELEASED = 2**31 - 1  # `seq` is below it: no staged release holds anything back
+_CATEGORY_STOCK = sa.text("SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key")
+_NTH_SEQ = sa.text(
+    "SELECT seq FROM coupons WHERE round_id = :round_id AND category_id = :key ORDER BY seq LIMIT 1 OFFSET :n"
+)
+_release_caps = campaigns.ShortCache()
+
+
+def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int:
+    """The largest `seq` a draw may take now from this category of the round.
+
+    Draws take stock in `seq` order, so releasing a category's first P% of coupons in that
+    order releases exactly P% of its stock, with no counter to contend on. Under fixed odds the
+    tier's claim obeys the category's cap too, so the share holds whichever tier is drawn. The
+    cap is the seq of the floor(P% x stock)-th coupon, read once per stage and cache period.
+    """
+    stage = snap.released_percent(current, now)
+    if stage is None:
+        return ALL_RELEASED
+    percent = stage[0]
+
+    def compute() -> int:
+        params = {"round_id": current.id, "key": category_id}
+        allowed = db.session.execute(_CATEGORY_STOCK, params).scalar() * percent // 100
+        if allowed == 0:
+            return -1
+        return db.session.execute(_NTH_SEQ, {**params, "n": allowed - 1}).scalar()
+
+    return _release_caps.get((current.id, category_id, percent), compute)
     SKIP LOCKED lets concurrent draws take different rows instead of queueing on one; a row it
     skipped may yet be released by a draw that rolls back, so an apparent sell-out is
     confirmed by waiting for those rows before answering SOLD_OUT.
@@ -302,6 +333,41 @@ def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
         if segment.tier_id is None:
             weights.append(snap.thanks_weight / len(thanks))
         else:
+def _refuse_second_draw(snap: Snapshot, current, resident_id: int, code: str) -> None:
+    """ALREADY_DRAWN, naming the coupon that draw won: a retry whose first answer was lost
+    (a dropped connection, a worker killed after its commit) still tells the resident."""
+    held = db.session.scalar(
+        sa.select(Coupon.id)
+        .join(Draw, Draw.id == Coupon.draw_id)
+        .where(
+            Draw.resident_id == resident_id, Draw.round_id == current.id, Draw.category_id == snap.category_ids[code]
+        )
+    )
+    name = snap.category_names[code]
+    message = f"您已参加过第{current.number}轮{name}抽奖，每轮每个品类限抽一次"
+    if held is not None:
+        raise ApiError("ALREADY_DRAWN", f"{message}。本轮抽中的券已放入“我的券”", coupon_id=held)
+    raise ApiError("ALREADY_DRAWN", message)
+
+
+def _refuse_sold_out(snap: Snapshot, current, code: str, now: datetime) -> None:
+    """SOLD_OUT, or STOCK_NOT_RELEASED when the staged release still holds some of it back."""
+    name = snap.category_names[code]
+    stage = snap.released_percent(current, now)
+    if stage is not None:
+        held = db.session.execute(
+            _STOCK_LEFT["category_id"],
+            {"round_id": current.id, "key": snap.category_ids[code], "max_seq": ALL_RELEASED},
+        ).first()
+        if held is not None:
+            raise ApiError(
+                "STOCK_NOT_RELEASED",
+                f"第{current.number}轮{name}券分批发放，本批已抢完，下一批将于{snap.local_time(stage[1])}放出",
+                next_release_at=isoformat(stage[1], snap.tz),
+            )
+    raise ApiError("SOLD_OUT", f"第{current.number}轮{name}券已被抢完，请关注下一轮")
+
+
             weights.append(tier_weight[segment.tier_id])
     if sum(weights) <= 0:
         return segments[0]
@@ -330,12 +396,14 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     row = None
     if _on_postgres() and not thanks:
         found = db.session.execute(
-            _DRAW_AND_CLAIM[column], {**claim, "campaign_id": snap.id, "category_id": category_id, "key": key}
+            _DRAW_AND_CLAIM[column],
+            {**claim, "campaign_id": snap.id, "category_id": category_id, "key": key, "max_seq": max_seq},
         ).one()
         draw_id, row = found.draw_id, (found if found.id is not None else None)
     else:
         draw_id = db.session.execute(
             _INSERT_DRAW,
+    max_seq = ALL_RELEASED if thanks else release_cap(snap, current, category_id, now)
             {
                 "resident_id": bearer.id,
                 "round_id": current.id,
@@ -345,18 +413,17 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
             },
         ).scalar()
     if draw_id is None:
-        name = snap.category_names[code]
-        raise ApiError("ALREADY_DRAWN", f"您已参加过第{current.number}轮{name}抽奖，每轮每个品类限抽一次")
+        _refuse_second_draw(snap, current, bearer.id, code)
     if thanks:
         return DrawResult(chosen.index, None)
 
     claim["draw_id"] = draw_id
     if row is None:
-        row = _claim_any(column, {**claim, "key": key})
+        row = _claim_any(column, {**claim, "key": key, "max_seq": max_seq})
         if row is None and column == "tier_id":  # fixed odds: that tier is gone, take what is left
-            row = _claim_any("category_id", {**claim, "key": category_id})
+            row = _claim_any("category_id", {**claim, "key": category_id, "max_seq": max_seq})
         if row is None:
-            raise ApiError("SOLD_OUT", f"第{current.number}轮{snap.category_names[code]}券已被抢完，请关注下一轮")
+            _refuse_sold_out(snap, current, code, now)
         ledger.coupon_moved("claim", row.id, now)
 
     # The wheel lands on the segment of the tier won (the coupon records the tier).

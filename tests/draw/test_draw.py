@@ -40,11 +40,14 @@ def test_draw_gives_a_coupon_of_the_category_with_its_terms(client, make_campaig
 def test_draw_refuses_second_spin_in_same_round(client, make_campaign, make_resident, clock):
     make_campaign()
     _, token = make_resident()
-    assert spin(client, token).status_code == 200
+    won = spin(client, token).get_json()["coupon"]
     again = spin(client, token)
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "ALREADY_DRAWN"
     assert "每轮每个品类限抽一次" in again.get_json()["error"]["message"]
+    # A retry whose first answer was lost still learns which coupon it won.
+    assert again.get_json()["error"]["coupon_id"] == won["id"]
+    assert "我的券" in again.get_json()["error"]["message"]
     # Another category in the same round is a separate draw.
     assert spin(client, token, "fuel").status_code == 200
 
