@@ -225,12 +225,8 @@ round_cli = AppGroup("round", help="Rounds: quotas between rounds.")
 scheduler_cli = AppGroup("scheduler", help="The round, expiry, rollover and treasury jobs.")
 
 
-@click.command("ledger")
-@click.option("--campaign", "code", help="Only this campaign (its code).")
-@with_appcontext
-def ledger_command(code: str | None) -> None:
-    """Print the pool's balances per campaign, round and category; exit 1 if they do not balance."""
-    from . import ledger
+def _campaigns_or_exit(code: str | None) -> list:
+    """Every campaign, or the one with this code; exit 2 when there is none."""
     from .models import Campaign
 
     query = sa.select(Campaign).order_by(Campaign.id)
@@ -240,8 +236,18 @@ def ledger_command(code: str | None) -> None:
     if not found:
         click.echo("没有活动" if not code else f"找不到活动「{code}」", err=True)
         sys.exit(2)
+    return found
+
+
+@click.command("ledger")
+@click.option("--campaign", "code", help="Only this campaign (its code).")
+@with_appcontext
+def ledger_command(code: str | None) -> None:
+    """Print the pool's balances per campaign, round and category; exit 1 if they do not balance."""
+    from . import ledger
+
     broken = False
-    for campaign in found:
+    for campaign in _campaigns_or_exit(code):
         report = ledger.verify(campaign)
         click.echo(ledger.report_text(report))
         broken = broken or not report.balanced
@@ -327,7 +333,46 @@ def scheduler_tick() -> None:
         click.echo(f"  {name}: {result if result else '无'}")
 
 
+# ---------------------------------------------------------------- tamper evidence
+
+audit_cli = AppGroup("audit", help="The tamper-evident chain of claims and redemptions.")
+
+
+@audit_cli.command("seal")
+@with_appcontext
+def audit_seal() -> None:
+    """Seal the records not yet in the chain (the scheduler does this every 30 s)."""
+    from . import chain
+
+    sealed = chain.seal(utcnow())
+    db.session.commit()
+    click.echo(f"已封存 {sum(sealed.values())} 条记录")
+
+
+@audit_cli.command("verify")
+@click.option("--campaign", "code", help="Only this campaign (its code).")
+@with_appcontext
+def audit_verify(code: str | None) -> None:
+    """Recompute every campaign's chain; name each broken link, first first; exit 1 if any."""
+    from . import chain
+
+    broken = False
+    for campaign in _campaigns_or_exit(code):
+        verdict = chain.verify(campaign.id, utcnow())
+        click.echo(
+            f"活动「{campaign.name}」（{campaign.code}）：已封存 {verdict.links} 条，待封存 {verdict.pending} 条"
+        )
+        if verdict.head:
+            click.echo(f"  链尾摘要 {verdict.head}")
+        for problem in verdict.problems:
+            click.echo(f"  ✗ {problem}")
+        click.echo("  哈希链完整" if verdict.intact else f"  哈希链被破坏：{len(verdict.problems)} 处")
+        broken = broken or not verdict.intact
+    sys.exit(1 if broken else 0)
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(audit_cli)
     app.cli.add_command(ledger_command)
     app.cli.add_command(round_cli)
     app.cli.add_command(scheduler_cli)

@@ -18,6 +18,9 @@ def from_environment(instance_path: str) -> dict:
     default_db = "sqlite:///" + str(Path(instance_path) / "huigou.sqlite3")
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY", ""),
+        # The tamper-evident chain's key (chain.py); SECRET_KEY when unset. Keep it out of the
+        # database's reach and never rotate it during a campaign.
+        "CHAIN_KEY": os.environ.get("CHAIN_KEY", ""),
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", default_db),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "SMS_BACKEND": os.environ.get("SMS_BACKEND", "console"),

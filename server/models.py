@@ -507,6 +507,32 @@ class SchedulerLease(db.Model):
 
     name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(sa.String(80))
+class Seal(db.Model):
+    """One link of a campaign's tamper-evident chain over its claims and redemptions.
+
+    `digest` is an HMAC (key CHAIN_KEY, never in the database) of the previous link's digest
+    and the record's facts, so a sealed record changed, deleted or reordered breaks the chain
+    from that link on, and the chain cannot be recomputed from a copy of the database alone.
+    Links are appended by the `seal` job shortly after the records commit (see chain.py).
+    """
+
+    __tablename__ = "seals"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "position", name="uq_seals_position"),
+        sa.UniqueConstraint("kind", "record_id", name="uq_seals_record"),
+        sa.CheckConstraint("kind IN ('claim', 'redemption')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(sa.BigInteger)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    record_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
