@@ -157,6 +157,9 @@ class Resident(db.Model):
     # One phone binds one resident: the unique index decides races, not a prior lookup.
     phone: Mapped[str | None] = mapped_column(sa.String(11), unique=True)
     bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Where the binding came from, for the bureau's risk flags (many residents from one place).
+    bound_address: Mapped[str | None] = mapped_column(sa.String(45))
+    bound_device: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -304,6 +307,8 @@ class Merchant(db.Model):
     commitment_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     review_note: Mapped[str | None] = mapped_column(sa.String(200))
+    lat: Mapped[float | None]  # the shop's position, when given at enrolment
+    lng: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
@@ -410,6 +415,8 @@ class Redemption(db.Model):
     spend_category: Mapped[str] = mapped_column(sa.String(40))
     note: Mapped[str | None] = mapped_column(sa.String(200))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
+    lat: Mapped[float | None]  # where the till stood, when its phone reported it
+    lng: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # 撤回: a mistaken redemption undone within the window; the coupon is usable again.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -500,13 +507,6 @@ class LedgerEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class SchedulerLease(db.Model):
-    """The scheduler's leader lease where the database has no advisory locks (SQLite)."""
-
-    __tablename__ = "scheduler_leases"
-
-    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
-    holder: Mapped[str] = mapped_column(sa.String(80))
 class Seal(db.Model):
     """One link of a campaign's tamper-evident chain over its claims and redemptions.
 
@@ -533,6 +533,13 @@ class Seal(db.Model):
     sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SchedulerLease(db.Model):
+    """The scheduler's leader lease where the database has no advisory locks (SQLite)."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(80))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -1,6 +1,6 @@
 """Schemas shared by the resident and merchant APIs, and the error envelope for the document."""
 
-from apiflask import Schema, fields
+from apiflask import Schema, fields, validators
 
 
 class CategoryOut(Schema):
@@ -28,3 +28,8 @@ class ErrorDetail(Schema):
 
 class ErrorOut(Schema):
     error = fields.Nested(ErrorDetail, required=True)
+
+
+class LocationIn(Schema):
+    lat = fields.Float(required=True, validate=validators.Range(-90, 90))
+    lng = fields.Float(required=True, validate=validators.Range(-180, 180))

@@ -26,11 +26,12 @@ from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
 from ..models import AuditEntry, Campaign, Category, Merchant, Round
 from ..timeutil import utcnow, zone
-from . import api, bp, lists, services
+from . import api, bp, lists, risk, services
 from .access import MERCHANTS, MONEY, READ, ROLE_NAMES, phone_for, role_required
 from .forms import ActionForm, LoginForm
 
 PER_PAGE = 50
+RISK_DAYS = (1, 7, 30)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -195,6 +196,22 @@ def survey_page():
     """The satisfaction survey's answers, counted per option (no names)."""
     total, tallies = survey.summary()
     return render_template("admin/survey.html", total=total, tallies=tallies)
+
+
+@bp.get("/risk")
+@role_required(*READ)
+def risk_page():
+    """Patterns worth the bureau's look: bursts, spends at the threshold, shared tills and phones."""
+    days = request.args.get("days", type=int)
+    days = days if days in RISK_DAYS else 7
+    now = utcnow()
+    rules = risk.flags(days, now, current_user.role)
+    tz = zone(lists.TZ)
+    for rule in rules:
+        for flag in rule.flags:
+            if flag.first and flag.link and "from" not in flag.link:
+                flag.link |= {"from": flag.first.astimezone(tz).date(), "to": flag.last.astimezone(tz).date()}
+    return render_template("admin/risk.html", rules=rules, days=days, choices=RISK_DAYS)
 
 
 @bp.get("/audit")

@@ -2,7 +2,7 @@
 
 from apiflask import Schema, fields, validators
 
-from ..schemas import CategoryOut, CouponOut
+from ..schemas import CategoryOut, CouponOut, LocationIn
 
 
 class WechatLoginIn(Schema):
@@ -95,11 +95,6 @@ class WheelOut(Schema):
     round = fields.Integer(required=True, allow_none=True)
     segments = fields.List(fields.Nested(SegmentOut), required=True)
     remaining = fields.Integer(required=True)
-
-
-class LocationIn(Schema):
-    lat = fields.Float(required=True, validate=validators.Range(-90, 90))
-    lng = fields.Float(required=True, validate=validators.Range(-180, 180))
 
 
 class DrawIn(Schema):

@@ -50,7 +50,15 @@ def send_bind_code(phone: str, purpose: str, now: datetime) -> int:
     return sms.send_code(phone, purpose, now)
 
 
-def bind(bearer: tokens.Bearer | None, name: str, phone: str, code: str, now: datetime) -> Resident:
+def bind(
+    bearer: tokens.Bearer | None,
+    name: str,
+    phone: str,
+    code: str,
+    now: datetime,
+    address: str | None = None,
+    device: str | None = None,
+) -> Resident:
     """Bind name + phone to the resident, proven by the SMS code.
 
     With a WeChat token the phone is bound to that resident; without one (the H5 page) the
@@ -74,6 +82,7 @@ def bind(bearer: tokens.Bearer | None, name: str, phone: str, code: str, now: da
             raise ApiError("ALREADY_BOUND", f"您已绑定手机号 {mask_phone(resident.phone)}")
     if resident.phone is None:
         resident.name, resident.phone, resident.bound_at = name, phone, now
+        resident.bound_address, resident.bound_device = address, (device or "")[:64] or None
     db.session.add(resident)
     try:
         with db.session.begin_nested():
@@ -147,6 +156,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
             for r in snap.rounds
         ],
         "current_round": current.number if current else None,
+        "release": [{"seconds": seconds, "percent": percent} for seconds, percent in snap.release],
     }
 
 
@@ -156,7 +166,6 @@ def category_json(snap: Snapshot, code: str) -> dict:
 
 def category_code_or_404(snap: Snapshot, code: str) -> str:
     if code not in snap.category_ids:
-        "release": [{"seconds": seconds, "percent": percent} for seconds, percent in snap.release],
         raise ApiError("NOT_FOUND", "没有这个品类")
     return code
 
@@ -270,15 +279,6 @@ _STOCK_LEFT = {
     )
     for column in ("category_id", "tier_id")
 }
-
-
-def _on_postgres() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
-
-
-def _claim_any(column: str, params: dict):
-    """Claim one stock coupon in `seq` order, or None when there is none left.
-
 ALL_RELEASED = 2**31 - 1  # `seq` is below it: no staged release holds anything back
 _CATEGORY_STOCK = sa.text("SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key")
 _NTH_SEQ = sa.text(
@@ -308,6 +308,15 @@ def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int
         return db.session.execute(_NTH_SEQ, {**params, "n": allowed - 1}).scalar()
 
     return _release_caps.get((current.id, category_id, percent), compute)
+
+
+def _on_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _claim_any(column: str, params: dict):
+    """Claim one stock coupon in `seq` order, or None when there is none left.
+
     SKIP LOCKED lets concurrent draws take different rows instead of queueing on one; a row it
     skipped may yet be released by a draw that rolls back, so an apparent sell-out is
     confirmed by waiting for those rows before answering SOLD_OUT.
@@ -324,15 +333,6 @@ def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int
     return None
 
 
-def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
-    segments = snap.segments[code]
-    weights = []
-    thanks = [s for s in segments if s.tier_id is None]
-    tier_weight = {t.id: t.odds_weight or 0 for t in snap.tiers[code]}
-    for segment in segments:
-        if segment.tier_id is None:
-            weights.append(snap.thanks_weight / len(thanks))
-        else:
 def _refuse_second_draw(snap: Snapshot, current, resident_id: int, code: str) -> None:
     """ALREADY_DRAWN, naming the coupon that draw won: a retry whose first answer was lost
     (a dropped connection, a worker killed after its commit) still tells the resident."""
@@ -368,6 +368,15 @@ def _refuse_sold_out(snap: Snapshot, current, code: str, now: datetime) -> None:
     raise ApiError("SOLD_OUT", f"第{current.number}轮{name}券已被抢完，请关注下一轮")
 
 
+def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
+    segments = snap.segments[code]
+    weights = []
+    thanks = [s for s in segments if s.tier_id is None]
+    tier_weight = {t.id: t.odds_weight or 0 for t in snap.tiers[code]}
+    for segment in segments:
+        if segment.tier_id is None:
+            weights.append(snap.thanks_weight / len(thanks))
+        else:
             weights.append(tier_weight[segment.tier_id])
     if sum(weights) <= 0:
         return segments[0]
@@ -393,6 +402,7 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
         valid_until = current.valid_until
     claim = {"resident_id": bearer.id, "round_id": current.id, "claimed_at": now, "valid_until": valid_until}
     column, key = ("tier_id", chosen.tier_id) if chosen else ("category_id", category_id)
+    max_seq = ALL_RELEASED if thanks else release_cap(snap, current, category_id, now)
     row = None
     if _on_postgres() and not thanks:
         found = db.session.execute(
@@ -403,7 +413,6 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
     else:
         draw_id = db.session.execute(
             _INSERT_DRAW,
-    max_seq = ALL_RELEASED if thanks else release_cap(snap, current, category_id, now)
             {
                 "resident_id": bearer.id,
                 "round_id": current.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, make_response
+from flask import current_app, make_response, request
 
 from .. import campaigns, paycode, survey, tokens
 from ..extensions import db
@@ -67,7 +67,15 @@ def send_sms(body):
 def bind(body):
     """Bind name and phone (proven by the SMS code) to the resident."""
     bearer = tokens.optional_bearer("resident")
-    resident = services.bind(bearer, body["name"], body["phone"], body["sms_code"], utcnow())
+    resident = services.bind(
+        bearer,
+        body["name"],
+        body["phone"],
+        body["sms_code"],
+        utcnow(),
+        address=request.remote_addr,
+        device=request.headers.get("X-Device-Id"),
+    )
     db.session.commit()
     token = tokens.issue("resident", resident.id, bound=True)
     return {"resident": services.resident_json(resident), "token": token}

@@ -110,7 +110,14 @@ def scan(till_: Till, token: str, now: datetime, tz) -> dict:
 
 
 def redeem(
-    till_: Till, token: str, spend_fen: int, spend_category: str, note: str | None, key: str | None, now: datetime
+    till_: Till,
+    token: str,
+    spend_fen: int,
+    spend_category: str,
+    note: str | None,
+    key: str | None,
+    now: datetime,
+    location: dict | None = None,
 ) -> Redemption:
     """Spend the coupon at this till, or refuse (and log why).
 
@@ -165,6 +172,8 @@ def redeem(
         spend_category=spend_category.strip(),
         note=(note or "").strip() or None,
         idempotency_key=key,
+        lat=location["lat"] if location else None,
+        lng=location["lng"] if location else None,
         created_at=now,
     )
     db.session.add(redemption)

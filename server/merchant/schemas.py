@@ -1,8 +1,12 @@
 """Request and response schemas of the merchant API."""
 
+from datetime import date
+
 from apiflask import Schema, fields, validators
 
-from ..schemas import CategoryOut
+from ..schemas import CategoryOut, LocationIn
+
+DAYS = validators.Range(date(2000, 1, 1), date(2099, 12, 31), error="日期应在2000年至2099年之间")
 
 
 class ApplyIn(Schema):
@@ -15,6 +19,9 @@ class ApplyIn(Schema):
         fields.String(validate=validators.Length(1, 32)), required=True, validate=validators.Length(1, 20)
     )
     accept_commitment = fields.Boolean(required=True, metadata={"description": "诚信承诺书 accepted"})
+    location = fields.Nested(
+        LocationIn, load_default=None, allow_none=True, metadata={"description": "The shop's position, if known"}
+    )
 
 
 class EnrolledMerchantOut(Schema):
@@ -69,6 +76,12 @@ class RedeemIn(Schema):
     spend_fen = fields.Integer(required=True, strict=True, validate=validators.Range(1, 100_000_000))
     spend_category = fields.String(required=True, validate=validators.Length(1, 40))
     note = fields.String(load_default=None, allow_none=True, validate=validators.Length(0, 200))
+    location = fields.Nested(
+        LocationIn,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Where the till's phone is, if it may say; for the bureau's risk flags"},
+    )
 
 
 class RedemptionOut(Schema):
@@ -94,8 +107,13 @@ class ReasonIn(Schema):
 
 
 class RedemptionsQuery(Schema):
-    start = fields.Date(load_default=None, metadata={"description": "First local day, inclusive"})
-    end = fields.Date(load_default=None, metadata={"description": "Last local day, inclusive"})
+    # Bounded: a day near year 1 or 9999 has no UTC instant for its local midnight.
+    start = fields.Date(
+        load_default=None, validate=DAYS, metadata={"description": "First local day, inclusive (2000-2099)"}
+    )
+    end = fields.Date(
+        load_default=None, validate=DAYS, metadata={"description": "Last local day, inclusive (2000-2099)"}
+    )
     page = fields.Integer(load_default=1, validate=validators.Range(1, 100000))
     per_page = fields.Integer(load_default=20, validate=validators.Range(1, 100))
 

@@ -48,6 +48,8 @@ def apply(data: dict, now: datetime) -> Merchant:
         address=data["address"].strip(),
         contact_name=data["contact_name"].strip(),
         contact_phone=data["contact_phone"],
+        lat=(data.get("location") or {}).get("lat"),
+        lng=(data.get("location") or {}).get("lng"),
         status="applied",
         commitment_accepted_at=now,
         categories=list(

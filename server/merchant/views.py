@@ -84,7 +84,7 @@ def redeem(body):
     if key is not None and len(key) > 64:
         raise ApiError("INVALID_INPUT", "Idempotency-Key 过长")
     done = redemption.redeem(
-        till, body["paycode"], body["spend_fen"], body["spend_category"], body["note"], key, utcnow()
+        till, body["paycode"], body["spend_fen"], body["spend_category"], body["note"], key, utcnow(), body["location"]
     )
     answer = {"redemption": redemption.redemption_json(done, _tz())}  # before commit expires it
     db.session.commit()

@@ -54,10 +54,21 @@ export function sentence(error) {
   return `${said.replace(/[。！]?$/, "。")}${next}`;
 }
 
+// A random name for this browser, kept in its storage: the bureau's risk flags count the
+// residents bound from one device. It identifies nothing else.
+function deviceId() {
+  let id = localStorage.getItem("huigou.device");
+  if (!id) {
+    id = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+    localStorage.setItem("huigou.device", id);
+  }
+  return id;
+}
+
 export function client(tokenKey) {
   const token = () => localStorage.getItem(tokenKey);
   async function call(method, path, body, headers = {}) {
-    const sent = { method, headers: { ...headers } };
+    const sent = { method, headers: { "X-Device-Id": deviceId(), ...headers } };
     if (token()) sent.headers.Authorization = `Bearer ${token()}`;
     if (body !== undefined) {
       sent.headers["Content-Type"] = "application/json";

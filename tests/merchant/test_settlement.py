@@ -119,3 +119,12 @@ def test_a_merchant_sees_and_touches_nothing_of_another(client, shop, redeemed):
         answer = post(client, staff_b, f"{done['id']}/{action}")
         assert answer.status_code == 404
         assert answer.get_json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_day_out_of_any_campaign_s_reach_is_refused_not_a_crash(client, shop):
+    _, staff = shop("hotel")
+    for query in ("start=0001-01-01", "end=9999-12-31", "start=1999-12-31"):
+        answer = client.get(f"/api/v1/merchant/redemptions?{query}", headers=auth(staff))
+        assert answer.status_code == 400, query
+        assert answer.get_json()["error"]["code"] == "INVALID_INPUT"
+    assert client.get("/api/v1/merchant/redemptions?start=2026-06-25", headers=auth(staff)).status_code == 200

@@ -1,0 +1,288 @@
+"""Risk flags for the bureau (防范套现、刷单、黄牛): patterns worth a look, not verdicts.
+
+Each rule is a query over a period's redemptions or bindings, with its thresholds in RULES:
+- a merchant redeeming many coupons within minutes (empty orders run through one till);
+- a merchant whose spends sit at exactly the threshold again and again (套现: the bill is made
+  to fit the coupon, not the purchase);
+- one shop assistant's phone redeeming for many residents in a day (coupons collected from
+  residents and redeemed by the shop);
+- many residents bound from one network address in a day, or from one device (scalpers with
+  borrowed phone numbers; an address may be a carrier's shared exit, so the page says so);
+- redemptions far from the merchant, where both positions are known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from .. import geo
+from ..extensions import db
+from ..models import Merchant, Redemption, Resident, Staff
+from .lists import local_text, phone_text
+
+RULES = {
+    "burst": {"count": 20, "minutes": 10},
+    "exact": {"count": 5, "percent": 50},
+    "staff": {"residents": 30},
+    "address": {"residents": 20},
+    "device": {"residents": 3},
+    "far": {"metres": 3000},
+}
+
+
+class epoch_of(FunctionElement):  # noqa: N801 - reads as the SQL function it stands for
+    """Seconds since 1970 of a timestamp, as a number both dialects can subtract."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(epoch_of, "postgresql")
+def _epoch_pg(element, compiler, **kw):
+    (column,) = element.clauses
+    return f"extract(epoch from {compiler.process(column, **kw)})"
+
+
+@compiles(epoch_of, "sqlite")
+def _epoch_sqlite(element, compiler, **kw):
+    (column,) = element.clauses
+    return f"((julianday({compiler.process(column, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@dataclass
+class Flag:
+    subject: str  # who: a merchant, an assistant, an address
+    detail: str  # what was seen, in a sentence
+    first: datetime | None = None
+    last: datetime | None = None
+    link: dict = field(default_factory=dict)  # filters of the redemption list that show it
+
+
+@dataclass
+class Rule:
+    kind: str
+    title: str
+    explain: str
+    flags: list[Flag]
+
+
+def _day(column):
+    return sa.func.substr(local_text(column), 1, 10)
+
+
+def _merchant_names(ids) -> dict[int, str]:
+    ids = set(ids)
+    if not ids:
+        return {}
+    return dict(db.session.execute(sa.select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids))).all())
+
+
+def _standing(since: datetime, until: datetime):
+    return sa.and_(Redemption.created_at >= since, Redemption.created_at <= until, Redemption.revoked_at.is_(None))
+
+
+def bursts(since: datetime, until: datetime) -> list[Flag]:
+    count, minutes = RULES["burst"]["count"], RULES["burst"]["minutes"]
+    earlier = (
+        sa.func.lag(Redemption.created_at, count - 1)
+        .over(partition_by=Redemption.merchant_id, order_by=(Redemption.created_at, Redemption.id))
+        .label("earlier")
+    )
+    inner = (
+        sa.select(Redemption.merchant_id, Redemption.created_at.label("at"), earlier)
+        .where(_standing(since, until))
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(inner.c.merchant_id, sa.func.count(), sa.func.min(inner.c.at), sa.func.max(inner.c.at))
+        .where(inner.c.earlier.is_not(None), epoch_of(inner.c.at) - epoch_of(inner.c.earlier) <= minutes * 60)
+        .group_by(inner.c.merchant_id)
+        .order_by(sa.func.count().desc())
+    ).all()
+    names = _merchant_names(r[0] for r in rows)
+    return [
+        Flag(names[m], f"{minutes}分钟内核销达到{count}张，共出现{n}次", first, last, {"merchant": m})
+        for m, n, first, last in rows
+    ]
+
+
+def exact_thresholds(since: datetime, until: datetime) -> list[Flag]:
+    count, percent = RULES["exact"]["count"], RULES["exact"]["percent"]
+    exact = sa.func.sum(sa.case((Redemption.spend_fen == Redemption.threshold_fen, 1), else_=0))
+    total = sa.func.count()
+    rows = db.session.execute(
+        sa.select(
+            Redemption.merchant_id,
+            exact,
+            total,
+            sa.func.min(Redemption.created_at),
+            sa.func.max(Redemption.created_at),
+        )
+        .where(_standing(since, until))
+        .group_by(Redemption.merchant_id)
+        .having(sa.and_(exact >= count, exact * 100 >= total * percent))
+        .order_by(exact.desc())
+    ).all()
+    names = _merchant_names(r[0] for r in rows)
+    return [
+        Flag(
+            names[m],
+            f"{n}笔消费金额恰好等于使用门槛，占该店核销的{n * 100 // t}%（共{t}笔）",
+            first,
+            last,
+            {"merchant": m},
+        )  # fmt: skip
+        for m, n, t, first, last in rows
+    ]
+
+
+def staff_for_many(since: datetime, until: datetime, role: str) -> list[Flag]:
+    limit = RULES["staff"]["residents"]
+    day = _day(Redemption.created_at)
+    residents = sa.func.count(sa.distinct(Redemption.resident_id))
+    rows = db.session.execute(
+        sa.select(
+            Redemption.staff_id,
+            Staff.name,
+            phone_text(Staff.phone, role),
+            Redemption.merchant_id,
+            day,
+            residents,
+            sa.func.min(Redemption.created_at),
+            sa.func.max(Redemption.created_at),
+        )
+        .join(Staff, Staff.id == Redemption.staff_id)
+        .where(_standing(since, until))
+        .group_by(Redemption.staff_id, Staff.name, Staff.phone, Redemption.merchant_id, day)
+        .having(residents >= limit)
+        .order_by(residents.desc())
+    ).all()
+    names = _merchant_names(r[3] for r in rows)
+    return [
+        Flag(
+            f"{names[merchant]} 店员{name}（{phone}）",
+            f"{on}一天内为{n}位不同居民核销",
+            first,
+            last,
+            {"merchant": merchant, "staff": staff_id, "from": on, "to": on},
+        )
+        for staff_id, name, phone, merchant, on, n, first, last in rows
+    ]
+
+
+def shared_origins(since: datetime, until: datetime) -> tuple[list[Flag], list[Flag]]:
+    window = sa.and_(Resident.bound_at >= since, Resident.bound_at <= until)
+    day = _day(Resident.bound_at)
+    per_address = db.session.execute(
+        sa.select(
+            Resident.bound_address, day, sa.func.count(), sa.func.min(Resident.bound_at), sa.func.max(Resident.bound_at)
+        )  # fmt: skip
+        .where(window, Resident.bound_address.is_not(None))
+        .group_by(Resident.bound_address, day)
+        .having(sa.func.count() >= RULES["address"]["residents"])
+        .order_by(sa.func.count().desc())
+    ).all()
+    per_device = db.session.execute(
+        sa.select(
+            Resident.bound_device, sa.func.count(), sa.func.min(Resident.bound_at), sa.func.max(Resident.bound_at)
+        )
+        .where(window, Resident.bound_device.is_not(None))
+        .group_by(Resident.bound_device)
+        .having(sa.func.count() >= RULES["device"]["residents"])
+        .order_by(sa.func.count().desc())
+    ).all()
+    return (
+        [
+            Flag(f"网络地址 {address}", f"{on}一天内绑定了{n}位居民", first, last)
+            for address, on, n, first, last in per_address
+        ],
+        [Flag(f"设备 {device}", f"绑定了{n}位居民", first, last) for device, n, first, last in per_device],
+    )
+
+
+def far_from_shop(since: datetime, until: datetime) -> list[Flag]:
+    metres = RULES["far"]["metres"]
+    # Inside the square inscribed in the circle nothing is far: only the rest is measured.
+    near = metres / math.sqrt(2) / 111_320
+    rows = db.session.execute(
+        sa.select(
+            Redemption.merchant_id, Redemption.created_at, Redemption.lat, Redemption.lng, Merchant.lat, Merchant.lng
+        )  # fmt: skip
+        .join(Merchant, Merchant.id == Redemption.merchant_id)
+        .where(
+            _standing(since, until),
+            Redemption.lat.is_not(None),
+            Merchant.lat.is_not(None),
+            sa.or_(
+                sa.func.abs(Redemption.lat - Merchant.lat) > near, sa.func.abs(Redemption.lng - Merchant.lng) > near
+            ),
+        )
+    ).all()
+    found: dict[int, list] = {}
+    for merchant, at, lat, lng, shop_lat, shop_lng in rows:
+        distance = geo.distance_m(lat, lng, shop_lat, shop_lng)
+        if distance > metres:
+            found.setdefault(merchant, []).append((at, distance))
+    names = _merchant_names(found)
+    flags = []
+    for merchant, seen in sorted(found.items(), key=lambda item: -len(item[1])):
+        times = [at for at, _ in seen]
+        farthest = max(d for _, d in seen) / 1000
+        flags.append(
+            Flag(
+                names[merchant],
+                f"{len(seen)}笔核销时收银手机距门店超过{metres / 1000:g}公里（最远{farthest:.1f}公里）",
+                min(times),
+                max(times),
+                {"merchant": merchant},
+            )  # fmt: skip
+        )
+    return flags
+
+
+def flags(days: int, now: datetime, role: str) -> list[Rule]:
+    """Every rule's flags over the last `days` days."""
+    since, until = now - timedelta(days=days), now
+    addresses, devices = shared_origins(since, until)
+    burst, exact, staff, address, device, far = (
+        RULES[k] for k in ("burst", "exact", "staff", "address", "device", "far")
+    )
+    return [
+        Rule(
+            "burst",
+            "短时间大量核销",
+            f"同一商户{burst['minutes']}分钟内核销{burst['count']}张及以上（可能刷单）",
+            bursts(since, until),
+        ),
+        Rule(
+            "exact",
+            "消费金额恰好等于门槛",
+            f"同一商户至少{exact['count']}笔、且不少于{exact['percent']}%的核销金额恰好等于门槛（可能套现）",
+            exact_thresholds(since, until),
+        ),  # fmt: skip
+        Rule(
+            "staff",
+            "一名店员为大量居民核销",
+            f"同一店员一天内为{staff['residents']}位及以上不同居民核销（可能代收代用）",
+            staff_for_many(since, until, role),
+        ),  # fmt: skip
+        Rule(
+            "address",
+            "同一网络地址大量绑定",
+            f"同一网络地址一天内绑定{address['residents']}位及以上居民（可能是黄牛；运营商共享出口也会出现，请结合其他迹象判断）",
+            addresses,
+        ),  # fmt: skip
+        Rule("device", "同一设备绑定多人", f"同一设备绑定{device['residents']}位及以上居民", devices),
+        Rule(
+            "far",
+            "核销地点远离门店",
+            f"收银手机位置距门店超过{far['metres'] / 1000:g}公里（双方位置已知时）",
+            far_from_shop(since, until),
+        ),  # fmt: skip
+    ]
