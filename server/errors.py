@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from apiflask import APIFlask, HTTPError
 from flask import request
 from flask_limiter.errors import RateLimitExceeded
@@ -37,8 +38,8 @@ CODES: dict[str, tuple[int, str]] = {
     "ROUND_CLOSED": (409, "本期活动已结束"),
     "ALREADY_DRAWN": (409, "您本轮已抽过该品类"),
     "SOLD_OUT": (409, "券已被抢完"),
-    "LOCATION_REQUIRED": (400, "本活动需要您的位置，请允许获取位置后重试"),
     "STOCK_NOT_RELEASED": (409, "本批券已抢完，请稍后再来"),
+    "LOCATION_REQUIRED": (400, "本活动需要您的位置，请允许获取位置后重试"),
     "OUTSIDE_REGION": (403, "您不在活动区域内，无法参与"),
     "COUPON_USED": (409, "该消费券已使用"),
     "COUPON_EXPIRED": (409, "该消费券已过期"),
@@ -144,6 +145,17 @@ def register_errorhandlers(app: APIFlask) -> None:
         """A limit of limits.py, with its own sentence; Flask-Limiter adds the Retry-After."""
         db.session.rollback()
         return error_body("RATE_LIMITED", error.description or CODES["RATE_LIMITED"][1]), 429
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def database_unavailable(error: sa.exc.OperationalError):
+        """The database unreachable (restart, failover) or a deadlock: 503, worth retrying, and one
+        log line instead of a stack per request during an outage."""
+        try:
+            db.session.rollback()
+        except sa.exc.DBAPIError:
+            db.session.close()
+        app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
+        return error_body("SERVICE_UNAVAILABLE", CODES["SERVICE_UNAVAILABLE"][1]), 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

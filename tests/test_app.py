@@ -106,6 +106,37 @@ def test_a_crash_answers_500_without_a_stack_trace(app, client, caplog):
     assert "secret internals" in caplog.text
 
 
+def test_a_database_out_of_reach_answers_503_to_retry(tmp_path, caplog):
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'no-such-directory' / 'huigou.sqlite3'}",
+            "CAMPAIGN_CACHE_SECONDS": 0,
+        }
+    )
+    answer = app.test_client().get("/api/v1/campaign")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE", "message": "服务暂不可用，请稍后重试"}
+    assert "database unavailable on GET /api/v1/campaign" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="a server that can end a connection: PostgreSQL")
+def test_an_answer_made_before_the_database_went_away_stands(app, client):
+    @app.get("/api/v1/read-then-lose-the-connection")
+    def read_then_lose():
+        pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()  # a transaction is open
+        with db.engine.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return {"read": True}
+
+    answer = client.get("/api/v1/read-then-lose-the-connection")
+    assert (answer.status_code, answer.get_json()) == (200, {"read": True})
+    assert client.get("/api/v1/campaign").get_json()["error"]["code"] == "NO_CAMPAIGN"  # the pool recovered
+
+
 def test_secret_key_is_generated_once_and_kept_when_unset(tmp_path):
     from server import _instance_secret
 
