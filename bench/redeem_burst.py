@@ -8,7 +8,9 @@
    its category, spend at the threshold, with its own Idempotency-Key; then reads redemptions/s
    and latency percentiles, and checks the database: one redemption per coupon, every coupon
    redeemed at most once, every 200 a redemption.
-4. Renders pay-code PNGs in-process for a few seconds and prints how many per second.
+4. Fires wrk the same way at a minimal Flask endpoint spending a coupon in raw SQL (one update,
+   one insert; bench/floor_app.py), the floor of any redemption, under the same gunicorn settings.
+5. Renders pay-code PNGs in-process for a few seconds and prints how many per second.
 
 Needs wrk and PostgreSQL on 127.0.0.1. Prints its figures.
 """
@@ -122,6 +124,9 @@ def main() -> int:
         sys.exit("wrk is needed: apt-get install wrk")
     dsn = f"{args.pg}/{args.database}"
     env, seed = prepare(args)
+    from bench import floor_app
+
+    floor_app.prepare(dsn)
     base = "http://127.0.0.1:5083"
     server = start_gunicorn("server:create_app()", 5083, env, args)
     try:
@@ -146,6 +151,14 @@ def main() -> int:
             args.turns = 1
             print(f"==> burst: {args.connections} connections for {args.duration} s at 12 merchants' tills")
             result = wrk(f"{base}/api/v1/merchant/redeem", plan, script, args, args.duration)
+            # The floor right after, with the same gunicorn and wrk settings (pay codes live a
+            # minute, so the two cannot alternate in turns as the draw benchmark's do).
+            stop(server)
+            server = start_gunicorn("bench.floor_app:create_app()", 5084, env, args)
+            floor_plan = Path(tmp) / "floor.txt"
+            floor_plan.write_text("".join(f'- - {{"paycode": "{n}", "spend_fen": 30000}}\n' for n in range(1, 200001)))
+            print(f"==> the raw-SQL floor: {args.connections} connections for {args.duration} s")
+            floor = wrk("http://127.0.0.1:5084/floor-redeem", floor_plan, script, args, args.duration)
     finally:
         stop(server)
     per_s = result["requests"] / (result["duration_us"] / 1e6)
@@ -162,6 +175,12 @@ def main() -> int:
         f"{'POST /merchant/redeem':28}{per_s:>8.0f}{result['p50_ms']:>9.1f}{result['p90_ms']:>9.1f}"
         f"{result['p99_ms']:>9.1f}{result['max_ms']:>9.1f}"
     )
+    floor_per_s = floor["requests"] / (floor["duration_us"] / 1e6)
+    print(
+        f"{'raw-SQL floor':28}{floor_per_s:>8.0f}{floor['p50_ms']:>9.1f}{floor['p90_ms']:>9.1f}"
+        f"{floor['p99_ms']:>9.1f}{floor['max_ms']:>9.1f}"
+    )
+    print(f"redemptions / floor: {per_s / floor_per_s:.0%}   (target >= 70%, p99 < 150 ms)")
     print(f"answers: {json.dumps(result['statuses'], sort_keys=True)}; plan wrapped {result['wrapped']} time(s)")
     print(f"redemptions {redemptions}, coupons used {used}, coupons redeemed twice {twice}, 200 answers {ok200}")
     rate = png_rate(3)

@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
+import sqlalchemy as sa
 
+from server.extensions import db
+from server.models import Resident
 from tests.browser import screenshot
 from tests.helpers import T0, auth
 
@@ -32,7 +35,6 @@ def bind_form(page, client, fields: dict, phone: str):
 
 def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, live_server, make_campaign, clock):
     from server import credit_code
-    from server.extensions import db
     from server.merchant import services as merchant_services
     from server.models import Category, Merchant
 
@@ -62,6 +64,9 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     resident.click("#bind-form button[type=submit]")
     resident.wait_for_selector("#categories .card[data-category=hotel]")
     assert "本轮剩余" in resident.inner_text("#categories")
+    with app.app_context():  # the page named its device, for the bureau's risk flags
+        device = db.session.scalar(sa.select(Resident.bound_device).where(Resident.phone == "13912340001"))
+        assert re.fullmatch(r"[0-9a-f-]{36}", device or ""), device
     screenshot(resident, "h5-resident-categories")
     resident.click("#categories .card[data-category=hotel]")
     resident.wait_for_function("() => document.querySelector('#wheel-left').textContent.includes('剩余')")
@@ -173,7 +178,6 @@ def test_a_submit_retried_after_a_lost_answer_redeems_once(
     page retries with the same Idempotency-Key and shows the one redemption."""
     import sqlalchemy as sa
 
-    from server.extensions import db
     from server.models import Redemption
 
     make_campaign()
