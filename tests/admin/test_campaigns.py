@@ -89,3 +89,9 @@ def test_operators_and_auditors_only_read_quotas(app, console, make_campaign, cl
         assert client.post(path, data={"csrf_token": csrf_token(page)}).status_code == 403
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Round)) == 7
+
+
+def test_the_campaign_list_shows_the_staged_release(console, make_campaign, clock):
+    make_campaign(release=[{"seconds": 10, "percent": 50}, {"seconds": 180, "percent": 80}])
+    page = console("auditor").get("/admin/campaigns").get_data(as_text=True)
+    assert "开轮10秒内50%，开轮180秒内80%" in page
