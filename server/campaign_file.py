@@ -561,8 +561,8 @@ def _check_release(raw: Any, problem) -> list[dict] | None:
     for i, step in enumerate(raw):
         seconds = _count(step.get("seconds")) if isinstance(step, dict) else None
         percent = _count(step.get("percent")) if isinstance(step, dict) else None
-        if not seconds or percent is None or percent >= 100:
-            problem(f"{here}[{i}]", "每一批须有正整数秒数 seconds 和 0 至 99 的百分比 percent")
+        if not seconds or seconds > 86400 or percent is None or percent >= 100:
+            problem(f"{here}[{i}]", "每一批须有 1 至 86400 的秒数 seconds（不超过一天）和 0 至 99 的百分比 percent")
             return None
         if steps and (seconds <= steps[-1]["seconds"] or percent <= steps[-1]["percent"]):
             problem(f"{here}[{i}]", "后一批的时间和比例都应大于前一批")

@@ -70,8 +70,8 @@ def leverage_floor(face_fen: int, min_leverage: Decimal | None) -> int:
 def generate_stock(round_id: int, quantities: list[tuple[Tier, int]]) -> list[dict]:
     """Add stock coupons to a round, shuffled so that taking them in order drains tiers evenly.
 
-    Returns the rows created. A round that already holds stock is shuffled again as a whole, so
-    that new and old coupons interleave uniformly.
+    Returns the rows created. A round that holds stock but has not been drawn from is shuffled
+    again as a whole, so that new and old coupons interleave uniformly.
     """
     rows = []
     for tier, quantity in quantities:
@@ -86,6 +86,21 @@ def generate_stock(round_id: int, quantities: list[tuple[Tier, int]]) -> list[di
             }
             for _ in range(quantity)
         )
+    drawn_from = db.session.scalar(
+        sa.select(sa.func.max(Coupon.seq)).where(Coupon.round_id == round_id, Coupon.state != "stock")
+    )
+    if drawn_from is not None:
+        # The round is open and drawn from (a rollover landing after 09:00): the stock already
+        # there keeps its order and the new coupons follow it, so that `seq` stays unique and a
+        # staged release's cap, a `seq` of the old stock, still releases what it did.
+        top = db.session.scalar(sa.select(sa.func.max(Coupon.seq)).where(Coupon.round_id == round_id))
+        order = list(range(top + 1, top + 1 + len(rows)))
+        rng().shuffle(order)
+        for row, seq in zip(rows, order, strict=True):
+            row["seq"] = seq
+        for start in range(0, len(rows), 5000):
+            db.session.execute(sa.insert(Coupon.__table__), rows[start : start + 5000])
+        return rows
     existing = db.session.scalars(
         sa.select(Coupon.id).where(Coupon.round_id == round_id, Coupon.state == "stock").order_by(Coupon.id)
     ).all()

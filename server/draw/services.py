@@ -280,9 +280,17 @@ _STOCK_LEFT = {
     for column in ("category_id", "tier_id")
 }
 ALL_RELEASED = 2**31 - 1  # `seq` is below it: no staged release holds anything back
-_CATEGORY_STOCK = sa.text("SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key")
-_NTH_SEQ = sa.text(
-    "SELECT seq FROM coupons WHERE round_id = :round_id AND category_id = :key ORDER BY seq LIMIT 1 OFFSET :n"
+# The staged release's cap, from the round's quota (allocations: withdrawn coupons are not in
+# it) and its stock (the partial stock index), never from a scan of the coupons drawn; one
+# statement, so that quota and stock are read in one snapshot.
+_RELEASE_CAP = sa.text(
+    "WITH f AS (SELECT"
+    " (SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock')"
+    " - (SELECT coalesce(sum(a.quantity), 0) - coalesce(sum(a.quantity), 0) * :percent / 100"
+    " FROM allocations a JOIN tiers t ON t.id = a.tier_id WHERE a.round_id = :round_id AND t.category_id = :key)"
+    " AS free)"
+    " SELECT f.free, (SELECT seq FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock'"
+    " ORDER BY seq LIMIT 1 OFFSET (SELECT CASE WHEN free > 0 THEN free - 1 ELSE 0 END FROM f)) AS cap FROM f"
 )
 _release_caps = campaigns.ShortCache()
 
@@ -290,10 +298,12 @@ _release_caps = campaigns.ShortCache()
 def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int:
     """The largest `seq` a draw may take now from this category of the round.
 
-    Draws take stock in `seq` order, so releasing a category's first P% of coupons in that
-    order releases exactly P% of its stock, with no counter to contend on. Under fixed odds the
-    tier's claim obeys the category's cap too, so the share holds whichever tier is drawn. The
-    cap is the seq of the floor(P% x stock)-th coupon, read once per stage and cache period.
+    At P% the stage must keep total - floor(P% x total) coupons in stock. Of the stock there is
+    now, the first `stock - that` in `seq` order may go: the cap is the seq of the last of them
+    (-1: none). Draws take only stock at or below the cap, so however they pick (in seq order,
+    or by tier under fixed odds), no more than the stage's share is ever drawn. Read once per
+    stage and cache period; stock added to an open round gets seqs above all others (see
+    campaigns.generate_stock), so a cap read before it still means what it meant.
     """
     stage = snap.released_percent(current, now)
     if stage is None:
@@ -301,11 +311,9 @@ def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int
     percent = stage[0]
 
     def compute() -> int:
-        params = {"round_id": current.id, "key": category_id}
-        allowed = db.session.execute(_CATEGORY_STOCK, params).scalar() * percent // 100
-        if allowed == 0:
-            return -1
-        return db.session.execute(_NTH_SEQ, {**params, "n": allowed - 1}).scalar()
+        found = db.session.execute(_RELEASE_CAP, {"round_id": current.id, "key": category_id, "percent": percent})
+        free, cap = found.one()
+        return cap if free > 0 else -1
 
     return _release_caps.get((current.id, category_id, percent), compute)
 

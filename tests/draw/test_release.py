@@ -101,6 +101,7 @@ def test_without_a_schedule_everything_is_drawable_at_once(client, make_campaign
     [
         ([{"seconds": 10, "percent": 100}], "campaign.release[0]"),
         ([{"seconds": 0, "percent": 50}], "campaign.release[0]"),
+        ([{"seconds": 10**12, "percent": 50}], "campaign.release[0]"),
         ([{"seconds": 60, "percent": 50}, {"seconds": 30, "percent": 80}], "campaign.release[1]"),
         ([{"seconds": 10, "percent": 50}, {"seconds": 30, "percent": 40}], "campaign.release[1]"),
         ("十秒一半", "campaign.release"),
@@ -141,3 +142,42 @@ def test_a_burst_in_the_first_seconds_takes_at_most_the_first_share(app, make_ca
     codes = Counter(status if status == 200 else body["error"]["code"] for status, body in answers)
     assert codes == {200: 10, "STOCK_NOT_RELEASED": 30}
     assert claimed(app) == 10
+
+
+def test_a_quota_lowered_before_the_round_opens_is_the_share_s_base(app, client, make_campaign, make_resident, clock):
+    from server import rounds
+    from server.models import Round, Tier
+
+    make_campaign(tiers=FUEL_ONLY, release=STAGES, allocate="every_round")
+    with app.app_context():
+        second = db.session.scalar(sa.select(Round).where(Round.number == 2))
+        fuel = db.session.scalars(sa.select(Tier).join(Tier.category).where(Tier.face_fen == 10000)).all()
+        fuel_100 = next(t for t in fuel if t.category.code == "fuel")
+        rounds.adjust_quotas(second.id, {fuel_100.id: 5}, "admin:test", T0)  # 15 -> 5: 10 withdrawn
+        db.session.commit()
+        opens = second.opens_at
+    clock.move_to(opens + timedelta(seconds=1))
+    answers = [spin(client, make_resident()[1]) for _ in range(6)]
+    # 10 coupons in the round now (5 + 5): 50% is 5, however many were withdrawn.
+    assert [a.status_code for a in answers] == [200] * 5 + [409]
+    assert answers[-1].get_json()["error"]["code"] == "STOCK_NOT_RELEASED"
+
+
+def test_stock_added_to_an_open_round_keeps_the_share_exact(app, client, make_campaign, make_resident, clock):
+    from server import rounds
+    from server.models import Coupon, Round, Tier
+
+    make_campaign(tiers=FUEL_ONLY, release=STAGES)
+    first = [spin(client, make_resident()[1]) for _ in range(11)]
+    assert [a.status_code for a in first] == [200] * 10 + [409]
+    with app.app_context():  # a rollover lands in the open round: 10 more fuel coupons
+        round_ = db.session.scalar(sa.select(Round).where(Round.number == 1))
+        tier = db.session.scalar(sa.select(Tier).where(Tier.face_fen == 5000, Tier.category.has(code="fuel")))
+        rounds.add_stock(round_, {tier: 10}, "adjust_up", T0, "admin:test", "测试")
+        db.session.commit()
+        seqs = db.session.scalars(sa.select(Coupon.seq).where(Coupon.round_id == round_.id)).all()
+        assert len(seqs) == len(set(seqs))  # still one order
+    # 30 in the round: 15 may go in the first stage, 10 have: 5 more.
+    more = [spin(client, make_resident()[1]) for _ in range(6)]
+    assert [a.status_code for a in more] == [200] * 5 + [409]
+    assert claimed(app) == 15
