@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ from .models import Campaign, Coupon, Redemption, Round, Seal
 SEAL_LAG = timedelta(seconds=30)  # every draw and redemption transaction has committed by then
 SEAL_WINDOW = timedelta(minutes=10)  # how far behind the chain's head a run looks for late commits
 BATCH = 5000
+RUN_LIMIT = 50_000  # records per kind a run seals at most (a backlog is worked off run by run)
+LATE = SEAL_LAG + SEAL_WINDOW + timedelta(minutes=5)  # a link sealed later than this after its record
 LOCK_KEY = int.from_bytes(b"seal", "big")  # pg_advisory_xact_lock(int, int): this key, the campaign
 
 CLAIM_FACTS = (
@@ -62,6 +65,7 @@ REDEMPTION_FACTS = (
     Redemption.created_at,
 )
 KIND_NAMES = {"claim": "领取记录", "redemption": "核销记录"}
+log = logging.getLogger(__name__)
 
 
 def _key() -> bytes:
@@ -73,8 +77,8 @@ def _text(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else "" if value is None else str(value)
 
 
-def digest(previous: str, kind: str, facts: tuple) -> str:
-    message = "\n".join([previous, kind, "|".join(_text(v) for v in facts)])
+def digest(previous: str, kind: str, facts: tuple, sealed_at: datetime) -> str:
+    message = "\n".join([previous, kind, "|".join(_text(v) for v in facts), _text(sealed_at)])
     return hmac.new(_key(), message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -99,9 +103,12 @@ def _redemptions(campaign_id: int):
     )
 
 
-def _unsealed(campaign_id: int, since: datetime | None, before: datetime) -> list[tuple[datetime, str, tuple]]:
-    """Records of the campaign with no link, timed in [since, before), in chain order."""
-    found = []
+def _unsealed(
+    campaign_id: int, since: datetime | None, before: datetime, limit: int | None = None
+) -> list[tuple[datetime, str, tuple]]:
+    """Records of the campaign with no link, timed in [since, before), in chain order; with a
+    limit, the oldest ones only, cut so that no older record of either kind is left behind."""
+    found, cutoffs = [], []
     for kind, query, at in (
         ("claim", _claims(campaign_id), Coupon.claimed_at),
         ("redemption", _redemptions(campaign_id), Redemption.created_at),
@@ -113,8 +120,16 @@ def _unsealed(campaign_id: int, since: datetime | None, before: datetime) -> lis
         )
         if since is not None:
             query = query.where(at >= since)
-        found.extend((row[-2 if kind == "claim" else -1], kind, tuple(row)) for row in db.session.execute(query))
+        if limit is not None:
+            query = query.order_by(at, record_id).limit(limit)
+        rows = [(row[-2 if kind == "claim" else -1], kind, tuple(row)) for row in db.session.execute(query)]
+        if limit is not None and len(rows) == limit:
+            cutoffs.append(rows[-1][0])
+        found.extend(rows)
     found.sort(key=lambda item: (item[0], item[1], item[2][0]))
+    if cutoffs:
+        kept = [item for item in found if item[0] < min(cutoffs)]
+        found = kept or found  # (a limit's worth at one instant: take them all)
     return found
 
 
@@ -128,20 +143,28 @@ def seal(now: datetime) -> dict[str, int]:
     """The scheduler's job: link every record committed before now - SEAL_LAG that has none."""
     sealed = {}
     postgres = db.session.get_bind().dialect.name == "postgresql"
-    for campaign_id in db.session.scalars(sa.select(Campaign.id).order_by(Campaign.id)).all():
+    campaigns = db.session.execute(
+        sa.select(Campaign.id, sa.func.min(Round.opens_at))
+        .join(Round, Round.campaign_id == Campaign.id)
+        .where(Campaign.status != "draft")
+        .group_by(Campaign.id)
+        .order_by(Campaign.id)
+    ).all()
+    for campaign_id, first_opens in campaigns:
         if postgres:  # a second sealer (two leaders, or `audit seal` by hand) waits, then sees the new head
             db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:key, :campaign)"),
                                {"key": LOCK_KEY, "campaign": campaign_id})  # fmt: skip
         head = _head(campaign_id)
-        since = head.record_at - SEAL_WINDOW if head else None
-        records = _unsealed(campaign_id, since, now - SEAL_LAG)
+        # Nothing is claimed before the first round opens: the time indexes bound every search.
+        since = head.record_at - SEAL_WINDOW if head else first_opens - SEAL_WINDOW
+        records = _unsealed(campaign_id, since, now - SEAL_LAG, RUN_LIMIT)
         if not records:
             continue
         position, previous = (head.position, head.digest) if head else (0, genesis(campaign_id))
         links = []
         for at, kind, facts in records:
             position += 1
-            previous = digest(previous, kind, facts)
+            previous = digest(previous, kind, facts, now)
             links.append(
                 {
                     "campaign_id": campaign_id,
@@ -160,6 +183,8 @@ def seal(now: datetime) -> dict[str, int]:
         except sa.exc.IntegrityError:  # SQLite: another sealer got there first; the next run goes on
             continue
         sealed[str(campaign_id)] = len(links)
+        # The head, outside the database: `audit verify --expect POSITION:DIGEST` checks it later.
+        log.info("chain head of campaign %s: %s:%s", campaign_id, position, previous)
     return sealed
 
 
@@ -168,6 +193,7 @@ class Verdict:
     campaign_id: int
     links: int = 0
     head: str | None = None
+    head_position: int = 0
     problems: list[str] = field(default_factory=list)
     pending: int = 0  # newer than the last run of the job: not sealed yet, as expected
 
@@ -201,9 +227,14 @@ def _facts(kind: str, ids: list[int]) -> dict[int, tuple]:
     return {row[0]: tuple(row) for row in db.session.execute(query)}
 
 
-def verify(campaign_id: int, now: datetime) -> Verdict:
-    """Recompute the campaign's chain link by link; every break is named, the first one first."""
+def verify(campaign_id: int, now: datetime, expect: dict[int, str] | None = None) -> Verdict:
+    """Recompute the campaign's chain link by link; every break is named, the first one first.
+
+    `expect` holds heads noted earlier (position -> digest, from the job's log or an earlier
+    verify): a chain cut back and sealed again with the real key differs there.
+    """
     verdict = Verdict(campaign_id)
+    expect = dict(expect or {})
     previous: str | None = genesis(campaign_id)
     expected = 1
     for chunk in _links(campaign_id):
@@ -216,11 +247,21 @@ def verify(campaign_id: int, now: datetime) -> Verdict:
             record = facts[link.kind].get(link.record_id)
             if record is None:
                 verdict.problems.append(f"{name}：记录已被删除")
-            elif previous is not None and digest(previous, link.kind, record) != link.digest:
+            elif previous is not None and digest(previous, link.kind, record, link.sealed_at) != link.digest:
                 verdict.problems.append(f"{name}：记录内容与封存时不符，已被改动")
+            if link.sealed_at - link.record_at > LATE:
+                verdict.problems.append(
+                    f"{name}：记录产生{(link.sealed_at - link.record_at) // timedelta(minutes=1)}分钟后才封存"
+                    "（调度器当时停止运行则属正常，否则可能是删除封存后改动记录再重新封存）"
+                )
+            noted = expect.pop(link.position, None)
+            if noted is not None and noted != link.digest:
+                verdict.problems.append(f"{name}：摘要与此前记下的不符，哈希链在此处或之前被重写")
             previous, expected = link.digest, link.position + 1
             verdict.links += 1
-        verdict.head = previous
+        verdict.head, verdict.head_position = previous, expected - 1
+    for position in sorted(expect):
+        verdict.problems.append(f"第{position}环已不存在：哈希链被截短（此前记下的摘要 {expect[position][:12]}…）")
     head = _head(campaign_id)
     if head is not None:
         # Records older than what the job has looked at, yet never sealed: written in afterwards.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,47 @@ def test_another_key_breaks_every_link(app, runner, history):
     app.config["CHAIN_KEY"] = "someone-else"
     output = verify(runner).output
     assert output.count("已被改动") == 7
+
+
+def head_of(output: str) -> str:
+    return re.search(r"链尾 (\d+:[0-9a-f]{64})", output).group(1)
+
+
+def test_a_chain_cut_back_and_sealed_again_is_caught(app, runner, history, clock):
+    claims, _ = history
+    runner.invoke(args=["audit", "seal"])
+    noted = head_of(verify(runner).output)
+    # An hour later someone deletes the links, changes a claim, and lets the job seal again.
+    clock.move_to(T0 + timedelta(hours=1))
+    sql(app, "DELETE FROM seals")
+    sql(app, "UPDATE coupons SET resident_id = resident_id WHERE id = :id", id=claims[0])
+    runner.invoke(args=["audit", "seal"])
+    result = verify(runner)
+    assert result.exit_code == 1
+    assert result.output.count("分钟后才封存") == 7  # every link sealed an hour after its record
+    # And the head noted an hour ago no longer matches.
+    again = runner.invoke(args=["audit", "verify", "--campaign", "test-campaign", "--expect", noted])
+    assert "摘要与此前记下的不符" in again.output
+
+
+def test_a_chain_cut_short_is_caught_by_the_noted_head(app, runner, history):
+    runner.invoke(args=["audit", "seal"])
+    noted = head_of(verify(runner).output)
+    assert runner.invoke(args=["audit", "verify", "--campaign", "test-campaign", "--expect", noted]).exit_code == 0
+    sql(app, "DELETE FROM seals WHERE position = 7")
+    result = runner.invoke(args=["audit", "verify", "--campaign", "test-campaign", "--expect", noted])
+    assert result.exit_code == 1 and "第7环已不存在：哈希链被截短" in result.output
+    bad = runner.invoke(args=["audit", "verify", "--expect", noted])
+    assert bad.exit_code == 2 and "--campaign" in bad.output
+
+
+def test_a_backlog_is_sealed_run_by_run_in_time_order(app, runner, history, monkeypatch):
+    from server import chain
+
+    monkeypatch.setattr(chain, "RUN_LIMIT", 2)
+    outputs = [runner.invoke(args=["audit", "seal"]).output for _ in range(6)]
+    assert sum(int(re.search(r"(\d+)", o).group(1)) for o in outputs) == 7
+    with app.app_context():
+        times = db.session.scalars(sa.select(Seal.record_at).order_by(Seal.position)).all()
+    assert times == sorted(times)
+    assert verify(runner).exit_code == 0
