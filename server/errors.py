@@ -120,6 +120,21 @@ def _storable(value: Any) -> bool:
     return True
 
 
+def _transient(error: sa.exc.OperationalError) -> bool:
+    """A failure that passes: the connection lost or refused, the server shutting down, a
+    deadlock or serialization failure, too many connections, SQLite busy or not reachable."""
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    state = getattr(orig, "sqlstate", "missing")
+    if state is None:  # psycopg: no SQLSTATE means the connection itself failed
+        return True
+    if isinstance(state, str) and state != "missing":
+        return state.startswith(("08", "57P")) or state in ("40001", "40P01", "53300")
+    text = str(orig)
+    return "database is locked" in text or "unable to open database" in text
+
+
 def register_errorhandlers(app: APIFlask) -> None:
     @app.before_request
     def refuse_unstorable_text():
@@ -149,7 +164,10 @@ def register_errorhandlers(app: APIFlask) -> None:
     @app.errorhandler(sa.exc.OperationalError)
     def database_unavailable(error: sa.exc.OperationalError):
         """The database unreachable (restart, failover) or a deadlock: 503, worth retrying, and one
-        log line instead of a stack per request during an outage."""
+        log line instead of a stack per request during an outage. Any other OperationalError (a
+        missing table, bad SQL) is a defect: a 500 with its stack in the log."""
+        if not _transient(error):
+            return unexpected(error)
         try:
             db.session.rollback()
         except sa.exc.DBAPIError:

@@ -137,6 +137,16 @@ def test_an_answer_made_before_the_database_went_away_stands(app, client):
     assert client.get("/api/v1/campaign").get_json()["error"]["code"] == "NO_CAMPAIGN"  # the pool recovered
 
 
+def test_a_database_error_that_is_a_defect_stays_a_500_with_its_stack(app, client, caplog):
+    @app.get("/api/v1/no-such-table")
+    def no_such_table():
+        db.session.execute(sa.text("SELECT * FROM no_such_table"))
+
+    answer = client.get("/api/v1/no-such-table")
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (500, "INTERNAL_ERROR")
+    assert "no_such_table" in caplog.text and "Traceback" in caplog.text
+
+
 def test_secret_key_is_generated_once_and_kept_when_unset(tmp_path):
     from server import _instance_secret
 
