@@ -144,7 +144,7 @@ def redeem(
     except ApiError as refused:
         db.session.rollback()
         # A retry (its coupon used by the first attempt, or its pay code stale by now).
-        earlier = _earlier(till_, key, coupon_id) if key else None
+        earlier = _earlier(till_, key, coupon_id or paycode.named_coupon(token)) if key else None
         if earlier is not None:
             return earlier
         db.session.add(
@@ -191,12 +191,15 @@ def redeem(
 
 
 def _earlier(till_: Till, key: str, coupon_id: int | None) -> Redemption | None:
-    """This till's redemption under this key. A key reused for another coupon is refused: answering
-    with the other coupon's redemption would show success while this coupon stays unspent."""
+    """This till's redemption of this coupon under this key (a retry). A key reused for another
+    coupon is refused: answering with the other coupon's redemption would show success while this
+    coupon stays unspent. A code naming no coupon is no retry."""
+    if coupon_id is None:
+        return None
     earlier = db.session.scalar(
         sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
     )
-    if earlier is not None and coupon_id is not None and earlier.coupon_id != coupon_id:
+    if earlier is not None and earlier.coupon_id != coupon_id:
         raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一张消费券，请为每张券使用新的编号")
     return earlier
 

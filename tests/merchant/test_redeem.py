@@ -57,6 +57,22 @@ def test_a_retried_submission_with_the_same_key_records_once(client, app, shop, 
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
 
 
+def test_a_key_reused_with_another_coupon_s_stale_code_is_refused_not_answered(client, app, shop, coupon, clock):
+    _, staff = shop()
+    first_resident, first = coupon()
+    other_resident, other = coupon()
+    stale = paycode(client, other_resident, other["id"])
+    short = client.get(f"/api/v1/coupons/{other['id']}/paycode", headers=auth(other_resident)).get_json()
+    assert redeem(client, staff, paycode(client, first_resident, first["id"]), first["threshold_fen"], key="k-1")
+    clock.shift(timedelta(minutes=5))  # both of the other coupon's codes have gone stale
+    for code in (stale, short["short_code"]):
+        answer = redeem(client, staff, code, other["threshold_fen"], key="k-1")
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "INVALID_INPUT")
+    # A garbled code under that key is no retry either: refused for what it is.
+    answer = redeem(client, staff, "garbled", other["threshold_fen"], key="k-1")
+    assert answer.get_json()["error"]["code"] == "PAYCODE_EXPIRED"
+
+
 def test_refusals_each_with_its_code(client, app, shop, coupon, clock):
     _, hotel_staff = shop("hotel")
     _, fuel_staff = shop("fuel")
