@@ -155,6 +155,9 @@ def main() -> int:
         ("settlement (all merchants)", "/admin/settlement"),
         ("coupon management", "/admin/coupons"),
         ("dashboard", "/admin/"),
+        ("risk flags, last day", "/admin/risk?days=1"),
+        ("risk flags, last 7 days", "/admin/risk?days=7"),
+        ("risk flags, last 30 days", "/admin/risk?days=30"),
     ]
     print()
     print(f"{'page':34}{'median ms':>11}{'p95 ms':>9}{'status':>8}")
