@@ -89,23 +89,19 @@ def generate_stock(round_id: int, quantities: list[tuple[Tier, int]]) -> list[di
     drawn_from = db.session.scalar(
         sa.select(sa.func.max(Coupon.seq)).where(Coupon.round_id == round_id, Coupon.state != "stock")
     )
-    if drawn_from is not None:
+    if drawn_from is None:
+        # One permutation per round; each category's stock is a uniform shuffle of its tiers.
+        existing = db.session.scalars(
+            sa.select(Coupon.id).where(Coupon.round_id == round_id, Coupon.state == "stock").order_by(Coupon.id)
+        ).all()
+        order = list(range(len(existing) + len(rows)))
+    else:
         # The round is open and drawn from (a rollover landing after 09:00): the stock already
         # there keeps its order and the new coupons follow it, so that `seq` stays unique and a
         # staged release's cap, a `seq` of the old stock, still releases what it did.
+        existing = []
         top = db.session.scalar(sa.select(sa.func.max(Coupon.seq)).where(Coupon.round_id == round_id))
         order = list(range(top + 1, top + 1 + len(rows)))
-        rng().shuffle(order)
-        for row, seq in zip(rows, order, strict=True):
-            row["seq"] = seq
-        for start in range(0, len(rows), 5000):
-            db.session.execute(sa.insert(Coupon.__table__), rows[start : start + 5000])
-        return rows
-    existing = db.session.scalars(
-        sa.select(Coupon.id).where(Coupon.round_id == round_id, Coupon.state == "stock").order_by(Coupon.id)
-    ).all()
-    # One permutation per round; each category's stock is a uniform shuffle of its tiers.
-    order = list(range(len(existing) + len(rows)))
     rng().shuffle(order)
     for row, seq in zip(rows, order[len(existing) :], strict=True):
         row["seq"] = seq

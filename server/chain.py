@@ -65,6 +65,8 @@ REDEMPTION_FACTS = (
     Redemption.created_at,
 )
 KIND_NAMES = {"claim": "领取记录", "redemption": "核销记录"}
+# Per kind: the facts sealed (the record's id first) and the record's own time among them.
+SOURCES = {"claim": (CLAIM_FACTS, Coupon.claimed_at), "redemption": (REDEMPTION_FACTS, Redemption.created_at)}
 log = logging.getLogger(__name__)
 
 
@@ -109,11 +111,8 @@ def _unsealed(
     """Records of the campaign with no link, timed in [since, before), in chain order; with a
     limit, the oldest ones only, cut so that no older record of either kind is left behind."""
     found, cutoffs = [], []
-    for kind, query, at in (
-        ("claim", _claims(campaign_id), Coupon.claimed_at),
-        ("redemption", _redemptions(campaign_id), Redemption.created_at),
-    ):
-        record_id = CLAIM_FACTS[0] if kind == "claim" else REDEMPTION_FACTS[0]
+    for kind, query in (("claim", _claims(campaign_id)), ("redemption", _redemptions(campaign_id))):
+        (record_id, *_), at = SOURCES[kind]
         query = query.where(
             at < before,
             ~sa.exists().where(Seal.kind == kind, Seal.record_id == record_id),
@@ -122,7 +121,7 @@ def _unsealed(
             query = query.where(at >= since)
         if limit is not None:
             query = query.order_by(at, record_id).limit(limit)
-        rows = [(row[-2 if kind == "claim" else -1], kind, tuple(row)) for row in db.session.execute(query)]
+        rows = [(row._mapping[at], kind, tuple(row)) for row in db.session.execute(query)]
         if limit is not None and len(rows) == limit:
             cutoffs.append(rows[-1][0])
         found.extend(rows)
@@ -220,7 +219,7 @@ def _links(campaign_id: int) -> Iterator[list[Seal]]:
 def _facts(kind: str, ids: list[int]) -> dict[int, tuple]:
     if not ids:
         return {}
-    columns = CLAIM_FACTS if kind == "claim" else REDEMPTION_FACTS
+    columns, _ = SOURCES[kind]
     query = sa.select(*columns).where(columns[0].in_(ids))
     if kind == "claim":
         query = query.where(Coupon.draw_id.is_not(None))

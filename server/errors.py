@@ -126,11 +126,9 @@ def _transient(error: sa.exc.OperationalError) -> bool:
     if error.connection_invalidated:
         return True
     orig = error.orig
-    state = getattr(orig, "sqlstate", "missing")
-    if state is None:  # psycopg: no SQLSTATE means the connection itself failed
-        return True
-    if isinstance(state, str) and state != "missing":
-        return state.startswith(("08", "57P")) or state in ("40001", "40P01", "53300")
+    if hasattr(orig, "sqlstate"):  # psycopg; no SQLSTATE means the connection itself failed
+        state = orig.sqlstate
+        return state is None or state.startswith(("08", "57P")) or state in ("40001", "40P01", "53300")
     text = str(orig)
     return "database is locked" in text or "unable to open database" in text
 

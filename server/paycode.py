@@ -67,10 +67,14 @@ def _read_short(found: re.Match, now: datetime) -> PayCode:
     raise ApiError("PAYCODE_EXPIRED", "券码不正确或已过期，请让顾客刷新付款码后重新输入")
 
 
+def _typed_short(token: str) -> re.Match | None:
+    """A short code as typed (spaces allowed), or None for a QR token."""
+    return SHORT.match(re.sub(r"\s", "", token))
+
+
 def read(token: str, now: datetime | None = None) -> PayCode:
     """The coupon a pay code names, or PAYCODE_EXPIRED for a stale, forged or garbled one."""
-    typed = re.sub(r"\s", "", token)
-    found = SHORT.match(typed)
+    found = _typed_short(token)
     if found:
         return _read_short(found, now or utcnow())
     try:
@@ -85,7 +89,7 @@ def read(token: str, now: datetime | None = None) -> PayCode:
 def named_coupon(token: str) -> int | None:
     """The coupon a pay code names even when it is stale (its signature checked, not its age): a
     till's retry is matched to its first attempt by it. None for a garbled or forged code."""
-    found = SHORT.match(re.sub(r"\s", "", token))
+    found = _typed_short(token)
     if found:
         return int(found.group(1))
     try:

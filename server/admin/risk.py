@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from .. import geo
+from .. import geo, rollup
 from ..extensions import db
 from ..models import Merchant, Redemption, Resident, Staff
 from .lists import local_text, phone_text
@@ -253,7 +253,7 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
     burst, exact, staff, address, device, far = (
         RULES[k] for k in ("burst", "exact", "staff", "address", "device", "far")
     )
-    return [
+    rules = [
         Rule(
             "burst",
             "短时间大量核销",
@@ -286,3 +286,8 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
             far_from_shop(since, until),
         ),  # fmt: skip
     ]
+    for rule in rules:  # a link without days of its own shows the flag's days
+        for flag in rule.flags:
+            if flag.link and flag.first and "from" not in flag.link:
+                flag.link |= {"from": rollup.local_date(flag.first), "to": rollup.local_date(flag.last)}
+    return rules

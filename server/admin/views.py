@@ -204,13 +204,7 @@ def risk_page():
     """Patterns worth the bureau's look: bursts, spends at the threshold, shared tills and phones."""
     days = request.args.get("days", type=int)
     days = days if days in RISK_DAYS else 7
-    now = utcnow()
-    rules = risk.flags(days, now, current_user.role)
-    tz = zone(lists.TZ)
-    for rule in rules:
-        for flag in rule.flags:
-            if flag.first and flag.link and "from" not in flag.link:
-                flag.link |= {"from": flag.first.astimezone(tz).date(), "to": flag.last.astimezone(tz).date()}
+    rules = risk.flags(days, utcnow(), current_user.role)
     return render_template("admin/risk.html", rules=rules, days=days, choices=RISK_DAYS)
 
 

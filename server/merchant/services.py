@@ -42,14 +42,15 @@ def apply(data: dict, now: datetime) -> Merchant:
         raise ApiError("INVALID_INPUT", f"经营品类不在本次活动范围内：{'、'.join(unknown) or '未选择'}")
     if db.session.scalar(sa.select(Merchant.id).where(Merchant.credit_code == code)):
         raise ApiError("MERCHANT_EXISTS")
+    location = data.get("location") or {}
     merchant = Merchant(
         name=data["name"].strip(),
         credit_code=code,
         address=data["address"].strip(),
         contact_name=data["contact_name"].strip(),
         contact_phone=data["contact_phone"],
-        lat=(data.get("location") or {}).get("lat"),
-        lng=(data.get("location") or {}).get("lng"),
+        lat=location.get("lat"),
+        lng=location.get("lng"),
         status="applied",
         commitment_accepted_at=now,
         categories=list(

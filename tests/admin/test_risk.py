@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from tests.merchant.helpers import paycode
 QIANAN = {"lat": 45.0087, "lng": 124.0244}
 TEN_KM_AWAY = {"lat": 45.0987, "lng": 124.0244}
 NEAR = {"lat": 45.0095, "lng": 124.0250}
+DAY = date(2026, 6, 25)  # T0's day in Shanghai: the flags' links open that day's redemptions
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +89,7 @@ def test_each_rule_flags_its_pattern_and_only_it(app, trade):
     found = rules_of(app)
     burst = found["burst"].flags
     assert [(f.subject, f.detail, f.link) for f in burst] == [
-        ("演示商户1", "10分钟内核销达到5张，共出现2次", {"merchant": busy})
+        ("演示商户1", "10分钟内核销达到5张，共出现2次", {"merchant": busy, "from": DAY, "to": DAY})
     ]
     assert [(f.subject, f.detail) for f in found["exact"].flags] == [
         ("演示商户1", "6笔消费金额恰好等于使用门槛，占该店核销的100%（共6笔）")
