@@ -18,16 +18,18 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from . import tokens
+
 
 def by_address() -> str:
     return f"addr:{get_remote_address()}"
 
 
 def by_token() -> str:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    token = tokens.presented()
+    if not token:
         return by_address()
-    return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def by_phone() -> str:

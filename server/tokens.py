@@ -47,13 +47,18 @@ def read(token: str) -> Bearer | None:
         return None
 
 
+def presented() -> str | None:
+    """The token of the request's `Authorization: Bearer ...` header, if it carries one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 def optional_bearer(kind: str) -> Bearer | None:
     """The request's bearer of this kind; None when there is no token; 401 when it is bad."""
-    header = request.headers.get("Authorization", "")
-    if not header:
+    if not request.headers.get("Authorization"):
         return None
-    scheme, _, token = header.partition(" ")
-    bearer = read(token.strip()) if scheme.lower() == "bearer" else None
+    token = presented()
+    bearer = read(token) if token is not None else None
     if bearer is None:
         raise ApiError("UNAUTHORIZED", "登录已失效，请重新登录")
     if bearer.kind != kind:
