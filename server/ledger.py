@@ -3,12 +3,13 @@
 Every movement is one row of `ledger_entries` moving an amount from one account to another
 (`models.LEDGER_MOVES`), so the sum over the accounts never changes and
 
-    budget = pool + stock + claimed + redeemed + forfeited + treasury
+    budget = pool + stock + claimed + redeemed + forfeited + treasury + subsidy
 
 holds after every transaction by construction. What can go wrong is the ledger disagreeing with
 the coupons, so `verify` checks each account against what should back it: the stock account
 against the coupons in stock, claimed against the coupons held and not yet used, redeemed and
-forfeited against the coupons spent, and no account below zero.
+forfeited against the coupons spent, subsidy against the purchase subsidies approved, and no
+account below zero.
 
 Balances are sums over the entries, never a counter row: the draw and the till append and do
 not queue on one hot row.
@@ -24,10 +25,10 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, Tier
+from .models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, SubsidyApplication, Tier
 from .timeutil import UTCDateTime
 
-ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury")
+ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury", "subsidy")
 ACCOUNT_NAMES = {
     "budget": "总预算",
     "pool": "资金池（未投放）",
@@ -36,6 +37,7 @@ ACCOUNT_NAMES = {
     "redeemed": "已核销",
     "forfeited": "退货不退回",
     "treasury": "已返还财政",
+    "subsidy": "已发放补贴",
 }
 KIND_NAMES = {
     "budget": "预算拨入",
@@ -52,6 +54,7 @@ KIND_NAMES = {
     "refund_return": "退货退回资金池",
     "refund_forfeit": "退货视为已用",
     "treasury": "返还财政",
+    "subsidy": "购车补贴",
 }
 # What each kind of entry does to the coupons it counts: (state they leave, state they enter).
 # Refunds under "forfeit" leave the coupon used; the budget and the treasury move no coupon.
@@ -276,6 +279,15 @@ def verify(campaign: Campaign) -> Report:
         if totals.get(account, 0) < 0:
             problem(f"{ACCOUNT_NAMES[account]} 为负：{yuan(totals[account])} 元")
 
+    approved = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(SubsidyApplication.subsidy_fen), 0)).where(
+            SubsidyApplication.campaign_id == campaign.id, SubsidyApplication.status == "approved"
+        )
+    )
+    if totals.get("subsidy", 0) != approved:
+        paid = totals.get("subsidy", 0)
+        problem(f"账上{ACCOUNT_NAMES['subsidy']} {yuan(paid)} 元，已批准的补贴申请合计 {yuan(approved)} 元")
+
     rounds = {r.id: r.number for r in campaign.rounds}
     tiers = {t.id: t for t in campaign.tiers}
     ledger = balances(campaign.id, "round_id", "tier_id")
@@ -363,7 +375,7 @@ def report_text(report: Report) -> str:
         lines.append("  账实不符：")
         lines.extend(f"    - {p}" for p in report.problems)
     else:
-        lines.append("  账实相符：总预算 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政")
+        lines.append("  账实相符：总预算 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政 + 已发放补贴")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ the draw relies on them, not on Python-side checks.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,8 @@ class Campaign(db.Model):
         sa.CheckConstraint("thanks_weight >= 0", name="thanks_weight"),
         sa.CheckConstraint("status IN ('draft', 'active', 'ended')", name="status"),
         sa.CheckConstraint("rollover_policy IN ('same_tiers', 'mix')", name="rollover_policy"),
+        sa.CheckConstraint("kind IN ('wheel', 'grab', 'subsidy')", name="kind"),
+        sa.CheckConstraint("grab_limit IN ('tier', 'round')", name="grab_limit"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,6 +62,18 @@ class Campaign(db.Model):
     # Staged release: [{"seconds": 10, "percent": 50}, ...] -- in a round's first `seconds`, at
     # most `percent`% of each category's stock can be drawn. None: all of it from the start.
     release_schedule: Mapped[list[dict[str, int]] | None] = mapped_column(sa.JSON)
+    # SPEC section 8: "wheel" (a spin per category and round), "grab" (抢券: a chosen tier taken
+    # at the release time, once per tier -- or once per round, `grab_limit` -- while stock
+    # lasts), "subsidy" (购车补贴: applications reviewed by the bureau, paid by bracket).
+    kind: Mapped[str] = mapped_column(sa.String(10), default="wheel", server_default="wheel")
+    grab_limit: Mapped[str] = mapped_column(sa.String(8), default="tier", server_default="tier")
+    # An on-site event (年货大集): claims open only through the rotating QR on the big screen.
+    screen_qr: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Purchase subsidies: [{"vehicle": "new_energy", "from_fen": 3000000, "to_fen": 6000000,
+    # "subsidy_fen": 80000}, ...]; `to_fen` is exclusive and None for "and above".
+    subsidy_brackets: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
+    # When the bureau published the results on the campaign's public page (None: not yet).
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -164,11 +178,12 @@ class Resident(db.Model):
 
 
 class Draw(db.Model):
-    """One spin of the wheel. The unique key is the rule "once per category per round"."""
+    """One spin of the wheel, or one grab. The unique key is the rule "once per category per
+    round"; a grab limited per tier puts the tier's id in `slot`, so it is once per tier."""
 
     __tablename__ = "draws"
     __table_args__ = (
-        sa.UniqueConstraint("resident_id", "round_id", "category_id"),
+        sa.UniqueConstraint("resident_id", "round_id", "category_id", "slot"),
         sa.CheckConstraint("outcome IN ('won', 'thanks')", name="outcome"),
     )
 
@@ -176,6 +191,7 @@ class Draw(db.Model):
     resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"))
     round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id"))
     category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"))
+    slot: Mapped[int] = mapped_column(default=0, server_default="0")
     outcome: Mapped[str] = mapped_column(sa.String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -463,7 +479,62 @@ LEDGER_MOVES = {
     "refund_return": ("redeemed", "pool"),  # goods returned, "return" policy: the coupon is voided
     "refund_forfeit": ("redeemed", "forfeited"),  # goods returned, "forfeit" policy: stays spent
     "treasury": ("pool", "treasury"),  # after the last round, what is left goes back (返还财政)
+    "subsidy": ("pool", "subsidy"),  # a purchase subsidy approved by the bureau (购车补贴)
 }
+
+
+VEHICLE_KINDS = {"new_energy": "新能源汽车", "fuel": "燃油汽车", "used": "二手车", "motorcycle": "摩托车"}
+
+
+class SubsidyApplication(db.Model):
+    """A resident's application for a purchase subsidy, with its invoice, and the bureau's review.
+
+    One live application (pending or approved) per invoice, per vehicle and per resident and
+    vehicle class (car or motorcycle): the partial unique indexes decide races. A rejected
+    application does not count, so a resident may apply again with a clearer invoice.
+    """
+
+    __tablename__ = "subsidy_applications"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
+        sa.CheckConstraint("vehicle_kind IN ('new_energy', 'fuel', 'used', 'motorcycle')", name="vehicle_kind"),
+        sa.CheckConstraint("invoice_fen > 0 AND subsidy_fen > 0", name="amounts_positive"),
+        *(
+            sa.Index(
+                f"uq_subsidy_live_{name}",
+                "campaign_id",
+                *columns,
+                unique=True,
+                postgresql_where=sa.text("status <> 'rejected'"),
+                sqlite_where=sa.text("status <> 'rejected'"),
+            )
+            for name, columns in (
+                ("invoice", ("invoice_no",)),
+                ("vehicle", ("vin",)),
+                ("resident", ("resident_id", "vehicle_class")),
+            )
+        ),
+        sa.Index("ix_subsidy_applications_queue", "campaign_id", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"), index=True)
+    vehicle_kind: Mapped[str] = mapped_column(sa.String(12))
+    vehicle_class: Mapped[str] = mapped_column(sa.String(12))  # car | motorcycle
+    invoice_no: Mapped[str] = mapped_column(sa.String(40))
+    invoice_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    vin: Mapped[str] = mapped_column(sa.String(17))  # 车辆识别代号
+    plate: Mapped[str] = mapped_column(sa.String(10))  # 号牌号码
+    registered_on: Mapped[date]  # 上户登记日期
+    image: Mapped[bytes] = mapped_column(sa.LargeBinary, deferred=True)
+    image_type: Mapped[str] = mapped_column(sa.String(10))  # jpeg | png | webp
+    subsidy_fen: Mapped[int] = mapped_column(sa.BigInteger)  # from the bracket table, at application
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(40))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review_note: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LedgerEntry(db.Model):
