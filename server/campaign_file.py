@@ -90,6 +90,9 @@ XLSX_LABELS = {
     "投放方式": "campaign.allocate",
     "滚动方式": "campaign.rollover",
     "分批放券": "campaign.release",
+    "活动类型": "campaign.kind",
+    "抢券限制": "campaign.grab_limit",
+    "现场大屏扫码": "campaign.screen_qr",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -103,6 +106,13 @@ XLSX_VALUES = {
     "本轮截止": "round_deadline",
     "首轮投放": "first_round",
     "每轮投放": "every_round",
+    "幸运转盘": "wheel",
+    "抢券": "grab",
+    "购车补贴": "subsidy",
+    "每档每期一张": "tier",
+    "每期一张": "round",
+    "是": True,
+    "否": False,
 }
 SUBTOTAL_COUNT = "消费券小计(张)"
 SUBTOTAL_AMOUNT = "金额小计(元)"
@@ -312,7 +322,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         problems.append(Problem(doc.place(path), message))
 
     data = doc.data
-    known_sections = {"campaign", "categories", "tiers", "rounds", "printed_totals"}
+    known_sections = {"campaign", "categories", "tiers", "rounds", "printed_totals", "subsidy_brackets"}
     for key in data:
         if key not in known_sections:
             problem(key, f"未知的部分「{key}」")
@@ -392,11 +402,25 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         )
     settings["geofence"] = _check_geofence(campaign.get("geofence"), problem)
     settings["release_schedule"] = _check_release(campaign.get("release"), problem)
+    kind = settings["kind"] = campaign.get("kind", "wheel")
+    if kind not in ("wheel", "grab", "subsidy"):
+        problem("campaign.kind", "活动类型应为 wheel（幸运转盘）、grab（抢券）或 subsidy（购车补贴）")
+    settings["grab_limit"] = campaign.get("grab_limit", "tier")
+    if settings["grab_limit"] not in ("tier", "round"):
+        problem("campaign.grab_limit", "抢券限制应为 tier（每档每期一张）或 round（每期一张）")
+    elif "grab_limit" in campaign and kind != "grab":
+        problem("campaign.grab_limit", "只有抢券活动才有抢券限制")
+    settings["screen_qr"] = campaign.get("screen_qr", False)
+    if not isinstance(settings["screen_qr"], bool):
+        problem("campaign.screen_qr", "现场大屏扫码应为 true 或 false")
+    elif settings["screen_qr"] and kind != "grab":
+        problem("campaign.screen_qr", "现场大屏扫码只用于抢券活动（如年货大集）")
+    settings["subsidy_brackets"] = _check_brackets(data.get("subsidy_brackets"), kind, problem)
     for key in campaign:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover", "release",
+            "rollover", "release", "kind", "grab_limit", "screen_qr",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -424,8 +448,13 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     tiers: list[dict[str, Any]] = []
     seen: dict[tuple[str, int, int], int] = {}
     raw_tiers = data.get("tiers")
-    if not isinstance(raw_tiers, list) or not raw_tiers:
+    if kind == "subsidy" and raw_tiers is None:  # a subsidy campaign pays by brackets, not coupons
+        raw_tiers = []
+    elif not isinstance(raw_tiers, list) or not raw_tiers:
         problem("tiers", "至少需要一个券种")
+        raw_tiers = []
+    elif kind == "subsidy":
+        problem("tiers", "购车补贴活动按补贴标准发放，不设券种")
         raw_tiers = []
     for i, entry in enumerate(raw_tiers):
         here = f"tiers[{i}]"
@@ -508,6 +537,45 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     settings["allocate"] = allocate
     plan = Plan(settings, list(declared.items()), tiers, rounds)
     return plan, []
+
+
+def _check_brackets(raw: Any, kind: str, problem) -> list[dict] | None:
+    """A subsidy's bracket table (Jincheng: 新能源汽车 10万（含）—20万以下 → 3000元): per vehicle kind,
+    invoice amounts from `from_yuan` (inclusive) to `to_yuan` (exclusive; omitted: and above)."""
+    from .models import VEHICLE_KINDS
+
+    here = "subsidy_brackets"
+    if kind != "subsidy":
+        if raw is not None:
+            problem(here, "只有购车补贴活动才有补贴标准")
+        return None
+    if not isinstance(raw, list) or not raw:
+        problem(here, "购车补贴活动须列出补贴标准（车辆类型、发票金额区间、补贴金额）")
+        return None
+    brackets = []
+    for i, entry in enumerate(raw):
+        place = f"{here}[{i}]"
+        if not isinstance(entry, dict) or entry.get("vehicle") not in VEHICLE_KINDS:
+            problem(place, f"车辆类型应为 {'、'.join(f'{k}（{v}）' for k, v in VEHICLE_KINDS.items())} 之一")
+            continue
+        low, subsidy = _fen(entry.get("from_yuan", 0)), _fen(entry.get("subsidy_yuan"))
+        high = _fen(entry["to_yuan"]) if entry.get("to_yuan") is not None else None
+        if low is None or (entry.get("to_yuan") is not None and high is None) or not subsidy:
+            problem(place, "发票金额区间和补贴金额应为金额（元），补贴金额大于0")
+            continue
+        if high is not None and high <= low:
+            problem(place, "发票金额区间的上限须高于下限")
+            continue
+        for extra in entry:
+            if extra not in {"vehicle", "from_yuan", "to_yuan", "subsidy_yuan"}:
+                problem(f"{place}.{extra}", f"未知的设置「{extra}」")
+        brackets.append({"vehicle": entry["vehicle"], "from_fen": low, "to_fen": high, "subsidy_fen": subsidy})
+    for vehicle in VEHICLE_KINDS:
+        mine = sorted((b for b in brackets if b["vehicle"] == vehicle), key=lambda b: b["from_fen"])
+        for before, after in zip(mine, mine[1:], strict=False):
+            if before["to_fen"] is None or after["from_fen"] < before["to_fen"]:
+                problem(here, f"{VEHICLE_KINDS[vehicle]}的发票金额区间重叠：{yuan(after['from_fen'])}元起的一档")
+    return brackets
 
 
 def _check_rollover(raw: Any, tiers: list[dict], problem) -> tuple[str, list[dict] | None]:

@@ -162,6 +162,12 @@ class Snapshot:
     rounds: tuple[RoundView, ...]
     segments: dict[str, tuple[Segment, ...]] = field(default_factory=dict)
     release: tuple[tuple[int, int], ...] = ()  # (seconds after opening, percent drawable until then)
+    kind: str = "wheel"  # wheel | grab | subsidy (models.Campaign.kind)
+    grab_limit: str = "tier"  # a grab campaign's rule: once per tier, or once per round
+    screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
+
+    def tier(self, tier_id: int) -> TierView | None:
+        return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
 
     def round_at(self, now: datetime) -> RoundView | None:
         for round_ in self.rounds:
@@ -237,15 +243,22 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
             code: _segments(campaign.draw_strategy, campaign.thanks_weight, views) for code, views in tiers.items()
         },
         release=tuple((step["seconds"], step["percent"]) for step in campaign.release_schedule or ()),
+        kind=campaign.kind,
+        grab_limit=campaign.grab_limit,
+        screen_qr=campaign.screen_qr,
     )
 
 
-def active_campaign() -> Campaign | None:
-    """The campaign residents see: the most recent active one."""
+def active_campaign(code: str | None = None) -> Campaign | None:
+    """The active campaign of that code; without one, the campaign residents see first: the most
+    recent active one that hands out coupons to all (not an on-site event, not a subsidy)."""
+    query = sa.select(Campaign).where(Campaign.status == "active")
+    if code is None:
+        query = query.where(Campaign.kind != "subsidy", Campaign.screen_qr.is_(False))
+    else:
+        query = query.where(Campaign.code == code)
     return db.session.scalar(
-        sa.select(Campaign)
-        .where(Campaign.status == "active")
-        .order_by(Campaign.id.desc())
+        query.order_by(Campaign.id.desc())
         .limit(1)
         .options(
             sa.orm.selectinload(Campaign.categories),
@@ -280,14 +293,21 @@ class ShortCache:
 _cache = ShortCache()
 
 
-def snapshot() -> Snapshot | None:
-    """The active campaign's snapshot, rebuilt at most once per CAMPAIGN_CACHE_SECONDS."""
+def snapshot(code: str | None = None) -> Snapshot | None:
+    """The active campaign's snapshot (that code's, or the default one: `active_campaign`),
+    rebuilt at most once per CAMPAIGN_CACHE_SECONDS."""
 
     def build() -> Snapshot | None:
-        campaign = active_campaign()
+        campaign = active_campaign(code)
         return build_snapshot(campaign) if campaign else None
 
-    return _cache.get("snapshot", build)
+    if code is not None:  # cache only the codes that exist: a stranger's guesses are not kept
+        active = _cache.get(
+            "codes", lambda: frozenset(db.session.scalars(sa.select(Campaign.code).where(Campaign.status == "active")))
+        )
+        if code not in active:
+            return None
+    return _cache.get(("snapshot", code), build)
 
 
 def forget_snapshot() -> None:

@@ -51,6 +51,11 @@ DEFAULTS = {
     "TOKEN_MAX_AGE_S": 7 * 24 * 3600,
     "SMS_CODE_TTL_S": 300,
     "PAYCODE_TTL_S": 60,
+    # The on-site event's big-screen QR changes this often; a pass from it lasts SCREEN_PASS_S.
+    "SCREEN_ROTATE_S": 30,
+    "SCREEN_PASS_S": 15 * 60,
+    # A purchase subsidy's invoice photo (the only upload; other requests keep the 64 KB cap).
+    "INVOICE_IMAGE_MAX_BYTES": 5 * 1024 * 1024,
     "REVOKE_WINDOW_S": 30 * 60,
     "SMS_CODE_MAX_ATTEMPTS": 5,
     "SMS_RESEND_COOLDOWN_S": 60,

@@ -50,6 +50,12 @@ CODES: dict[str, tuple[int, str]] = {
     "BINDING_CODE_INVALID": (400, "绑定码无效或已使用"),
     "MERCHANT_EXISTS": (409, "该统一社会信用代码已报名，请勿重复提交"),
     "SURVEY_DONE": (409, "您已提交过问卷，感谢您的参与"),
+    "WRONG_CAMPAIGN_KIND": (409, "本活动不支持此领取方式"),
+    "SCREEN_CODE_STALE": (403, "现场二维码已过期，请在活动现场扫描大屏上的最新二维码"),
+    "NO_QUALIFYING_COUPON": (409, "顾客没有本店、本次消费金额可用的消费券"),
+    "ALREADY_APPLIED": (409, "该发票或车辆已申请过补贴"),
+    "IMAGE_INVALID": (400, "请上传清晰的发票照片（JPG、PNG 或 WEBP，不超过5MB）"),
+    "NOT_ELIGIBLE": (409, "不符合补贴条件"),
     "SERVICE_UNAVAILABLE": (503, "服务暂不可用，请稍后重试"),
     "INTERNAL_ERROR": (500, "系统繁忙，请稍后重试"),
 }

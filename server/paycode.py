@@ -31,16 +31,28 @@ from .tokens import keyed_digest, serializer
 SHORT = re.compile(r"^(\d{1,12})-(\d{8})$")
 
 
+WALLET = 0  # the coupon a wallet pay code names: none, the till's spend chooses one
+
+
 @dataclass(frozen=True)
 class PayCode:
-    coupon_id: int
+    coupon_id: int  # WALLET for a wallet pay code
     resident_id: int
+
+    @property
+    def wallet(self) -> bool:
+        return self.coupon_id == WALLET
 
 
 def issue(coupon_id: int, resident_id: int, now: datetime) -> tuple[str, datetime]:
     """A fresh pay code and when it stops working."""
     token = serializer("huigou-paycode").dumps({"c": coupon_id, "r": resident_id, "n": secrets.token_hex(4)})
     return token, now + timedelta(seconds=current_app.config["PAYCODE_TTL_S"])
+
+
+def issue_wallet(resident_id: int, now: datetime) -> tuple[str, datetime]:
+    """A wallet pay code (钱包付款码, Youhao): names the resident, not a coupon; QR only."""
+    return issue(WALLET, resident_id, now)
 
 
 def _window(now: datetime) -> int:
@@ -94,6 +106,18 @@ def named_coupon(token: str) -> int | None:
         return int(found.group(1))
     try:
         return int(serializer("huigou-paycode").loads(token.strip())["c"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
+def named_wallet(token: str) -> int | None:
+    """The resident of a wallet pay code even when it is stale (its signature checked, not its
+    age), for matching a till's retry; None for any other code."""
+    if _typed_short(token):
+        return None
+    try:
+        data = serializer("huigou-paycode").loads(token.strip())
+        return int(data["r"]) if int(data["c"]) == WALLET else None
     except (BadSignature, KeyError, TypeError, ValueError):
         return None
 

@@ -84,6 +84,8 @@ PHONE_TESTS = (
 )
 PUBLIC_CATEGORY = Public("a category code of the public campaign; the same answer for everyone")
 
+PUBLIC_CAMPAIGN = Public("an active campaign's code, public on its posters and its public page")
+
 # (method, OpenAPI path, where, name) -> the tests that cover it, or why it is public.
 IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ("GET", "/api/v1/coupons/{coupon_id}/paycode", "path", "coupon_id"): (
@@ -128,6 +130,14 @@ IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ),
     ("POST", "/api/v1/merchant/apply", "body", "contact_phone"): Public(
         "the applicant's own contact phone, stored; nothing is looked up by it"
+    ),
+    ("GET", "/api/v1/campaign", "query", "code"): PUBLIC_CAMPAIGN,
+    ("POST", "/api/v1/draw", "body", "campaign"): PUBLIC_CAMPAIGN,
+    ("POST", "/api/v1/grab", "body", "campaign"): PUBLIC_CAMPAIGN,
+    ("POST", "/api/v1/screen/pass", "body", "campaign"): PUBLIC_CAMPAIGN,
+    ("POST", "/api/v1/grab", "body", "tier_id"): Public(
+        "a tier of an active campaign, listed for anyone by GET /api/v1/campaign; the coupon taken is the"
+        " caller's own (tests/draw/test_grab.py)"
     ),
     ("GET", "/api/v1/dev/sms-outbox", "query", "phone"): Public(
         "the development SMS outbox, which exists to show codes; registered only under SMS_BACKEND=outbox"
@@ -589,6 +599,7 @@ def bearer_operations(app) -> list[tuple[str, str, str]]:
 BODIES = {
     ("POST", "/api/v1/auth/bind"): lambda w: {"name": "王小明", "phone": "13812345678", "sms_code": "123456"},
     ("POST", "/api/v1/draw"): lambda w: {"category": "fuel"},
+    ("POST", "/api/v1/grab"): lambda w: {"tier_id": 1},
     ("POST", "/api/v1/survey"): lambda w: {"answers": [{"question": 1, "choices": [0]}]},
     ("POST", "/api/v1/merchant/scan"): lambda w: {"paycode": w.a_paycode},
     ("POST", "/api/v1/merchant/redeem"): lambda w: {

@@ -7,3 +7,5 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 from . import views  # noqa: E402,F401  (routes register on bp)
+
+from . import screen_views  # noqa: E402,F401  # isort: skip

@@ -66,11 +66,33 @@ class ReleaseStepOut(Schema):
     percent = fields.Integer(required=True)
 
 
+CAMPAIGN_CODE = fields.String(
+    load_default=None,
+    validate=validators.Regexp(r"^[a-z][a-z0-9_-]{1,63}$"),
+    metadata={"description": "An active campaign's code; without it, the campaign residents see by default"},
+)
+
+
+class CampaignQuery(Schema):
+    code = CAMPAIGN_CODE
+
+
 class CampaignOut(Schema):
     id = fields.Integer(required=True)
     code = fields.String(required=True)
     name = fields.String(required=True)
     region = fields.String(required=True)
+    kind = fields.String(
+        required=True,
+        validate=validators.OneOf(["wheel", "grab", "subsidy"]),
+        metadata={"description": "wheel: POST /draw per category; grab: POST /grab a chosen tier; subsidy: apply"},
+    )
+    grab_limit = fields.String(
+        required=True, metadata={"description": "A grab's rule: `tier` once per tier per round, `round` once per round"}
+    )
+    screen_qr = fields.Boolean(
+        required=True, metadata={"description": "An on-site event: grabs need a pass from the big screen's QR"}
+    )
     draw_strategy = fields.String(required=True)
     geofence_required = fields.Boolean(required=True)
     categories = fields.List(fields.Nested(CategoryOut), required=True)
@@ -100,6 +122,34 @@ class WheelOut(Schema):
 class DrawIn(Schema):
     category = fields.String(required=True, validate=validators.Length(1, 32))
     location = fields.Nested(LocationIn, allow_none=True, load_default=None)
+    campaign = CAMPAIGN_CODE
+
+
+class GrabIn(Schema):
+    tier_id = fields.Integer(required=True, validate=validators.Range(1, 2**31 - 1))
+    location = fields.Nested(LocationIn, allow_none=True, load_default=None)
+    campaign = CAMPAIGN_CODE
+    screen_pass = fields.String(
+        load_default=None,
+        validate=validators.Length(1, 200),
+        metadata={"description": "An on-site event's pass, from POST /screen/pass"},
+    )
+
+
+class GrabOut(Schema):
+    coupon = fields.Nested(CouponOut, required=True)
+
+
+class ScreenPassIn(Schema):
+    campaign = fields.String(required=True, validate=validators.Regexp(r"^[a-z][a-z0-9_-]{1,63}$"))
+    screen = fields.String(
+        required=True, validate=validators.Length(1, 60), metadata={"description": "The code in the screen's QR"}
+    )
+
+
+class ScreenPassOut(Schema):
+    screen_pass = fields.String(required=True)
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
 class DrawOut(Schema):
@@ -147,6 +197,11 @@ class PaycodeOut(Schema):
         required=True,
         metadata={"description": "The same pay code to type by hand at the till: coupon number and 8 digits"},
     )
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class WalletPaycodeOut(Schema):
+    paycode = fields.String(required=True, metadata={"description": "The token the QR code carries"})
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import campaigns, geo, ledger, paycode, sms, tokens, wechat
+from .. import campaigns, geo, ledger, paycode, screen, sms, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
@@ -103,10 +103,11 @@ def resident_json(resident: Resident) -> dict:
 # ---------------------------------------------------------------- the campaign as residents see it
 
 
-def current_snapshot() -> Snapshot:
-    snap = campaigns.snapshot()
+def current_snapshot(code: str | None = None) -> Snapshot:
+    """The default campaign residents see, or the active campaign of that code."""
+    snap = campaigns.snapshot(code)
     if snap is None:
-        raise ApiError("NO_CAMPAIGN")
+        raise ApiError("NO_CAMPAIGN") if code is None else ApiError("NOT_FOUND", "没有这个进行中的活动")
     return snap
 
 
@@ -142,6 +143,9 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
         "code": snap.code,
         "name": snap.name,
         "region": snap.region,
+        "kind": snap.kind,
+        "grab_limit": snap.grab_limit,
+        "screen_qr": snap.screen_qr,
         "draw_strategy": snap.draw_strategy,
         "geofence_required": snap.geofence is not None,
         "categories": [category_json(snap, code) for code in snap.category_ids],
@@ -192,14 +196,15 @@ class DrawResult:
 
 
 def _refuse_outside_round(snap: Snapshot, now: datetime) -> None:
+    period, act = ("期", "抢券") if snap.kind == "grab" else ("轮", "抽奖")
     upcoming = snap.next_round(now)
     if upcoming is not None:
         raise ApiError(
             "ROUND_NOT_OPEN",
-            f"第{upcoming.number}轮抽奖将于{snap.local(upcoming.opens_at)}开始，请届时再来",
+            f"第{upcoming.number}{period}{act}将于{snap.local(upcoming.opens_at)}开始，请届时再来",
             opens_at=isoformat(upcoming.opens_at, snap.tz),
         )
-    raise ApiError("ROUND_CLOSED", "本期活动抽奖已全部结束，感谢参与")
+    raise ApiError("ROUND_CLOSED", f"本期活动{act}已全部结束，感谢参与")
 
 
 def _check_location(snap: Snapshot, location: dict | None) -> None:
@@ -223,8 +228,8 @@ def ensure_bound(bearer: tokens.Bearer) -> None:
 # CPU than the database spends on the statements. The insert and the claims run on both
 # backends; on PostgreSQL the common case is the single statement of `_draw_and_claim_sql`.
 _INSERT_DRAW = sa.text(
-    "INSERT INTO draws (resident_id, round_id, category_id, outcome, created_at)"
-    " VALUES (:resident_id, :round_id, :category_id, :outcome, :created_at)"
+    "INSERT INTO draws (resident_id, round_id, category_id, slot, outcome, created_at)"
+    " VALUES (:resident_id, :round_id, :category_id, :slot, :outcome, :created_at)"
     " ON CONFLICT DO NOTHING RETURNING id"
 ).bindparams(sa.bindparam("created_at", type_=UTCDateTime))
 
@@ -248,8 +253,8 @@ def _draw_and_claim_sql(column: str) -> sa.TextClause:
     caller to complete through `_claim_any` or roll back as sold out.
     """
     return sa.text(
-        "WITH d AS (INSERT INTO draws (resident_id, round_id, category_id, outcome, created_at)"
-        " VALUES (:resident_id, :round_id, :category_id, 'won', :claimed_at)"
+        "WITH d AS (INSERT INTO draws (resident_id, round_id, category_id, slot, outcome, created_at)"
+        " VALUES (:resident_id, :round_id, :category_id, :slot, 'won', :claimed_at)"
         " ON CONFLICT DO NOTHING RETURNING id),"
         " c AS (UPDATE coupons SET state = 'claimed', resident_id = :resident_id,"
         " draw_id = (SELECT id FROM d), claimed_at = :claimed_at, valid_until = :valid_until"
@@ -341,26 +346,46 @@ def _claim_any(column: str, params: dict):
     return None
 
 
-def _refuse_second_draw(snap: Snapshot, current, resident_id: int, code: str) -> None:
-    """ALREADY_DRAWN, naming the coupon that draw won: a retry whose first answer was lost
-    (a dropped connection, a worker killed after its commit) still tells the resident."""
+def tier_label(face_fen: int, threshold_fen: int) -> str:
+    """满300减80, or 20元 for a coupon without a threshold."""
+    face = _yuan(face_fen)
+    return f"满{_yuan(threshold_fen)}减{face}" if threshold_fen else f"{face}元"
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}" if fen % 100 == 0 else f"{fen / 100:.2f}"
+
+
+def _refuse_second_draw(snap: Snapshot, current, resident_id: int, code: str, slot: int = 0) -> None:
+    """ALREADY_DRAWN, naming the coupon that draw (or grab) won: a retry whose first answer was
+    lost (a dropped connection, a worker killed after its commit) still tells the resident."""
     held = db.session.scalar(
         sa.select(Coupon.id)
         .join(Draw, Draw.id == Coupon.draw_id)
         .where(
-            Draw.resident_id == resident_id, Draw.round_id == current.id, Draw.category_id == snap.category_ids[code]
+            Draw.resident_id == resident_id,
+            Draw.round_id == current.id,
+            Draw.category_id == snap.category_ids[code],
+            Draw.slot == slot,
         )
     )
     name = snap.category_names[code]
-    message = f"您已参加过第{current.number}轮{name}抽奖，每轮每个品类限抽一次"
+    if snap.kind == "grab" and slot:
+        tier = snap.tier(slot)
+        message = f"您已领过第{current.number}期{tier_label(tier.face_fen, tier.threshold_fen)}券，每期每档限领一张"
+    elif snap.kind == "grab":
+        message = f"您已领过第{current.number}期{name}券，每期限领一张"
+    else:
+        message = f"您已参加过第{current.number}轮{name}抽奖，每轮每个品类限抽一次"
     if held is not None:
-        raise ApiError("ALREADY_DRAWN", f"{message}。本轮抽中的券已放入“我的券”", coupon_id=held)
+        raise ApiError("ALREADY_DRAWN", f"{message}。领到的券已放入“我的券”", coupon_id=held)
     raise ApiError("ALREADY_DRAWN", message)
 
 
-def _refuse_sold_out(snap: Snapshot, current, code: str, now: datetime) -> None:
+def _refuse_sold_out(snap: Snapshot, current, code: str, now: datetime, what: str | None = None) -> None:
     """SOLD_OUT, or STOCK_NOT_RELEASED when the staged release still holds some of it back."""
-    name = snap.category_names[code]
+    name = what or snap.category_names[code]
+    period = "期" if snap.kind == "grab" else "轮"
     stage = snap.released_percent(current, now)
     if stage is not None:
         held = db.session.execute(
@@ -370,10 +395,10 @@ def _refuse_sold_out(snap: Snapshot, current, code: str, now: datetime) -> None:
         if held is not None:
             raise ApiError(
                 "STOCK_NOT_RELEASED",
-                f"第{current.number}轮{name}券分批发放，本批已抢完，下一批将于{snap.local_time(stage[1])}放出",
+                f"第{current.number}{period}{name}券分批发放，本批已抢完，下一批将于{snap.local_time(stage[1])}放出",
                 next_release_at=isoformat(stage[1], snap.tz),
             )
-    raise ApiError("SOLD_OUT", f"第{current.number}轮{name}券已被抢完，请关注下一轮")
+    raise ApiError("SOLD_OUT", f"第{current.number}{period}{name}券已被抢完，请关注下一{period}")
 
 
 def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
@@ -391,61 +416,61 @@ def _fixed_odds_segment(snap: Snapshot, code: str) -> Segment:
     return campaigns.rng().choices(segments, weights=weights, k=1)[0]
 
 
-def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime) -> DrawResult:
-    """Spin the wheel of a category once for this round: a coupon, or "thanks", or a refusal."""
-    snap = current_snapshot()
-    code = category_code_or_404(snap, code)
+def _open_round(snap: Snapshot, now: datetime):
     current = snap.round_at(now)
     if current is None:
         _refuse_outside_round(snap, now)
-    ensure_bound(bearer)
-    _check_location(snap, location)
+    return current
 
-    category_id = snap.category_ids[code]
-    chosen = _fixed_odds_segment(snap, code) if snap.draw_strategy == "fixed_odds" else None
-    thanks = chosen is not None and chosen.tier_id is None
+
+def _valid_until(snap: Snapshot, current, now: datetime) -> datetime:
     if snap.validity_kind == "days_from_claim":
-        valid_until = min(now + timedelta(days=snap.validity_days), snap.rounds[-1].valid_until)
-    else:
-        valid_until = current.valid_until
-    claim = {"resident_id": bearer.id, "round_id": current.id, "claimed_at": now, "valid_until": valid_until}
-    column, key = ("tier_id", chosen.tier_id) if chosen else ("category_id", category_id)
-    max_seq = ALL_RELEASED if thanks else release_cap(snap, current, category_id, now)
+        return min(now + timedelta(days=snap.validity_days), snap.rounds[-1].valid_until)
+    return current.valid_until
+
+
+def _take(snap: Snapshot, current, resident_id: int, category_id: int, slot: int, chosen_tier: int | None, now):
+    """Record the draw (the database's unique key is the once-only rule) and claim one stock
+    coupon of the category, or of the chosen tier: (draw id, coupon row, valid until). No draw
+    id: already taken. No row: none left, and the caller refuses, which rolls the draw back.
+    """
+    valid_until = _valid_until(snap, current, now)
+    claim = {"resident_id": resident_id, "round_id": current.id, "claimed_at": now, "valid_until": valid_until}
+    column, key = ("tier_id", chosen_tier) if chosen_tier else ("category_id", category_id)
+    max_seq = release_cap(snap, current, category_id, now)
     row = None
-    if _on_postgres() and not thanks:
+    if _on_postgres():
         found = db.session.execute(
             _DRAW_AND_CLAIM[column],
-            {**claim, "campaign_id": snap.id, "category_id": category_id, "key": key, "max_seq": max_seq},
+            {**claim, "campaign_id": snap.id, "category_id": category_id, "slot": slot, "key": key, "max_seq": max_seq},
         ).one()
         draw_id, row = found.draw_id, (found if found.id is not None else None)
     else:
         draw_id = db.session.execute(
             _INSERT_DRAW,
             {
-                "resident_id": bearer.id,
+                "resident_id": resident_id,
                 "round_id": current.id,
                 "category_id": category_id,
-                "outcome": "thanks" if thanks else "won",
+                "slot": slot,
+                "outcome": "won",
                 "created_at": now,
             },
         ).scalar()
     if draw_id is None:
-        _refuse_second_draw(snap, current, bearer.id, code)
-    if thanks:
-        return DrawResult(chosen.index, None)
-
+        return None, None, valid_until
     claim["draw_id"] = draw_id
     if row is None:
         row = _claim_any(column, {**claim, "key": key, "max_seq": max_seq})
-        if row is None and column == "tier_id":  # fixed odds: that tier is gone, take what is left
+        if row is None and column == "tier_id" and snap.kind == "wheel":  # fixed odds: take what is left
             row = _claim_any("category_id", {**claim, "key": category_id, "max_seq": max_seq})
-        if row is None:
-            _refuse_sold_out(snap, current, code, now)
-        ledger.coupon_moved("claim", row.id, now)
+        if row is not None:
+            ledger.coupon_moved("claim", row.id, now)
+    return draw_id, row, valid_until
 
-    # The wheel lands on the segment of the tier won (the coupon records the tier).
-    segment = next(s for s in snap.segments[code] if s.tier_id == row.tier_id)
-    coupon = {
+
+def _coupon_json(snap: Snapshot, code: str, row, current, now: datetime, valid_until: datetime) -> dict:
+    return {
         "id": row.id,
         "category": category_json(snap, code),
         "face_fen": row.face_fen,
@@ -455,7 +480,76 @@ def draw(bearer: tokens.Bearer, code: str, location: dict | None, now: datetime)
         "valid_until": isoformat(valid_until, snap.tz),
         "claimed_at": isoformat(now, snap.tz),
     }
-    return DrawResult(segment.index, coupon)
+
+
+def _refuse_kind(snap: Snapshot, wanted: str) -> None:
+    if snap.kind == wanted:
+        return
+    if snap.kind == "grab":
+        raise ApiError("WRONG_CAMPAIGN_KIND", "本活动为抢券活动，请选择券种领取")
+    if snap.kind == "wheel":
+        raise ApiError("WRONG_CAMPAIGN_KIND", "本活动为幸运大转盘抽奖，请到转盘页参与")
+    raise ApiError("WRONG_CAMPAIGN_KIND", "本活动为购车补贴，请提交补贴申请")
+
+
+def draw(
+    bearer: tokens.Bearer, code: str, location: dict | None, now: datetime, campaign: str | None = None
+) -> DrawResult:
+    """Spin the wheel of a category once for this round: a coupon, or "thanks", or a refusal."""
+    snap = current_snapshot(campaign)
+    _refuse_kind(snap, "wheel")
+    code = category_code_or_404(snap, code)
+    current = _open_round(snap, now)
+    ensure_bound(bearer)
+    _check_location(snap, location)
+
+    category_id = snap.category_ids[code]
+    chosen = _fixed_odds_segment(snap, code) if snap.draw_strategy == "fixed_odds" else None
+    if chosen is not None and chosen.tier_id is None:  # "thanks for taking part": no coupon
+        params = {"resident_id": bearer.id, "round_id": current.id, "category_id": category_id, "slot": 0}
+        if db.session.execute(_INSERT_DRAW, {**params, "outcome": "thanks", "created_at": now}).scalar() is None:
+            _refuse_second_draw(snap, current, bearer.id, code)
+        return DrawResult(chosen.index, None)
+
+    draw_id, row, valid_until = _take(snap, current, bearer.id, category_id, 0, chosen and chosen.tier_id, now)
+    if draw_id is None:
+        _refuse_second_draw(snap, current, bearer.id, code)
+    if row is None:
+        _refuse_sold_out(snap, current, code, now)
+    # The wheel lands on the segment of the tier won (the coupon records the tier).
+    segment = next(s for s in snap.segments[code] if s.tier_id == row.tier_id)
+    return DrawResult(segment.index, _coupon_json(snap, code, row, current, now, valid_until))
+
+
+def grab(
+    bearer: tokens.Bearer,
+    tier_id: int,
+    location: dict | None,
+    now: datetime,
+    campaign: str | None = None,
+    screen_pass: str | None = None,
+) -> dict:
+    """Take one coupon of the chosen tier (抢券), once per tier -- or once per round -- while
+    stock lasts; an on-site event's claims need a pass from its big screen's QR."""
+    snap = current_snapshot(campaign)
+    _refuse_kind(snap, "grab")
+    tier = snap.tier(tier_id)
+    if tier is None:
+        raise ApiError("NOT_FOUND", "没有这个券种")
+    if snap.screen_qr:
+        screen.check_pass(screen_pass, snap.id, now)
+    current = _open_round(snap, now)
+    ensure_bound(bearer)
+    _check_location(snap, location)
+
+    code = tier.category_code
+    slot = tier.id if snap.grab_limit == "tier" else 0
+    draw_id, row, valid_until = _take(snap, current, bearer.id, snap.category_ids[code], slot, tier.id, now)
+    if draw_id is None:
+        _refuse_second_draw(snap, current, bearer.id, code, slot)
+    if row is None:
+        _refuse_sold_out(snap, current, code, now, tier_label(tier.face_fen, tier.threshold_fen))
+    return _coupon_json(snap, code, row, current, now, valid_until)
 
 
 # ---------------------------------------------------------------- my coupons, merchants

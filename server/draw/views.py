@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, make_response, request
 
-from .. import campaigns, paycode, survey, tokens
+from .. import campaigns, paycode, screen, survey, tokens
 from ..extensions import db
 from ..limits import limited
 from ..timeutil import isoformat, utcnow, zone
@@ -13,18 +13,24 @@ from .schemas import (
     BindIn,
     BindOut,
     CampaignOut,
+    CampaignQuery,
     CouponsOut,
     CouponsQuery,
     DrawIn,
     DrawOut,
+    GrabIn,
+    GrabOut,
     MerchantsOut,
     PaycodeOut,
+    ScreenPassIn,
+    ScreenPassOut,
     SmsIn,
     SmsOut,
     SurveyDoneOut,
     SurveyIn,
     SurveyOut,
     TokenOut,
+    WalletPaycodeOut,
     WechatLoginIn,
     WheelOut,
 )
@@ -82,11 +88,13 @@ def bind(body):
 
 
 @bp.get("/campaign")
+@bp.input(CampaignQuery, location="query", arg_name="query")
 @bp.output(CampaignOut)
-@bp.doc(responses=_errors(404))
-def campaign():
-    """The current campaign: categories, tiers with what is left, rounds, current round."""
-    return services.campaign_json(services.current_snapshot(), utcnow())
+@bp.doc(responses=_errors(400, 404))
+def campaign(query):
+    """The current campaign (or the active one of `code`): kind, categories, tiers with what is
+    left, rounds, current round."""
+    return services.campaign_json(services.current_snapshot(query.get("code")), utcnow())
 
 
 @bp.get("/draw/<string:category>/wheel")
@@ -105,9 +113,38 @@ def wheel(category):
 def draw(body):
     """Spin the wheel of a category once for this round."""
     bearer = tokens.require_bearer("resident")
-    result = services.draw(bearer, body["category"], body.get("location"), utcnow())
+    result = services.draw(bearer, body["category"], body.get("location"), utcnow(), body.get("campaign"))
     db.session.commit()
     return {"segment_index": result.segment_index, "coupon": result.coupon}
+
+
+@bp.post("/grab")
+@limited("draw")
+@bp.input(GrabIn, arg_name="body")
+@bp.output(GrabOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 403, 404, 409))
+def grab(body):
+    """Grab one coupon of a chosen tier (抢券 campaigns): once per tier (or per round) while stock lasts."""
+    bearer = tokens.require_bearer("resident")
+    coupon = services.grab(
+        bearer, body["tier_id"], body.get("location"), utcnow(), body.get("campaign"), body.get("screen_pass")
+    )
+    db.session.commit()
+    return {"coupon": coupon}
+
+
+@bp.post("/screen/pass")
+@limited("draw")
+@bp.input(ScreenPassIn, arg_name="body")
+@bp.output(ScreenPassOut)
+@bp.doc(responses=_errors(400, 403, 404))
+def screen_pass(body):
+    """Exchange the code of an on-site event's big-screen QR (fresh for a minute) for a pass to grab
+    its coupons (valid 15 minutes)."""
+    snap = services.current_snapshot(body["campaign"])
+    now = utcnow()
+    token, expires = screen.exchange(body["screen"], snap.id, now)
+    return {"screen_pass": token, "expires_at": isoformat(expires, snap.tz)}
 
 
 @bp.get("/coupons")
@@ -162,6 +199,39 @@ def coupon_paycode_image(coupon_id, kind):
     response.headers.update(
         {
             "Content-Type": mimetype,
+            "Cache-Control": "no-store",
+            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+        }
+    )
+    return response
+
+
+@bp.get("/wallet/paycode")
+@bp.output(WalletPaycodeOut)
+@bp.doc(security=BEARER, responses=_errors(401, 403))
+def wallet_paycode():
+    """One pay code for all the resident's coupons (valid 60 s): the till applies the largest
+    coupon that its shop and the spend qualify for."""
+    bearer = tokens.require_bearer("resident")
+    services.ensure_bound(bearer)
+    token, expires = paycode.issue_wallet(bearer.id, utcnow())
+    return {"paycode": token, "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"]))}
+
+
+@bp.get("/wallet/paycode.png")
+@bp.doc(
+    security=BEARER,
+    responses={200: {"description": "The wallet pay code as a QR image", "content": {"image/png": {}}}, **_errors(401)},
+)
+def wallet_paycode_image():
+    """The wallet pay code as a QR image, fresh on every request."""
+    bearer = tokens.require_bearer("resident")
+    services.ensure_bound(bearer)
+    token, expires = paycode.issue_wallet(bearer.id, utcnow())
+    response = make_response(paycode.png(token))
+    response.headers.update(
+        {
+            "Content-Type": "image/png",
             "Cache-Control": "no-store",
             "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
         }

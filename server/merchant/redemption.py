@@ -97,8 +97,12 @@ def coupon_for_till(held: Held, tz) -> dict:
 
 
 def scan(till_: Till, token: str, now: datetime, tz) -> dict:
-    """What the till shows after scanning: the coupon, and whether this shop may take it."""
-    held = _coupon_of(paycode.read(token, now))
+    """What the till shows after scanning: the coupon, and whether this shop may take it; for a
+    wallet pay code, the coupons of the resident this shop takes."""
+    code = paycode.read(token, now)
+    if code.wallet:
+        return _scan_wallet(till_, code.resident_id, now, tz)
+    held = _coupon_of(code)
     refusal = _refusal(till_, held, now, None)
     if held is None:
         raise ApiError("NOT_FOUND", "找不到这张消费券")
@@ -106,6 +110,30 @@ def scan(till_: Till, token: str, now: datetime, tz) -> dict:
         "coupon": coupon_for_till(held, tz),
         "accepted": refusal is None,
         "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
+    }
+
+
+def _scan_wallet(till_: Till, resident_id: int, now: datetime, tz) -> dict:
+    found = db.session.execute(
+        sa.select(Coupon, Category, Resident.phone)
+        .join(Category, Category.id == Coupon.category_id)
+        .join(Resident, Resident.id == Coupon.resident_id)
+        .where(
+            Coupon.resident_id == resident_id,
+            Coupon.state == "claimed",
+            Coupon.valid_until > now,
+            Coupon.category_id.in_(till_.category_ids),
+        )
+        .order_by(Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
+        .limit(50)
+    ).all()
+    held = [Held(*row) for row in found]
+    refusal = _refusal(till_, held[0], now, None) if held else ("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
+    return {
+        "coupon": coupon_for_till(held[0], tz) if held else None,
+        "accepted": refusal is None,
+        "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
+        "wallet": [coupon_for_till(h, tz) for h in held],
     }
 
 
@@ -127,24 +155,33 @@ def redeem(
     coupon_id = None
     try:
         code = paycode.read(token, now)
-        coupon_id = code.coupon_id
-        held = _coupon_of(code)
-        refusal = _refusal(till_, held, now, spend_fen)
-        if refusal:
-            raise ApiError(*refusal)
-        coupon = held.coupon
-        used = db.session.execute(
-            sa.update(Coupon)
-            .where(Coupon.id == coupon.id, Coupon.state == "claimed", Coupon.valid_until > now)
-            .values(state="used")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if used != 1:
+        if code.wallet and key:  # a retry of a wallet payment: its coupon was chosen by the first
+            earlier = _earlier_wallet(till_, key, code.resident_id)
+            if earlier is not None:
+                return earlier
+        for _ in range(5):  # a wallet's choice lost to another till: choose again
+            held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
+            coupon_id = held.coupon.id if held else code.coupon_id or None
+            refusal = _refusal(till_, held, now, spend_fen)
+            if refusal:
+                raise ApiError(*refusal)
+            coupon = held.coupon
+            used = db.session.execute(
+                sa.update(Coupon)
+                .where(Coupon.id == coupon.id, Coupon.state == "claimed", Coupon.valid_until > now)
+                .values(state="used")
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if used == 1:
+                break
+            if not code.wallet:
+                raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
+        else:
             raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
     except ApiError as refused:
         db.session.rollback()
         # A retry (its coupon used by the first attempt, or its pay code stale by now).
-        earlier = _earlier(till_, key, coupon_id or paycode.named_coupon(token)) if key else None
+        earlier = _retried(till_, key, token, coupon_id) if key else None
         if earlier is not None:
             return earlier
         db.session.add(
@@ -183,11 +220,66 @@ def redeem(
     except sa.exc.IntegrityError:
         # The same key raced itself: the other submission recorded it; answer with that one.
         db.session.rollback()
-        earlier = _earlier(till_, key, coupon_id) if key else None
+        earlier = _retried(till_, key, token, coupon_id) if key else None
         if earlier is None:
             raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销") from None
         return earlier
     return redemption
+
+
+def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -> Held | None:
+    """The wallet's choice (Youhao: 系统默认优先抵扣符合条件的最大面值消费券): of the resident's
+    unused coupons that this shop takes and this spend reaches, the largest; between equals, the
+    one that expires first. None when the merchant may not redeem at all (the refusal says so);
+    NO_QUALIFYING_COUPON when no coupon qualifies, saying what would."""
+    if till_.merchant.status != "approved":
+        return None
+    usable = (
+        sa.select(Coupon, Category, Resident.phone)
+        .join(Category, Category.id == Coupon.category_id)
+        .join(Resident, Resident.id == Coupon.resident_id)
+        .where(
+            Coupon.resident_id == resident_id,
+            Coupon.state == "claimed",
+            Coupon.valid_until > now,
+            Coupon.category_id.in_(till_.category_ids),
+        )
+    )
+    found = db.session.execute(
+        usable.where(Coupon.threshold_fen <= spend_fen)
+        .order_by(Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
+        .limit(1)
+    ).first()
+    if found is not None:
+        return Held(*found)
+    nearest = db.session.execute(usable.order_by(Coupon.threshold_fen, Coupon.face_fen.desc()).limit(1)).first()
+    if nearest is None:
+        raise ApiError("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
+    need = nearest[0].threshold_fen
+    raise ApiError(
+        "NO_QUALIFYING_COUPON",
+        f"本次消费{spend_fen / 100:.2f}元，未达到顾客消费券的使用门槛：最低消费满{need / 100:g}元可用"
+        f"{nearest[0].face_fen / 100:g}元券",
+    )
+
+
+def _retried(till_: Till, key: str, token: str, coupon_id: int | None) -> Redemption | None:
+    """This till's earlier redemption under this key for the same pay code, if this is a retry."""
+    wallet_of = paycode.named_wallet(token)
+    if wallet_of is not None:
+        return _earlier_wallet(till_, key, wallet_of)
+    return _earlier(till_, key, coupon_id or paycode.named_coupon(token))
+
+
+def _earlier_wallet(till_: Till, key: str, resident_id: int) -> Redemption | None:
+    """This till's redemption under this key of a coupon of the wallet's resident; a key reused
+    for another resident is refused, as `_earlier` refuses one reused for another coupon."""
+    earlier = db.session.scalar(
+        sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
+    )
+    if earlier is not None and earlier.resident_id != resident_id:
+        raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
+    return earlier
 
 
 def _earlier(till_: Till, key: str, coupon_id: int | None) -> Redemption | None:

@@ -66,9 +66,22 @@ class RefusalOut(Schema):
 
 
 class ScanOut(Schema):
-    coupon = fields.Nested(TillCouponOut, required=True)
+    coupon = fields.Nested(
+        TillCouponOut,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The coupon; for a wallet pay code, the largest this shop takes (null: none)"},
+    )
     accepted = fields.Boolean(required=True)
     refusal = fields.Nested(RefusalOut, allow_none=True, required=True)
+    wallet = fields.List(
+        fields.Nested(TillCouponOut),
+        load_default=None,
+        metadata={
+            "description": "A wallet pay code: the resident's coupons this shop takes, largest first; at"
+            " redemption the server applies the largest that the spend reaches"
+        },
+    )
 
 
 class RedeemIn(Schema):

@@ -1,0 +1,184 @@
+"""Best coupon at the till (Youhao: 系统默认优先抵扣符合条件的最大面值消费券): one wallet pay code,
+and the server applies the largest unused coupon that this shop and this spend qualify for."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from server import ledger, tokens
+from server.extensions import db
+from server.models import Campaign, Coupon, Redemption, Tier
+from tests.helpers import ROOT, auth
+from tests.merchant.helpers import redeem
+
+YOUHAO = json.loads((ROOT / "examples" / "youhao-2023.json").read_text(encoding="utf-8"))
+OPENS = datetime(2023, 3, 27, 1, 0, tzinfo=UTC)  # 09:00 Shanghai
+
+
+def wallet_code(client, token) -> str:
+    answer = client.get("/api/v1/wallet/paycode", headers=auth(token))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["paycode"]
+
+
+def youhao_resident(app, client, make_campaign, make_resident, clock) -> tuple[int, str, dict[int, int]]:
+    """A resident holding Youhao's three coupons (20, 40 and 80 yuan); their ids by face in yuan."""
+    campaign_id = make_campaign(YOUHAO)
+    clock.move_to(OPENS + timedelta(minutes=5))
+    resident_id, token = make_resident()
+    with app.app_context():
+        tiers = db.session.scalars(sa.select(Tier).where(Tier.campaign_id == campaign_id)).all()
+    held = {}
+    for tier in tiers:
+        answer = client.post("/api/v1/grab", json={"tier_id": tier.id}, headers=auth(token))
+        assert answer.status_code == 200, answer.get_json()
+        held[tier.face_fen // 100] = answer.get_json()["coupon"]["id"]
+    return campaign_id, token, held
+
+
+def test_the_till_applies_the_largest_coupon_the_spend_reaches(
+    app, client, make_campaign, make_resident, make_till, clock, balanced
+):
+    campaign_id, token, held = youhao_resident(app, client, make_campaign, make_resident, clock)
+    _, till = make_till("general")
+    # 250 yuan reaches 满100减20 and 满200减40, not 满300减80: the 40 is applied.
+    first = redeem(client, till, wallet_code(client, token), 25000, category="百货")
+    assert first.status_code == 200, first.get_json()
+    assert (first.get_json()["redemption"]["coupon_id"], first.get_json()["redemption"]["face_fen"]) == (held[40], 4000)
+    # 350 yuan reaches all three; of those left, the 80.
+    second = redeem(client, till, wallet_code(client, token), 35000, category="百货")
+    assert second.get_json()["redemption"]["coupon_id"] == held[80]
+    # 99 yuan reaches none: the till is told what would.
+    short = redeem(client, till, wallet_code(client, token), 9900, category="百货")
+    assert short.status_code == 409
+    assert short.get_json()["error"] == {
+        "code": "NO_QUALIFYING_COUPON",
+        "message": "本次消费99.00元，未达到顾客消费券的使用门槛：最低消费满100元可用20元券",
+    }
+    third = redeem(client, till, wallet_code(client, token), 10000, category="百货")
+    assert third.get_json()["redemption"]["coupon_id"] == held[20]
+    empty = redeem(client, till, wallet_code(client, token), 50000, category="百货")
+    assert empty.get_json()["error"] == {"code": "NO_QUALIFYING_COUPON", "message": "顾客没有可在本店使用的消费券"}
+    balanced(campaign_id)
+
+
+def test_only_coupons_this_shop_takes_and_still_valid_are_chosen(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    """Standard campaign: hotel 50/100/200 (thresholds 150/300/600), fuel 100 (300)."""
+    make_campaign()
+    _, token = make_resident()
+    for category in ("hotel", "fuel"):
+        assert client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).status_code == 200
+    _, hotel = make_till("hotel")
+    with app.app_context():
+        hotel_coupon, fuel_coupon = (
+            db.session.scalar(sa.select(Coupon).where(Coupon.category.has(code=code), Coupon.state == "claimed"))
+            for code in ("hotel", "fuel")
+        )
+        hotel_id, hotel_face, fuel_id = hotel_coupon.id, hotel_coupon.face_fen, fuel_coupon.id
+    scan = client.post("/api/v1/merchant/scan", json={"paycode": wallet_code(client, token)}, headers=auth(hotel))
+    assert scan.status_code == 200
+    assert [c["id"] for c in scan.get_json()["wallet"]] == [hotel_id]  # the fuel coupon is not this shop's
+    assert scan.get_json()["accepted"] is True
+    paid = redeem(client, hotel, wallet_code(client, token), 100000)
+    assert paid.get_json()["redemption"]["coupon_id"] == hotel_id
+    assert paid.get_json()["redemption"]["face_fen"] == hotel_face
+    with app.app_context():
+        assert db.session.get(Coupon, fuel_id).state == "claimed"
+
+    # At its deadline a coupon is no longer chosen.
+    _, fuel = make_till("fuel")
+    clock.move_to(datetime(2026, 6, 29, 16, 0, tzinfo=UTC))  # round 1 ends: 24:00 of its fifth day
+    expired = redeem(client, fuel, wallet_code(client, token), 100000)
+    assert expired.get_json()["error"]["code"] == "NO_QUALIFYING_COUPON"
+
+
+def test_a_retried_wallet_payment_records_once_even_with_a_stale_code(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    _, token, held = youhao_resident(app, client, make_campaign, make_resident, clock)
+    _, till = make_till("general")
+    code = wallet_code(client, token)
+    first = redeem(client, till, code, 40000, key="till-1-0001", category="百货")
+    assert first.get_json()["redemption"]["coupon_id"] == held[80]
+    clock.move_to(OPENS + timedelta(minutes=10))  # the code is stale by the retry
+    retry = redeem(client, till, code, 40000, key="till-1-0001", category="百货")
+    assert retry.status_code == 200
+    assert retry.get_json()["redemption"]["id"] == first.get_json()["redemption"]["id"]
+    with app.app_context():  # the 40 and the 20 are still the resident's
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
+        assert db.session.get(Coupon, held[40]).state == "claimed"
+
+
+def test_a_key_reused_for_another_residents_wallet_is_refused(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    _, token, _ = youhao_resident(app, client, make_campaign, make_resident, clock)
+    _, till = make_till("general")
+    assert redeem(client, till, wallet_code(client, token), 40000, key="k-1", category="百货").status_code == 200
+    with app.app_context():
+        other_tiers = db.session.scalars(sa.select(Tier.id)).all()
+    _, other = make_resident()
+    for tier_id in other_tiers:
+        client.post("/api/v1/grab", json={"tier_id": tier_id}, headers=auth(other))
+    reused = redeem(client, till, wallet_code(client, other), 40000, key="k-1", category="百货")
+    assert reused.status_code == 400
+    assert "另一位顾客" in reused.get_json()["error"]["message"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
+
+
+def test_a_shop_assistant_cannot_pay_with_their_own_wallet(app, client, make_campaign, make_resident, make_till, clock):
+    campaign_id = make_campaign(YOUHAO)
+    clock.move_to(OPENS + timedelta(minutes=5))
+    _, token = make_resident(phone="13700000001")
+    _, till = make_till("general", phone="13700000001")
+    with app.app_context():
+        tier_id = db.session.scalar(sa.select(Tier.id).where(Tier.campaign_id == campaign_id, Tier.face_fen == 2000))
+    client.post("/api/v1/grab", json={"tier_id": tier_id}, headers=auth(token))
+    own = redeem(client, till, wallet_code(client, token), 20000, category="百货")
+    assert own.status_code == 403 and own.get_json()["error"]["code"] == "FORBIDDEN"
+
+
+def test_two_tills_taking_one_wallet_at_once_never_spend_a_coupon_twice(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    campaign_id, token, held = youhao_resident(app, client, make_campaign, make_resident, clock)
+    tills = [make_till("general")[1] for _ in range(6)]
+    code = wallet_code(client, token)
+    start = threading.Barrier(len(tills))
+    answers: list = [None] * len(tills)
+
+    def pay(i, till):
+        own = app.test_client()
+        start.wait()
+        response = redeem(own, till, code, 40000, key=f"race-{i}", category="百货")
+        answers[i] = (response.status_code, response.get_json())
+
+    threads = [threading.Thread(target=pay, args=(i, t)) for i, t in enumerate(tills)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    spent = [body["redemption"]["coupon_id"] for status, body in answers if status == 200]
+    refused = {body["error"]["code"] for status, body in answers if status != 200}
+    # Three coupons, six tills: each coupon at most once, and what was refused says why.
+    assert len(spent) == len(set(spent)) <= 3 and set(spent) <= set(held.values())
+    assert refused <= {"NO_QUALIFYING_COUPON", "COUPON_USED"}
+    with app.app_context():
+        report = ledger.verify(db.session.get(Campaign, campaign_id))
+        assert report.problems == []
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == len(spent)
+
+
+def test_the_wallet_code_needs_a_bound_resident(client, make_resident, app):
+    _, unbound = make_resident(bound=False)
+    assert client.get("/api/v1/wallet/paycode", headers=auth(unbound)).get_json()["error"]["code"] == "NOT_BOUND"
+    with app.app_context():
+        staff = tokens.issue("staff", 1, bound=True)
+    assert client.get("/api/v1/wallet/paycode", headers=auth(staff)).status_code == 403
