@@ -8,4 +8,5 @@ api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 from . import views  # noqa: E402,F401  (routes register on bp)
 
+from . import advisor_views  # noqa: E402,F401  # isort: skip
 from . import screen_views  # noqa: E402,F401  # isort: skip
