@@ -128,6 +128,7 @@ def register_blueprints(app: APIFlask) -> None:
     from .extensions import csrf
     from .merchant import bp as merchant_bp
     from .pages import bp as pages_bp
+    from .publication import bp as public_bp
 
     # The API authenticates with bearer tokens, not cookies: nothing there for CSRF to forge.
     for api in (draw_bp, merchant_bp, devtools.bp):
@@ -137,6 +138,7 @@ def register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_api)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(public_bp)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(devtools.bp)
 

@@ -28,6 +28,10 @@ ACTION_NAMES = {
     "claim_revoke": "撤销领取",
     "campaign_import": "导入活动方案",
     "round_quota": "调整轮次配额",
+    "campaign_publish": "公示活动结果",
+    "campaign_unpublish": "撤回结果公示",
+    "subsidy_approve": "批准购车补贴",
+    "subsidy_reject": "驳回购车补贴",
 }
 
 TARGET_NAMES = {"merchants": "商户", "admin_users": "账号", "rounds": "轮次", "campaigns": "活动", "coupons": "消费券"}

@@ -20,7 +20,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from .. import accounts, audit, ledger, rounds, survey
+from .. import accounts, audit, ledger, publication, rounds, survey
 from .. import campaigns as campaigns_service
 from ..extensions import db
 from ..merchant.services import STATUS_NAMES, ReviewError
@@ -416,6 +416,27 @@ def campaigns_page():
         form=form,
         can_change=current_user.role in MONEY,
     )
+
+
+@bp.post("/campaigns/<id:campaign_id>/publication/<action>")
+@role_required(*MONEY)
+def campaign_publication(campaign_id: int, action: str):
+    """Publish a campaign's results on its public page (/public/<code>), or withdraw them."""
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None or action not in publication.ACTIONS:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        flash("提交无效，请刷新页面后重试", "error")
+        return redirect(url_for("admin.campaigns_page"))
+    try:
+        publication.set_published(current_user._get_current_object(), campaign, action, utcnow())
+    except publication.PublicationError as refused:
+        db.session.rollback()
+        flash(f"{campaign.name}：{refused}", "error")
+        return redirect(url_for("admin.campaigns_page"))
+    db.session.commit()
+    flash(f"{campaign.name}：{publication.ACTIONS[action][1]}", "info")
+    return redirect(url_for("admin.campaigns_page"))
 
 
 @bp.route("/campaigns/<id:campaign_id>/rounds/<id:number>", methods=["GET", "POST"])

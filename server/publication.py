@@ -1,0 +1,293 @@
+"""Publication (公示, SPEC section 8): a campaign's public page, with no sign-in.
+
+Before and during a campaign the page lists the participating merchants per category (name and
+address only: never phones, contacts or credit codes) and the rounds. Once the bureau publishes
+the results (`Campaign.published_at`, set and withdrawn in the console and audited) it also shows
+what came of the money. Every figure is computed from the ledger (`ledger_entries`: balances of
+its accounts, coupons counted through `ledger.COUPON_MOVES`) and, for what residents spent, from
+the redemptions that stand: none is typed in.
+
+A redemption stands unless it was revoked (撤回) or refunded under the "return" policy (its coupon
+is voided and its value went back to the pool). So the face value of the standing redemptions is
+exactly the ledger's redeemed + forfeited accounts, and the leverage (带动比) divides the spend of
+the same redemptions by it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, render_template
+
+from . import audit, ledger, security
+from .extensions import db
+from .models import AdminUser, Campaign, Category, LedgerEntry, Merchant, Redemption, merchant_categories
+from .timeutil import utcnow, zone
+
+# Templates live in the app's own folder (server/templates/public/).
+bp = Blueprint("public", __name__, url_prefix="/public")
+
+# Console actions on a campaign's publication: (audit action, done message).
+ACTIONS = {
+    "publish": ("campaign_publish", "已公示活动结果"),
+    "withdraw": ("campaign_unpublish", "已撤回结果公示"),
+}
+PUBLIC_CACHE_S = 60  # the figures change slowly; a proxy may keep the page a minute
+
+
+class PublicationError(Exception):
+    """A publication change the campaign's state does not allow; the message is for people."""
+
+
+# ---------------------------------------------------------------- the figures
+
+
+@dataclass
+class CategoryResults:
+    category: Category
+    merchants: int = 0
+    claimed: int = 0  # coupons residents won or took
+    redeemed: int = 0  # coupons used, forfeited refunds included
+    redeemed_fen: int = 0  # their face value (the ledger's redeemed + forfeited)
+    spend_fen: int = 0  # what residents spent in the standing redemptions
+
+    @property
+    def leverage(self) -> Decimal | None:
+        return leverage(self.spend_fen, self.redeemed_fen)
+
+
+@dataclass
+class Results:
+    """What came of a campaign's money, from its ledger and its standing redemptions."""
+
+    budget_fen: int
+    claimed: int = 0
+    redeemed: int = 0
+    redeemed_fen: int = 0
+    forfeited_fen: int = 0  # of redeemed_fen: refunds under "forfeit", still counted as used
+    spend_fen: int = 0
+    returned_to_pool_fen: int = 0  # everything that ever came back to the pool (not the budget)
+    balances: dict[str, int] = field(default_factory=dict)  # the ledger's accounts, now
+    by_category: list[CategoryResults] = field(default_factory=list)
+
+    @property
+    def leverage(self) -> Decimal | None:
+        return leverage(self.spend_fen, self.redeemed_fen)
+
+    @property
+    def treasury_fen(self) -> int:
+        return self.balances.get("treasury", 0)
+
+    @property
+    def subsidy_fen(self) -> int:
+        return self.balances.get("subsidy", 0)
+
+    def use_of_money(self) -> list[tuple[str, int]]:
+        """The budget split over the ledger's accounts (they add up to it); empty lines left out
+        but for what was redeemed and returned to the treasury, which are always shown."""
+        b = self.balances
+        lines = [
+            ("消费者核销使用", b.get("redeemed", 0) + b.get("forfeited", 0)),
+            ("已发放购车补贴", b.get("subsidy", 0)),
+            ("已返还财政", b.get("treasury", 0)),
+            ("资金池结余（待投放或返还）", b.get("pool", 0)),
+            ("库存（未领取）", b.get("stock", 0)),
+            ("已领取未使用", b.get("claimed", 0)),
+        ]
+        always = ("消费者核销使用", "已返还财政")
+        return [(label, fen) for label, fen in lines if fen or label in always]
+
+
+def leverage(spend_fen: int, face_fen: int) -> Decimal | None:
+    """Spend per yuan of coupon, to two decimals (half up), from integer fen: no float rounding."""
+    if not face_fen:
+        return None
+    return (Decimal(spend_fen) / Decimal(face_fen)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def standing_clause() -> sa.ColumnElement[bool]:
+    """Redemptions whose face value the ledger keeps as redeemed or forfeited."""
+    return sa.and_(
+        Redemption.revoked_at.is_(None),
+        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
+    )
+
+
+def results(campaign: Campaign) -> Results:
+    """The campaign's results, per category and in total."""
+    categories = {c.id: CategoryResults(c) for c in sorted(campaign.categories, key=lambda c: c.position)}
+    totals = Results(budget_fen=campaign.budget_fen)
+
+    # One pass over the books: per category, and the entries of none (budget, treasury,
+    # subsidies); together they are the campaign's balances.
+    totals.balances = dict.fromkeys(ledger.ACCOUNTS, 0)
+    for (category_id,), accounts in ledger.balances(campaign.id, "category_id").items():
+        for account, fen in accounts.items():
+            totals.balances[account] = totals.balances.get(account, 0) + fen
+        if category_id in categories:
+            categories[category_id].redeemed_fen = accounts.get("redeemed", 0) + accounts.get("forfeited", 0)
+    totals.forfeited_fen = totals.balances.get("forfeited", 0)
+    totals.redeemed_fen = totals.balances.get("redeemed", 0) + totals.forfeited_fen
+
+    # Coupons claimed and in use, counted by the books: each kind of entry moves its coupons
+    # from one state to another (a forfeited refund moves none: the coupon stays used).
+    entries = LedgerEntry.__table__
+    for category_id, kind, coupons in db.session.execute(
+        sa.select(entries.c.category_id, entries.c.kind, sa.func.sum(entries.c.coupons))
+        .where(entries.c.campaign_id == campaign.id, entries.c.category_id.is_not(None))
+        .group_by(entries.c.category_id, entries.c.kind)
+    ):
+        place = categories.get(category_id)
+        if place is None or kind not in ledger.COUPON_MOVES:
+            continue
+        leaves, enters = ledger.COUPON_MOVES[kind]
+        count = int(coupons or 0)
+        if kind == "claim":
+            place.claimed += count
+        place.redeemed += count * ((enters == "used") - (leaves == "used"))
+
+    totals.returned_to_pool_fen = int(
+        db.session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(entries.c.amount_fen), 0)).where(
+                entries.c.campaign_id == campaign.id, entries.c.target == "pool", entries.c.kind != "budget"
+            )
+        )
+    )
+
+    for category_id, spend in db.session.execute(
+        sa.select(Redemption.category_id, sa.func.sum(Redemption.spend_fen))
+        .join(Category, Category.id == Redemption.category_id)
+        .where(Category.campaign_id == campaign.id, standing_clause())
+        .group_by(Redemption.category_id)
+    ):
+        if category_id in categories:
+            categories[category_id].spend_fen = int(spend or 0)
+
+    for category_id, count in db.session.execute(
+        sa.select(merchant_categories.c.category_id, sa.func.count())
+        .join(Merchant, Merchant.id == merchant_categories.c.merchant_id)
+        .where(merchant_categories.c.category_id.in_(list(categories)), Merchant.status == "approved")
+        .group_by(merchant_categories.c.category_id)
+    ):
+        categories[category_id].merchants = count
+
+    totals.by_category = list(categories.values())
+    totals.claimed = sum(c.claimed for c in totals.by_category)
+    totals.redeemed = sum(c.redeemed for c in totals.by_category)
+    totals.spend_fen = sum(c.spend_fen for c in totals.by_category)
+    return totals
+
+
+def merchants_by_category(campaign: Campaign) -> dict[int, list[tuple[str, str]]]:
+    """Approved merchants of each of the campaign's categories: (name, address), nothing else."""
+    listed: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    rows = db.session.execute(
+        sa.select(merchant_categories.c.category_id, Merchant.name, Merchant.address)
+        .join(Merchant, Merchant.id == merchant_categories.c.merchant_id)
+        .join(Category, Category.id == merchant_categories.c.category_id)
+        .where(Category.campaign_id == campaign.id, Merchant.status == "approved")
+        .order_by(Category.position, Merchant.id)
+    )
+    for category_id, name, address in rows:
+        listed[category_id].append((name, address))
+    return dict(listed)
+
+
+def public_campaign(code: str) -> Campaign | None:
+    """A campaign the public may see: any but a draft."""
+    return db.session.scalar(sa.select(Campaign).where(Campaign.code == code, Campaign.status != "draft"))
+
+
+# ---------------------------------------------------------------- the bureau's switch
+
+
+def set_published(admin: AdminUser, campaign: Campaign, action: str, now: datetime) -> None:
+    """Publish the results on the public page ("publish") or take them off ("withdraw"), audited."""
+    if action not in ACTIONS:
+        raise PublicationError("未知的操作")
+    if campaign.status == "draft":
+        raise PublicationError("草稿活动不公开，不能公示结果")
+    publish = action == "publish"
+    if publish == (campaign.published_at is not None):
+        raise PublicationError("结果已经公示" if publish else "结果尚未公示")
+    before = {"published_at": campaign.published_at.isoformat() if campaign.published_at else None}
+    campaign.published_at = now if publish else None
+    after = {"published_at": now.isoformat() if publish else None}
+    audit.record(admin, ACTIONS[action][0], now, target=campaign, before=before, after=after)
+    db.session.flush()
+
+
+# ---------------------------------------------------------------- the page
+
+
+@bp.after_request
+def policy(response):
+    """The console's content security policy on the public pages too (security.PAGES is theirs)."""
+    response.headers.setdefault("Content-Security-Policy", security.POLICY)
+    return response
+
+
+@bp.errorhandler(404)
+def not_found(_error):
+    return render_template("public/missing.html"), 404
+
+
+def _status(campaign: Campaign, now: datetime) -> str:
+    if not campaign.rounds:
+        return "进行中"
+    if now < campaign.rounds[0].opens_at:
+        return "即将开始"
+    last = campaign.rounds[-1]
+    return "已结束" if now >= max(last.closes_at, last.valid_until) else "进行中"
+
+
+def _local_day(local: datetime) -> tuple[date, str]:
+    """A local time's day and clock as people write them: a deadline at midnight is 24:00 of
+    the day before (Qian'an: "第五天24:00"), so its day is the last one the coupons are good for."""
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        return (local - timedelta(days=1)).date(), "24:00"
+    return local.date(), local.strftime("%H:%M")
+
+
+def _moment(local: datetime) -> str:
+    """6月25日 09:00"""
+    day, clock = _local_day(local)
+    return f"{day.month}月{day.day}日 {clock}"
+
+
+def _day(local: datetime) -> str:
+    """2026年6月25日"""
+    day, _ = _local_day(local)
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+@bp.get("/<code>")
+def campaign_page(code: str):
+    """A campaign's public page: merchants per category, rounds, and the results once published."""
+    campaign = public_campaign(code)
+    if campaign is None:
+        abort(404)
+    now = utcnow()
+    tz = zone("Asia/Shanghai")  # 北京时间, as the page says
+    tiers: dict[int, list] = defaultdict(list)
+    for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
+        tiers[tier.category_id].append(tier)
+    response = render_template(
+        "public/campaign.html",
+        campaign=campaign,
+        status=_status(campaign, now),
+        categories=sorted(campaign.categories, key=lambda c: c.position),
+        tiers=tiers,
+        merchants=merchants_by_category(campaign),
+        results=results(campaign) if campaign.published_at else None,
+        generated_at=now,
+        local=lambda instant: instant.astimezone(tz).strftime("%Y-%m-%d %H:%M") if instant else "",
+        moment=lambda instant: _moment(instant.astimezone(tz)),
+        day=lambda instant: _day(instant.astimezone(tz)),
+        yuan=ledger.yuan,
+    )
+    return response, 200, {"Cache-Control": f"public, max-age={PUBLIC_CACHE_S}"}
