@@ -34,7 +34,14 @@ ACTION_NAMES = {
     "subsidy_reject": "驳回购车补贴",
 }
 
-TARGET_NAMES = {"merchants": "商户", "admin_users": "账号", "rounds": "轮次", "campaigns": "活动", "coupons": "消费券"}
+TARGET_NAMES = {
+    "merchants": "商户",
+    "admin_users": "账号",
+    "rounds": "轮次",
+    "campaigns": "活动",
+    "coupons": "消费券",
+    "subsidy_applications": "补贴申请",
+}
 
 
 def record(

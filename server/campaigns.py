@@ -165,6 +165,7 @@ class Snapshot:
     kind: str = "wheel"  # wheel | grab | subsidy (models.Campaign.kind)
     grab_limit: str = "tier"  # a grab campaign's rule: once per tier, or once per round
     screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
+    brackets: tuple[dict, ...] = ()  # a purchase subsidy's bracket table (models.Campaign.subsidy_brackets)
 
     def tier(self, tier_id: int) -> TierView | None:
         return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
@@ -246,6 +247,7 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
         kind=campaign.kind,
         grab_limit=campaign.grab_limit,
         screen_qr=campaign.screen_qr,
+        brackets=tuple(campaign.subsidy_brackets or ()),
     )
 
 

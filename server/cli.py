@@ -42,8 +42,18 @@ def campaign_check(path: str) -> None:
         sys.exit(1)
     coupons = sum(t["quantity"] for t in plan.tiers)
     value = sum(t["quantity"] * t["face_fen"] for t in plan.tiers)
+    if plan.campaign["kind"] == "subsidy":
+        click.echo(
+            f"{path}：检查通过。购车补贴，{len(plan.categories)} 个品类，"
+            f"{len(plan.campaign['subsidy_brackets'])} 档补贴标准，"
+            f"预算 {campaign_file.yuan(plan.campaign['budget_fen'])} 元，受理期 {len(plan.rounds)} 段。"
+        )
+        return
+    kind = {"wheel": "幸运转盘", "grab": "抢券"}[plan.campaign["kind"]] + (
+        "（现场大屏扫码）" if plan.campaign["screen_qr"] else ""
+    )
     click.echo(
-        f"{path}：检查通过。{len(plan.categories)} 个品类，{len(plan.tiers)} 个券种，"
+        f"{path}：检查通过。{kind}，{len(plan.categories)} 个品类，{len(plan.tiers)} 个券种，"
         f"每次投放 {coupons} 张共 {campaign_file.yuan(value)} 元，{len(plan.rounds)} 轮。"
     )
 

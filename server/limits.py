@@ -73,6 +73,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
         # Generous: at 09:00 a carrier's NAT puts many honest phones behind one address.
         Rule("1200 per minute", by_address, "本网络抽奖请求太多，请稍后再试"),
     ),
+    "subsidy": (
+        Rule("10 per hour", by_token, "提交申请太频繁，请稍后再试"),
+        Rule("60 per hour", by_address, "本网络提交申请太频繁，请稍后再试"),
+    ),
     "scan": (
         Rule("120 per minute", by_token, "扫码太频繁，请稍后再试"),
         # Guessing short codes: ten unknown or stale codes in ten minutes lock this till out.

@@ -179,3 +179,56 @@ def test_import_of_a_clean_file_shows_what_it_made(runner, tmp_path):
     )
     assert "宾馆（hotel）：50元×40（满150可用）、100元×20（满300可用）、200元×10（满600可用）" in result.output
     assert json.loads(path.read_text())["campaign"]["code"] == "test-campaign"
+
+
+def test_campaign_kinds_are_checked_with_their_settings(app):
+    bad_kind = campaign_doc()
+    bad_kind["campaign"] |= {"kind": "lottery", "grab_limit": "day"}
+    assert problems_of(app, bad_kind) == [
+        "campaign.kind: 活动类型应为 wheel（幸运转盘）、grab（抢券）或 subsidy（购车补贴）",
+        "campaign.grab_limit: 抢券限制应为 tier（每档每期一张）或 round（每期一张）",
+    ]
+    wheel_with_grab_settings = campaign_doc()
+    wheel_with_grab_settings["campaign"] |= {"grab_limit": "round", "screen_qr": True}
+    assert problems_of(app, wheel_with_grab_settings) == [
+        "campaign.grab_limit: 只有抢券活动才有抢券限制",
+        "campaign.screen_qr: 现场大屏扫码只用于抢券活动（如年货大集）",
+    ]
+    subsidy_with_tiers = campaign_doc()
+    subsidy_with_tiers["campaign"]["kind"] = "subsidy"
+    assert problems_of(app, subsidy_with_tiers) == [
+        "subsidy_brackets: 购车补贴活动须列出补贴标准（车辆类型、发票金额区间、补贴金额）",
+        "tiers: 购车补贴活动按补贴标准发放，不设券种",
+    ]
+
+
+def test_a_subsidy_bracket_table_is_checked(app):
+    doc = json.loads((ROOT / "examples" / "jincheng-2026-vehicles.json").read_text(encoding="utf-8"))
+    doc["subsidy_brackets"] = [
+        {"vehicle": "new_energy", "from_yuan": 30000, "to_yuan": 60000, "subsidy_yuan": 800},
+        {"vehicle": "new_energy", "from_yuan": 50000, "to_yuan": 100000, "subsidy_yuan": 2000},
+        {"vehicle": "truck", "from_yuan": 0, "subsidy_yuan": 100},
+        {"vehicle": "fuel", "from_yuan": 60000, "to_yuan": 30000, "subsidy_yuan": 600},
+        {"vehicle": "used", "from_yuan": "三万", "subsidy_yuan": 600},
+    ]
+    problems = problems_of(app, doc)
+    assert problems == [
+        "subsidy_brackets[2]: 车辆类型应为 new_energy（新能源汽车）、fuel（燃油汽车）、used（二手车）、"
+        "motorcycle（摩托车） 之一",
+        "subsidy_brackets[3]: 发票金额区间的上限须高于下限",
+        "subsidy_brackets[4]: 发票金额区间和补贴金额应为金额（元），补贴金额大于0",
+        "subsidy_brackets: 新能源汽车的发票金额区间重叠：50000元起的一档",
+    ]
+    wheel = campaign_doc()
+    wheel["subsidy_brackets"] = doc["subsidy_brackets"][:1]
+    assert problems_of(app, wheel) == ["subsidy_brackets: 只有购车补贴活动才有补贴标准"]
+
+
+@pytest.mark.parametrize(
+    "name", ["geermu-2026.json", "geermu-2026-fair.json", "huating-2023.json", "youhao-2023.json",
+             "jincheng-2026-vehicles.json"],
+)  # fmt: skip
+def test_every_seed_plan_checks_clean(runner, name):
+    result = runner.invoke(args=["campaign", "check", str(ROOT / "examples" / name)])
+    assert result.exit_code == 0, result.output
+    assert "检查通过" in result.output

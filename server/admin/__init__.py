@@ -10,3 +10,4 @@ from . import views  # noqa: E402,F401  (routes register on bp)
 
 from . import advisor_views  # noqa: E402,F401  # isort: skip
 from . import screen_views  # noqa: E402,F401  # isort: skip
+from . import subsidy_views  # noqa: E402,F401  # isort: skip

@@ -77,6 +77,15 @@ class CampaignQuery(Schema):
     code = CAMPAIGN_CODE
 
 
+class BracketOut(Schema):
+    vehicle = fields.String(required=True, metadata={"description": "new_energy, fuel, used or motorcycle"})
+    vehicle_name = fields.String(required=True)
+    from_fen = fields.Integer(required=True, metadata={"description": "Invoice amount from (inclusive)"})
+    to_fen = fields.Integer(required=True, allow_none=True, metadata={"description": "Up to (exclusive); null: above"})
+    span = fields.String(required=True, metadata={"description": "The bracket in words, e.g. 10万（含）—20万以下"})
+    subsidy_fen = fields.Integer(required=True)
+
+
 class CampaignOut(Schema):
     id = fields.Integer(required=True)
     code = fields.String(required=True)
@@ -103,6 +112,9 @@ class CampaignOut(Schema):
         fields.Nested(ReleaseStepOut),
         required=True,
         metadata={"description": "Staged release: in a round's first `seconds`, at most `percent`% of each category"},
+    )
+    subsidy_brackets = fields.List(
+        fields.Nested(BracketOut), required=True, metadata={"description": "A purchase subsidy's bracket table"}
     )
 
 
@@ -198,6 +210,44 @@ class PaycodeOut(Schema):
         metadata={"description": "The same pay code to type by hand at the till: coupon number and 8 digits"},
     )
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class SubsidyIn(Schema):
+    campaign = CAMPAIGN_CODE
+    vehicle_kind = fields.String(required=True, validate=validators.OneOf(["new_energy", "fuel", "used", "motorcycle"]))
+    invoice_no = fields.String(required=True, validate=validators.Length(1, 60))
+    invoice_fen = fields.Integer(required=True, validate=validators.Range(1, 10**11))
+    vin = fields.String(required=True, validate=validators.Length(1, 30), metadata={"description": "车辆识别代号"})
+    plate = fields.String(required=True, validate=validators.Length(1, 20), metadata={"description": "号牌号码"})
+    registered_on = fields.Date(required=True, metadata={"description": "上户登记日期"})
+    invoice_image = fields.File(
+        required=True, metadata={"description": "The invoice photo: JPEG, PNG or WEBP, 5 MB at most"}
+    )
+
+
+class SubsidyOut(Schema):
+    id = fields.Integer(required=True)
+    vehicle_kind = fields.String(required=True)
+    vehicle_name = fields.String(required=True)
+    invoice_no = fields.String(required=True)
+    invoice_fen = fields.Integer(required=True)
+    vin = fields.String(required=True)
+    plate = fields.String(required=True)
+    registered_on = fields.String(required=True, metadata={"format": "date"})
+    subsidy_fen = fields.Integer(required=True, metadata={"description": "From the bracket table at application"})
+    status = fields.String(required=True, metadata={"description": "pending, approved or rejected"})
+    status_name = fields.String(required=True)
+    review_note = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    reviewed_at = fields.String(required=True, allow_none=True)
+
+
+class SubsidyAppliedOut(Schema):
+    application = fields.Nested(SubsidyOut, required=True)
+
+
+class SubsidiesOut(Schema):
+    items = fields.List(fields.Nested(SubsidyOut), required=True)
 
 
 class WalletPaycodeOut(Schema):

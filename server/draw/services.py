@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import campaigns, geo, ledger, paycode, screen, sms, tokens, wechat
+from .. import campaigns, geo, ledger, paycode, screen, sms, subsidy, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
@@ -161,6 +161,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
         ],
         "current_round": current.number if current else None,
         "release": [{"seconds": seconds, "percent": percent} for seconds, percent in snap.release],
+        "subsidy_brackets": subsidy.bracket_rows(list(snap.brackets)),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, make_response, request
 
-from .. import campaigns, paycode, screen, survey, tokens
+from .. import campaigns, paycode, screen, subsidy, survey, tokens
 from ..extensions import db
 from ..limits import limited
 from ..timeutil import isoformat, utcnow, zone
@@ -26,6 +26,9 @@ from .schemas import (
     ScreenPassOut,
     SmsIn,
     SmsOut,
+    SubsidiesOut,
+    SubsidyAppliedOut,
+    SubsidyIn,
     SurveyDoneOut,
     SurveyIn,
     SurveyOut,
@@ -204,6 +207,50 @@ def coupon_paycode_image(coupon_id, kind):
         }
     )
     return response
+
+
+@bp.before_request
+def _room_for_the_invoice_photo():
+    """The invoice photo is the API's one upload: its request may be larger than the 64 KB cap."""
+    if request.endpoint == "draw.subsidy_apply":
+        request.max_content_length = current_app.config["INVOICE_IMAGE_MAX_BYTES"] + 64 * 1024
+
+
+@bp.post("/subsidies")
+@limited("subsidy")
+@bp.input(SubsidyIn, location="form_and_files", arg_name="body")
+@bp.output(SubsidyAppliedOut, status_code=201)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 403, 404, 409, 413))
+def subsidy_apply(body):
+    """Apply for a purchase subsidy (multipart form): the vehicle, its registration, the invoice and
+    its photo. The subsidy follows the campaign's bracket table; the bureau reviews it."""
+    bearer = tokens.require_bearer("resident")
+    services.ensure_bound(bearer)
+    now = utcnow()
+    application = subsidy.apply(
+        bearer.id,
+        body.get("campaign"),
+        vehicle_kind=body["vehicle_kind"],
+        invoice_no=body["invoice_no"],
+        invoice_fen=body["invoice_fen"],
+        vin=body["vin"],
+        plate=body["plate"],
+        registered_on=body["registered_on"],
+        image=body["invoice_image"].read(current_app.config["INVOICE_IMAGE_MAX_BYTES"] + 1),
+        now=now,
+    )
+    db.session.commit()
+    return {"application": subsidy.application_json(application, zone(current_app.config["TIMEZONE"]))}
+
+
+@bp.get("/subsidies")
+@bp.output(SubsidiesOut)
+@bp.doc(security=BEARER, responses=_errors(401))
+def subsidies():
+    """The resident's own subsidy applications, newest first, with the review's outcome."""
+    bearer = tokens.require_bearer("resident")
+    tz = zone(current_app.config["TIMEZONE"])
+    return {"items": [subsidy.application_json(a, tz) for a in subsidy.mine(bearer.id)]}
 
 
 @bp.get("/wallet/paycode")

@@ -1,0 +1,306 @@
+"""Purchase subsidies (Jincheng's car and motorcycle coupons): apply, look up, review, pay.
+
+A resident who bought a vehicle applies with the invoice (amount, number, a photo), the vehicle
+(kind, VIN, plate) and its registration date. The subsidy is read from the campaign's bracket
+table at application: an invoice amount in [from, to) of the vehicle kind's bracket. The bureau
+reviews each application in the console; approval pays it from the campaign's pool in the
+ledger (kind "subsidy", keyed by the application, so it is paid once), rejection gives a reason.
+
+One live application per invoice, per vehicle and per resident and vehicle class: the partial
+unique indexes of `SubsidyApplication` decide races. A rejected application frees them, so a
+resident may apply again with a clearer photo.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy.exc import IntegrityError
+
+from . import audit, ledger, rounds
+from .errors import ApiError
+from .extensions import db
+from .models import VEHICLE_KINDS, AdminUser, Campaign, SubsidyApplication
+from .timeutil import isoformat
+
+STATUS_NAMES = {"pending": "待审核", "approved": "已批准", "rejected": "已驳回"}
+IMAGE_TYPES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+MAX_PIXELS = 40_000_000  # a phone photo is 12-50 MP; beyond this Pillow would be asked to decode a bomb
+# 全电发票 20 digits; paper invoices 8-digit number with a 10-12 digit code: letters and digits.
+INVOICE_RE = re.compile(r"^[0-9A-Z]{8,40}$")
+VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")  # ISO 3779: no I, O or Q
+PLATE_RE = re.compile(r"^[\u4e00-\u9fa5][A-Z][A-Z0-9]{4,6}[\u4e00-\u9fa5]?$")  # 晋E12345, 晋ED12345, 晋E1234学
+
+
+def vehicle_class(kind: str) -> str:
+    return "motorcycle" if kind == "motorcycle" else "car"
+
+
+def yuan(fen: int) -> str:
+    return ledger.yuan(fen)
+
+
+def bracket_for(brackets: list[dict], vehicle_kind: str, invoice_fen: int) -> int | None:
+    """The subsidy in fen for an invoice of this amount and vehicle kind; None: no bracket."""
+    for bracket in brackets or ():
+        if bracket["vehicle"] != vehicle_kind:
+            continue
+        high = bracket["to_fen"]
+        if bracket["from_fen"] <= invoice_fen and (high is None or invoice_fen < high):
+            return bracket["subsidy_fen"]
+    return None
+
+
+def bracket_rows(brackets: list[dict]) -> list[dict]:
+    """The table as people read it: 新能源汽车 | 10万（含）—20万以下 | 3000元."""
+    rows = []
+    for bracket in sorted(brackets or (), key=lambda b: (list(VEHICLE_KINDS).index(b["vehicle"]), b["from_fen"])):
+        low, high = bracket["from_fen"], bracket["to_fen"]
+        span = f"{_wan(low)}（含）—{_wan(high)}以下" if high is not None else f"{_wan(low)}（含）以上"
+        if high is None and not low:
+            span = "不限"
+        rows.append(
+            {
+                "vehicle": bracket["vehicle"],
+                "vehicle_name": VEHICLE_KINDS[bracket["vehicle"]],
+                "from_fen": low,
+                "to_fen": high,
+                "span": span,
+                "subsidy_fen": bracket["subsidy_fen"],
+            }
+        )
+    return rows
+
+
+def _wan(fen: int) -> str:
+    yuan_ = fen // 100
+    return f"{yuan_ // 10000}万" if yuan_ % 10000 == 0 and yuan_ else f"{ledger.yuan(fen)}元"
+
+
+@dataclass(frozen=True)
+class Invoice:
+    data: bytes
+    image_type: str
+
+
+def check_image(data: bytes) -> Invoice:
+    """The uploaded invoice photo, if Pillow reads it as a JPEG, PNG or WEBP of sane size."""
+    limit = current_app.config["INVOICE_IMAGE_MAX_BYTES"]
+    if not data:
+        raise ApiError("IMAGE_INVALID", "请上传发票照片")
+    if len(data) > limit:
+        raise ApiError("IMAGE_INVALID", f"发票照片不能超过{limit // (1024 * 1024)}MB，请压缩后重新上传")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind = image.format
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ApiError("IMAGE_INVALID", "发票照片像素过大，请压缩后重新上传")
+                image.verify()  # the whole file is read and checked, not only the header
+    except ApiError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:  # fmt: skip
+        raise ApiError("IMAGE_INVALID", "无法识别发票照片，请上传清晰的 JPG、PNG 或 WEBP 图片") from exc
+    if kind not in IMAGE_TYPES:
+        raise ApiError("IMAGE_INVALID", "发票照片须为 JPG、PNG 或 WEBP 格式")
+    if min(width, height) < 200:
+        raise ApiError("IMAGE_INVALID", "发票照片太小，看不清内容，请重新拍摄")
+    return Invoice(data, IMAGE_TYPES[kind])
+
+
+def subsidy_campaign(code: str | None, now: datetime) -> Campaign:
+    """The active subsidy campaign of that code (or the newest), open for applications now."""
+    query = sa.select(Campaign).where(Campaign.status == "active", Campaign.kind == "subsidy")
+    if code:
+        query = query.where(Campaign.code == code)
+    campaign = db.session.scalar(query.order_by(Campaign.id.desc()).limit(1))
+    if campaign is None:
+        raise ApiError("NOT_FOUND", "没有正在受理的购车补贴活动")
+    if not any(r.opens_at <= now < r.closes_at for r in campaign.rounds):
+        upcoming = [r for r in campaign.rounds if r.opens_at > now]
+        if upcoming:
+            when = upcoming[0].opens_at.astimezone(ledger_zone(campaign)).strftime("%Y年%-m月%-d日 %H:%M")
+            raise ApiError("ROUND_NOT_OPEN", f"购车补贴将于{when}开始受理")
+        raise ApiError("ROUND_CLOSED", "本期购车补贴已停止受理")
+    return campaign
+
+
+def ledger_zone(campaign: Campaign) -> ZoneInfo:
+    return ZoneInfo(campaign.timezone)
+
+
+def apply(
+    resident_id: int,
+    campaign_code: str | None,
+    *,
+    vehicle_kind: str,
+    invoice_no: str,
+    invoice_fen: int,
+    vin: str,
+    plate: str,
+    registered_on: date,
+    image: bytes,
+    now: datetime,
+) -> SubsidyApplication:
+    """Record an application, with the subsidy its bracket gives, or refuse with the reason."""
+    campaign = subsidy_campaign(campaign_code, now)
+    if vehicle_kind not in VEHICLE_KINDS:
+        raise ApiError("INVALID_INPUT", "车辆类型应为新能源汽车、燃油汽车、二手车或摩托车")
+    invoice_no, vin, plate = (re.sub(r"\s", "", v).upper() for v in (invoice_no, vin, plate))
+    if not INVOICE_RE.match(invoice_no):
+        raise ApiError("INVALID_INPUT", "发票号码应为8至40位数字或字母，请按发票上的号码填写")
+    if not VIN_RE.match(vin):
+        raise ApiError("INVALID_INPUT", "车辆识别代号（VIN）应为17位，不含字母I、O、Q，请按行驶证填写")
+    if not PLATE_RE.match(plate):
+        raise ApiError("INVALID_INPUT", "号牌号码格式不正确，例如 晋E12345")
+    local_today = now.astimezone(ledger_zone(campaign)).date()
+    if registered_on > local_today:
+        raise ApiError("INVALID_INPUT", "上户登记日期不能晚于今天")
+    subsidy = bracket_for(campaign.subsidy_brackets, vehicle_kind, invoice_fen)
+    if subsidy is None:
+        kinds = [b for b in campaign.subsidy_brackets or () if b["vehicle"] == vehicle_kind]
+        name = VEHICLE_KINDS[vehicle_kind]
+        if not kinds:
+            raise ApiError("NOT_ELIGIBLE", f"本活动不补贴{name}")
+        least = min(b["from_fen"] for b in kinds)
+        raise ApiError(
+            "NOT_ELIGIBLE",
+            f"{name}发票金额须在{yuan(least)}元（含）以上才能申请补贴，本次发票金额{yuan(invoice_fen)}元",
+        )
+    invoice = check_image(image)
+    application = SubsidyApplication(
+        campaign_id=campaign.id,
+        resident_id=resident_id,
+        vehicle_kind=vehicle_kind,
+        vehicle_class=vehicle_class(vehicle_kind),
+        invoice_no=invoice_no,
+        invoice_fen=invoice_fen,
+        vin=vin,
+        plate=plate,
+        registered_on=registered_on,
+        image=invoice.data,
+        image_type=invoice.image_type,
+        subsidy_fen=subsidy,
+        status="pending",
+        created_at=now,
+    )
+    try:
+        with db.session.begin_nested():  # a refusal takes the application out of the session again
+            db.session.add(application)
+            db.session.flush()
+    except IntegrityError as exc:
+        raise _already(campaign.id, resident_id, invoice_no, vin, vehicle_class(vehicle_kind)) from exc
+    return application
+
+
+def _already(campaign_id: int, resident_id: int, invoice_no: str, vin: str, klass: str) -> ApiError:
+    """Which rule a refused application ran into, said without naming anyone else's details."""
+    live = sa.select(SubsidyApplication.id).where(
+        SubsidyApplication.campaign_id == campaign_id, SubsidyApplication.status != "rejected"
+    )
+    if db.session.scalar(live.where(SubsidyApplication.invoice_no == invoice_no)):
+        return ApiError("ALREADY_APPLIED", "这张发票已申请过补贴，每张发票只能申请一次")
+    if db.session.scalar(live.where(SubsidyApplication.vin == vin)):
+        return ApiError("ALREADY_APPLIED", "这辆车已申请过补贴，每辆车只能补贴一次")
+    name = "摩托车" if klass == "motorcycle" else "汽车"
+    return ApiError("ALREADY_APPLIED", f"您已申请过{name}补贴，每人限补贴一次")
+
+
+def application_json(application: SubsidyApplication, tz) -> dict:
+    return {
+        "id": application.id,
+        "vehicle_kind": application.vehicle_kind,
+        "vehicle_name": VEHICLE_KINDS[application.vehicle_kind],
+        "invoice_no": application.invoice_no,
+        "invoice_fen": application.invoice_fen,
+        "vin": application.vin,
+        "plate": application.plate,
+        "registered_on": application.registered_on.isoformat(),
+        "subsidy_fen": application.subsidy_fen,
+        "status": application.status,
+        "status_name": STATUS_NAMES[application.status],
+        "review_note": application.review_note,
+        "created_at": isoformat(application.created_at, tz),
+        "reviewed_at": isoformat(application.reviewed_at, tz),
+    }
+
+
+def mine(resident_id: int) -> list[SubsidyApplication]:
+    return list(
+        db.session.scalars(
+            sa.select(SubsidyApplication)
+            .where(SubsidyApplication.resident_id == resident_id)
+            .order_by(SubsidyApplication.created_at.desc(), SubsidyApplication.id.desc())
+        )
+    )
+
+
+class ReviewError(Exception):
+    """A review the console refuses, with the sentence to show."""
+
+
+def review(admin: AdminUser, application_id: int, approve: bool, note: str | None, now: datetime):
+    """Approve (pay from the pool, in the ledger) or reject (with a reason) a pending application.
+
+    The campaign's pool is locked first (rounds.lock_campaign), then the application: two
+    reviewers, or a reviewer and a job, never pay twice or pay beyond the pool.
+    """
+    campaign_id = db.session.scalar(
+        sa.select(SubsidyApplication.campaign_id).where(SubsidyApplication.id == application_id)
+    )
+    if campaign_id is None:
+        raise ReviewError("找不到这份申请")
+    rounds.lock_campaign(campaign_id)
+    application = db.session.scalar(
+        sa.select(SubsidyApplication).where(SubsidyApplication.id == application_id).with_for_update()
+    )
+    if application.status != "pending":
+        raise ReviewError(f"这份申请已审核（{STATUS_NAMES[application.status]}），不能重复审核")
+    note = (note or "").strip()[:200] or None
+    before = {"status": application.status}
+    if approve:
+        pool = ledger.pool_fen(campaign_id)
+        if pool < application.subsidy_fen:
+            raise ReviewError(f"资金池余额 {yuan(pool)} 元，不足以支付这笔补贴 {yuan(application.subsidy_fen)} 元")
+        label = f"{VEHICLE_KINDS[application.vehicle_kind]} {application.plate} 发票{application.invoice_no}"
+        ledger.record(
+            [
+                ledger.entry(
+                    "subsidy",
+                    campaign_id,
+                    application.subsidy_fen,
+                    now,
+                    key=f"subsidy:{application.id}",
+                    actor=f"admin:{admin.username}",
+                    note=f"购车补贴：{label}"[:200],
+                )
+            ]
+        )
+        application.status = "approved"
+    else:
+        if not note:
+            raise ReviewError("驳回须写明原因，申请人会看到这条原因")
+        application.status = "rejected"
+    application.review_note = note
+    application.reviewed_by = admin.username
+    application.reviewed_at = now
+    audit.record(
+        admin,
+        "subsidy_approve" if approve else "subsidy_reject",
+        now,
+        target=application,
+        before=before,
+        after={"status": application.status, "subsidy_fen": application.subsidy_fen, "note": note},
+    )
+    return application
