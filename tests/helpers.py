@@ -85,3 +85,50 @@ def assert_books_count_the_coupons(campaign_id: int) -> None:
         for r in services.coupon_table(campaign)
     }
     assert {key: table.get(key) for key in counted} == counted
+
+
+def fresh_world(app, doc: dict, residents: int) -> tuple[int, list[str]]:
+    """Empty the database (a hypothesis example shares its test's app); a campaign from `doc` and
+    bound residents' tokens. For property tests that need a new world per example."""
+    from server import campaign_file, tokens
+    from server.campaigns import forget_snapshot
+    from server.extensions import db
+    from server.models import Resident
+
+    with app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        plan, problems = campaign_file.check(campaign_file.Document(doc, "test"))
+        assert problems == []
+        campaign = campaign_file.create(plan)
+        made = []
+        for n in range(residents):
+            resident = Resident(openid=f"p{n}", name="测试居民", phone=f"1390000{n:04d}", bound_at=T0)
+            db.session.add(resident)
+            db.session.flush()
+            made.append(tokens.issue("resident", resident.id, bound=True))
+        db.session.commit()
+        forget_snapshot()
+        return campaign.id, made
+
+
+def at_once(app, calls) -> list:
+    """Run each call(client) at the same moment, each from its own thread, test client and
+    database connection; their answers as (status, JSON body), in order."""
+    import threading
+
+    start = threading.Barrier(len(calls))
+    answers: list = [None] * len(calls)
+
+    def run(i, call):
+        client = app.test_client()
+        start.wait()
+        response = call(client)
+        answers[i] = (response.status_code, response.get_json())
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers

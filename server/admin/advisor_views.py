@@ -13,21 +13,10 @@ from ..models import Round
 from ..timeutil import utcnow
 from . import bp, services
 from .access import MONEY, READ, role_required
-from .forms import ActionForm
+from .forms import ActionForm, tier_quantities
 
 # Who may apply a proposal: those who may change quotas (round_quotas); others only read it.
 APPLY = MONEY
-
-
-def _quantities(form) -> dict[int, int] | None:
-    """The submitted quantity per tier (fields `tier-<id>`), or None if one is not a whole number."""
-    wanted = {}
-    for key, value in form.items():
-        if key.startswith("tier-") and key[5:].isdigit():
-            if not value.strip().isdigit():
-                return None
-            wanted[int(key[5:])] = int(value)
-    return wanted
 
 
 @bp.route("/campaigns/<id:campaign_id>/rounds/<id:number>/advice", methods=["GET", "POST"])
@@ -44,7 +33,7 @@ def round_advice(campaign_id: int, number: int):
         if not ActionForm().validate_on_submit():
             abort(400)
         status = 400  # refused unless applied below
-        wanted = _quantities(request.form)
+        wanted = tier_quantities(request.form)
         if wanted is None:
             flash("配额须为非负整数", "error")
         else:

@@ -14,3 +14,14 @@ class ActionForm(FlaskForm):
     """A button that changes something, with an optional reason."""
 
     reason = StringField("理由", validators=[Optional(), Length(max=200, message="理由最多200字")])
+
+
+def tier_quantities(form) -> dict[int, int] | None:
+    """A quota form's quantity per tier (fields `tier-<id>`), or None if one is not a whole number."""
+    wanted = {}
+    for key, value in form.items():
+        if key.startswith("tier-") and key[5:].isdigit():
+            if not value.strip().isdigit():
+                return None
+            wanted[int(key[5:])] = int(value)
+    return wanted

@@ -28,7 +28,7 @@ from ..models import AuditEntry, Campaign, Category, Merchant, Round
 from ..timeutil import utcnow, zone
 from . import api, bp, lists, risk, services
 from .access import MERCHANTS, MONEY, READ, ROLE_NAMES, phone_for, role_required
-from .forms import ActionForm, LoginForm
+from .forms import ActionForm, LoginForm, tier_quantities
 
 PER_PAGE = 50
 RISK_DAYS = (1, 7, 30)
@@ -452,13 +452,10 @@ def round_quotas(campaign_id: int, number: int):
             abort(403)
         if not form.validate_on_submit():
             abort(400)
-        wanted = {}
-        for key, value in request.form.items():
-            if key.startswith("tier-") and key[5:].isdigit():
-                if not value.strip().isdigit():
-                    flash("配额须为非负整数", "error")
-                    return redirect(request.path)
-                wanted[int(key[5:])] = int(value)
+        wanted = tier_quantities(request.form)
+        if wanted is None:
+            flash("配额须为非负整数", "error")
+            return redirect(request.path)
         try:
             changes = services.adjust_round(current_user._get_current_object(), round_, wanted, utcnow())
         except rounds.QuotaError as refused:

@@ -113,8 +113,9 @@ def scan(till_: Till, token: str, now: datetime, tz) -> dict:
     }
 
 
-def _scan_wallet(till_: Till, resident_id: int, now: datetime, tz) -> dict:
-    found = db.session.execute(
+def _wallet(till_: Till, resident_id: int, now: datetime):
+    """The resident's unused coupons that this shop takes, with category and phone (as `Held`)."""
+    return (
         sa.select(Coupon, Category, Resident.phone)
         .join(Category, Category.id == Coupon.category_id)
         .join(Resident, Resident.id == Coupon.resident_id)
@@ -124,9 +125,15 @@ def _scan_wallet(till_: Till, resident_id: int, now: datetime, tz) -> dict:
             Coupon.valid_until > now,
             Coupon.category_id.in_(till_.category_ids),
         )
-        .order_by(Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
-        .limit(50)
-    ).all()
+    )
+
+
+# The wallet's order of preference: the largest coupon, and between equals the one expiring first.
+BEST_FIRST = (Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
+
+
+def _scan_wallet(till_: Till, resident_id: int, now: datetime, tz) -> dict:
+    found = db.session.execute(_wallet(till_, resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
     held = [Held(*row) for row in found]
     refusal = _refusal(till_, held[0], now, None) if held else ("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
     return {
@@ -234,22 +241,8 @@ def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -
     NO_QUALIFYING_COUPON when no coupon qualifies, saying what would."""
     if till_.merchant.status != "approved":
         return None
-    usable = (
-        sa.select(Coupon, Category, Resident.phone)
-        .join(Category, Category.id == Coupon.category_id)
-        .join(Resident, Resident.id == Coupon.resident_id)
-        .where(
-            Coupon.resident_id == resident_id,
-            Coupon.state == "claimed",
-            Coupon.valid_until > now,
-            Coupon.category_id.in_(till_.category_ids),
-        )
-    )
-    found = db.session.execute(
-        usable.where(Coupon.threshold_fen <= spend_fen)
-        .order_by(Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
-        .limit(1)
-    ).first()
+    usable = _wallet(till_, resident_id, now)
+    found = db.session.execute(usable.where(Coupon.threshold_fen <= spend_fen).order_by(*BEST_FIRST).limit(1)).first()
     if found is not None:
         return Held(*found)
     nearest = db.session.execute(usable.order_by(Coupon.threshold_fen, Coupon.face_fen.desc()).limit(1)).first()

@@ -10,14 +10,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import advisor, campaign_file, ledger, rounds, tokens
-from server.campaigns import forget_snapshot, remaining_by_tier
+from server import advisor, ledger, rounds
+from server.campaigns import remaining_by_tier
 from server.extensions import db
-from server.models import AuditEntry, Campaign, LedgerEntry, Resident, Round, Tier
+from server.models import AuditEntry, Campaign, LedgerEntry, Round, Tier
 from server.scheduler import run_all
 from server.timeutil import utcnow
 from tests.admin.conftest import csrf_token
-from tests.helpers import T0, auth, campaign_doc
+from tests.helpers import T0, auth, campaign_doc, fresh_world
 from tests.merchant.helpers import paycode, redeem
 
 # Hotel 100 x 4 and fuel 100 x 8 a round: round 1 is stocked with 1,200 yuan by the plan.
@@ -276,25 +276,6 @@ def test_the_proposal_never_costs_more_than_the_money_available(
             assert tier.proposed >= wanted * money.available_fen // advice.wanted_fen
 
 
-def fresh(app, budget_yuan: int) -> tuple[int, list[str]]:
-    """Empty the database; a new small campaign and six bound residents."""
-    with app.app_context():
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        plan, problems = campaign_file.check(campaign_file.Document(small_campaign(budget_yuan), "test"))
-        assert problems == []
-        campaign = campaign_file.create(plan)
-        residents = []
-        for n in range(6):
-            resident = Resident(openid=f"adv{n}", name="测试居民", phone=f"1390000{n:04d}", bound_at=T0)
-            db.session.add(resident)
-            db.session.flush()
-            residents.append(tokens.issue("resident", resident.id, bound=True))
-        db.session.commit()
-        forget_snapshot()
-        return campaign.id, residents
-
-
 @settings(
     max_examples=12,
     deadline=None,
@@ -309,7 +290,7 @@ def test_any_history_gives_a_proposal_the_quota_change_accepts_and_the_books_sti
     app, client, make_till, clock, reserve_yuan, plays, evening
 ):
     clock.move_to(T0)
-    campaign_id, residents = fresh(app, 1200 + reserve_yuan)
+    campaign_id, residents = fresh_world(app, small_campaign(1200 + reserve_yuan), residents=6)
     tills = {category: make_till(category)[1] for category in ("hotel", "fuel")}
     drawn: dict[str, int] = {}
     for category, spend in plays:

@@ -4,7 +4,6 @@ tier (or once per round) while stock lasts, with the draw's database guarantees.
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import sqlalchemy as sa
 from server import scheduler, tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Draw, Tier
-from tests.helpers import ROOT, auth
+from tests.helpers import ROOT, at_once, auth
 
 EXAMPLES = ROOT / "examples"
 # Geermu round 1 opens 2026-02-12 10:00 Shanghai; Huating's first period 2023-01-15 10:00.
@@ -176,20 +175,7 @@ def test_racing_grabs_never_oversell_a_tier_nor_give_one_resident_two(app, make_
     clock.move_to(GEERMU_OPENS)
     residents = [make_resident()[1] for _ in range(15)]
     tokens = residents + residents[:5] * 3  # five residents send the grab four times
-    start = threading.Barrier(len(tokens))
-    answers: list = [None] * len(tokens)
-
-    def send(i, token):
-        client = app.test_client()
-        start.wait()
-        response = grab(client, token, tier_id)
-        answers[i] = (response.status_code, response.get_json())
-
-    threads = [threading.Thread(target=send, args=(i, t)) for i, t in enumerate(tokens)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = at_once(app, [lambda client, token=token: grab(client, token, tier_id) for token in tokens])
     codes = Counter(status if status == 200 else body["error"]["code"] for status, body in answers)
     assert codes[200] == 10 and set(codes) <= {200, "SOLD_OUT", "ALREADY_DRAWN"}
     with app.app_context():

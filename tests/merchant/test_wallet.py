@@ -4,7 +4,6 @@ and the server applies the largest unused coupon that this shop and this spend q
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 from server import ledger, tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Redemption, Tier
-from tests.helpers import ROOT, auth
+from tests.helpers import ROOT, at_once, auth
 from tests.merchant.helpers import redeem
 
 YOUHAO = json.loads((ROOT / "examples" / "youhao-2023.json").read_text(encoding="utf-8"))
@@ -151,20 +150,13 @@ def test_two_tills_taking_one_wallet_at_once_never_spend_a_coupon_twice(
     campaign_id, token, held = youhao_resident(app, client, make_campaign, make_resident, clock)
     tills = [make_till("general")[1] for _ in range(6)]
     code = wallet_code(client, token)
-    start = threading.Barrier(len(tills))
-    answers: list = [None] * len(tills)
-
-    def pay(i, till):
-        own = app.test_client()
-        start.wait()
-        response = redeem(own, till, code, 40000, key=f"race-{i}", category="百货")
-        answers[i] = (response.status_code, response.get_json())
-
-    threads = [threading.Thread(target=pay, args=(i, t)) for i, t in enumerate(tills)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = at_once(
+        app,
+        [
+            lambda own, i=i, till=till: redeem(own, till, code, 40000, key=f"race-{i}", category="百货")
+            for i, till in enumerate(tills)
+        ],
+    )
     spent = [body["redemption"]["coupon_id"] for status, body in answers if status == 200]
     refused = {body["error"]["code"] for status, body in answers if status != 200}
     # Three coupons, six tills: each coupon at most once, and what was refused says why.

@@ -11,13 +11,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server import campaign_file, ledger, rounds, tokens
-from server.campaigns import forget_snapshot
+from server import ledger, rounds
 from server.extensions import db
-from server.models import Campaign, Redemption, Resident, Round
+from server.models import Campaign, Redemption, Round
 from server.scheduler import run_all
 from server.timeutil import utcnow
-from tests.helpers import T0, assert_books_count_the_coupons, auth, campaign_doc
+from tests.helpers import T0, assert_books_count_the_coupons, auth, campaign_doc, fresh_world
 from tests.merchant.helpers import redeem
 
 CATEGORIES = ("hotel", "fuel")
@@ -36,33 +35,19 @@ operation = st.one_of(
 
 
 def fresh_campaign(app, policy: str, validity: dict) -> tuple[int, list[str]]:
-    """Empty the database and make a tiny 3-round campaign, 4 residents and a till per category."""
-    with app.app_context():
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        doc = campaign_doc(
-            refund_policy=policy,
-            validity=validity,
-            budget_yuan=2000,
-            tiers=[
-                {"category": "hotel", "face_yuan": 50, "quantity": 4},
-                {"category": "hotel", "face_yuan": 100, "quantity": 2},
-                {"category": "fuel", "face_yuan": 100, "quantity": 3},
-            ],
-            rounds={"count": 3, "first_draw": "2026-06-25T09:00", "every_days": 2, "valid_days": 2},
-        )
-        plan, problems = campaign_file.check(campaign_file.Document(doc, "test"))
-        assert problems == []
-        campaign = campaign_file.create(plan)
-        residents = []
-        for n in range(4):
-            resident = Resident(openid=f"p{n}", name="测试居民", phone=f"1390000{n:04d}", bound_at=T0)
-            db.session.add(resident)
-            db.session.flush()
-            residents.append(tokens.issue("resident", resident.id, bound=True))
-        db.session.commit()
-        forget_snapshot()
-        return campaign.id, residents
+    """Empty the database and make a tiny 3-round campaign and 4 residents."""
+    doc = campaign_doc(
+        refund_policy=policy,
+        validity=validity,
+        budget_yuan=2000,
+        tiers=[
+            {"category": "hotel", "face_yuan": 50, "quantity": 4},
+            {"category": "hotel", "face_yuan": 100, "quantity": 2},
+            {"category": "fuel", "face_yuan": 100, "quantity": 3},
+        ],
+        rounds={"count": 3, "first_draw": "2026-06-25T09:00", "every_days": 2, "valid_days": 2},
+    )
+    return fresh_world(app, doc, residents=4)
 
 
 @settings(
