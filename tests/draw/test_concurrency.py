@@ -7,33 +7,21 @@ round). These tests run on both backends; .ci/run runs them on PostgreSQL as wel
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import Coupon, Draw
-from tests.helpers import ON_POSTGRES, auth
+from tests.helpers import ON_POSTGRES, at_once, auth
 
 
 def race(app, tokens, category):
     """Fire one draw per token at once, each from its own thread, client and connection."""
-    start = threading.Barrier(len(tokens))
-    answers: list[tuple[int, dict]] = [None] * len(tokens)  # type: ignore[list-item]
-
-    def spin(i, token):
-        client = app.test_client()
-        start.wait()
-        response = client.post("/api/v1/draw", json={"category": category}, headers=auth(token))
-        answers[i] = (response.status_code, response.get_json())
-
-    threads = [threading.Thread(target=spin, args=(i, t)) for i, t in enumerate(tokens)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return answers
+    return at_once(
+        app,
+        [lambda client, t=t: client.post("/api/v1/draw", json={"category": category}, headers=auth(t)) for t in tokens],
+    )
 
 
 def test_many_residents_racing_for_the_last_coupons_get_exactly_what_is_left(app, make_campaign, make_resident, clock):
