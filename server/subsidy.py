@@ -167,6 +167,11 @@ def apply(
     local_today = now.astimezone(ledger_zone(campaign)).date()
     if registered_on > local_today:
         raise ApiError("INVALID_INPUT", "上户登记日期不能晚于今天")
+    starts = min(r.opens_at for r in campaign.rounds).astimezone(ledger_zone(campaign)).date()
+    if registered_on < starts:
+        raise ApiError(
+            "NOT_ELIGIBLE", f"本活动补贴{starts.year}年{starts.month}月{starts.day}日（含）以后上户登记的车辆"
+        )
     subsidy = bracket_for(campaign.subsidy_brackets, vehicle_kind, invoice_fen)
     if subsidy is None:
         kinds = [b for b in campaign.subsidy_brackets or () if b["vehicle"] == vehicle_kind]

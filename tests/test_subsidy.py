@@ -215,6 +215,36 @@ def test_registration_details_are_checked(client, jincheng, make_resident, clock
     assert answer.get_json()["error"] == {"code": "INVALID_INPUT", "message": message}
 
 
+def test_a_vehicle_registered_before_the_campaign_is_not_eligible(client, jincheng, make_resident, clock):
+    _, token = make_resident()
+    answer = apply(client, token, form(registered_on="2026-01-19"))
+    assert answer.status_code == 409
+    assert answer.get_json()["error"] == {
+        "code": "NOT_ELIGIBLE",
+        "message": "本活动补贴2026年1月20日（含）以后上户登记的车辆",
+    }
+    assert apply(client, token, form(registered_on="2026-01-20")).status_code == 201
+
+
+def test_after_the_campaign_what_was_not_paid_goes_back_to_the_treasury(
+    app, client, jincheng, make_resident, clock, balanced
+):
+    from datetime import UTC, datetime
+
+    from server.scheduler import run_all
+
+    _, token = make_resident()
+    application = apply(client, token, form()).get_json()["application"]
+    admin_id = reviewer(app)
+    with app.app_context():
+        subsidy.review(db.session.get(AdminUser, admin_id), application["id"], True, None, utcnow())
+        db.session.commit()
+    clock.move_to(datetime(2027, 2, 1, tzinfo=UTC))
+    run_all(app)
+    totals = balanced(jincheng)
+    assert (totals["subsidy"], totals["treasury"], totals["pool"]) == (300000, 1_000_000_000 - 300000, 0)
+
+
 def test_applying_needs_a_bound_resident_and_an_open_campaign(client, make_campaign, make_resident):
     _, token = make_resident()
     assert apply(client, token, form()).get_json()["error"]["code"] == "NOT_FOUND"
