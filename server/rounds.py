@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from . import campaigns, ledger
 from .extensions import db
-from .models import Allocation, Campaign, Coupon, LedgerEntry, Round, Tier
+from .models import Allocation, Campaign, Coupon, LedgerEntry, Round, SubsidyApplication, Tier
 from .timeutil import UTCDateTime
 
 SCHEDULER = "scheduler"
@@ -245,6 +245,9 @@ def return_to_treasury(now: datetime, campaign_id: int | None = None) -> int:
     """After the campaign, what the pool holds goes back to the treasury. Returns fen moved.
 
     Runs again harmlessly: later returns (a refund after the end) are returned by the next run.
+    What pending purchase-subsidy applications would be paid stays in the pool until the bureau has
+    reviewed them (an application made on the last evening is still payable); a rejection frees
+    its share for the next run.
     """
     moved = 0
     for cid in _campaigns(campaign_id):
@@ -254,7 +257,12 @@ def return_to_treasury(now: datetime, campaign_id: int | None = None) -> int:
         close_rounds(now, cid)
         expire_coupons(now, cid)
         lock_campaign(cid)
-        left = ledger.pool_fen(cid)
+        owed = db.session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(SubsidyApplication.subsidy_fen), 0)).where(
+                SubsidyApplication.campaign_id == cid, SubsidyApplication.status == "pending"
+            )
+        )
+        left = ledger.pool_fen(cid) - owed
         if left > 0:
             ledger.record([ledger.entry("treasury", cid, left, now, actor=SCHEDULER, note="活动结束返还财政")])
             moved += left

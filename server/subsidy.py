@@ -267,8 +267,13 @@ def review(admin: AdminUser, application_id: int, approve: bool, note: str | Non
     if campaign_id is None:
         raise ReviewError("找不到这份申请")
     rounds.lock_campaign(campaign_id)
+    # populate_existing: the console has loaded the application before the locks; without it the
+    # session would keep that stale copy and a second reviewer would see "pending" still.
     application = db.session.scalar(
-        sa.select(SubsidyApplication).where(SubsidyApplication.id == application_id).with_for_update()
+        sa.select(SubsidyApplication)
+        .where(SubsidyApplication.id == application_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if application.status != "pending":
         raise ReviewError(f"这份申请已审核（{STATUS_NAMES[application.status]}），不能重复审核")

@@ -239,8 +239,18 @@ def test_after_the_campaign_what_was_not_paid_goes_back_to_the_treasury(
     with app.app_context():
         subsidy.review(db.session.get(AdminUser, admin_id), application["id"], True, None, utcnow())
         db.session.commit()
+    clock.move_to(datetime(2026, 12, 31, 15, 59, tzinfo=UTC))  # 23:59 on the last evening
+    _, late = make_resident()
+    last = apply(client, late, form(2)).get_json()["application"]
     clock.move_to(datetime(2027, 2, 1, tzinfo=UTC))
     run_all(app)
+    totals = balanced(jincheng)
+    # The pending application's subsidy waits in the pool for its review; the rest went back.
+    assert (totals["subsidy"], totals["treasury"], totals["pool"]) == (300000, 1_000_000_000 - 600000, 300000)
+    with app.app_context():
+        subsidy.review(db.session.get(AdminUser, admin_id), last["id"], False, "发票与车辆信息不符", utcnow())
+        db.session.commit()
+    run_all(app)  # rejected: its share follows the rest
     totals = balanced(jincheng)
     assert (totals["subsidy"], totals["treasury"], totals["pool"]) == (300000, 1_000_000_000 - 300000, 0)
 
@@ -285,6 +295,29 @@ def test_approval_pays_from_the_pool_once_and_the_books_balance(app, client, jin
     assert totals["subsidy"] == 300000 and totals["pool"] == 1_000_000_000 - 300000
     shown = client.get("/api/v1/subsidies", headers=auth(token)).get_json()["items"][0]
     assert shown["status"] == "approved"
+
+
+def test_a_review_sees_the_application_as_it_stands_not_as_the_page_loaded_it(
+    app, client, jincheng, make_resident, balanced
+):
+    """Two reviewers on one application: the second, whose page loaded it as pending before the
+    first approved, is refused instead of rejecting a paid application (which would free its
+    invoice for a second payment)."""
+    _, token = make_resident()
+    application = apply(client, token, form()).get_json()["application"]
+    admin_id = reviewer(app)
+    with app.app_context():
+        admin = db.session.get(AdminUser, admin_id)
+        loaded = db.session.get(SubsidyApplication, application["id"])  # as the console's view does
+        assert loaded.status == "pending"
+        with app.app_context():  # the other reviewer, in a session of their own, approves first
+            subsidy.review(db.session.get(AdminUser, admin_id), application["id"], True, None, utcnow())
+            db.session.commit()
+            db.session.remove()
+        with pytest.raises(subsidy.ReviewError, match="不能重复审核"):
+            subsidy.review(admin, application["id"], False, "照片不清", utcnow())
+        db.session.rollback()
+    assert balanced(jincheng)["subsidy"] == 300000
 
 
 def test_a_rejection_needs_a_reason_and_pays_nothing(app, client, jincheng, make_resident, balanced):
