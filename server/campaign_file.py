@@ -516,6 +516,9 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             }
         )
 
+    if kind == "grab" and settings["grab_limit"] == "round" and len(declared) > 1:
+        problem("campaign.grab_limit", "「每期一张」的抢券活动只能有一个品类（多个品类请用「每档每期一张」）")
+
     # -- rounds
     rounds = _check_rounds(data.get("rounds"), tz, problem)
 

@@ -410,6 +410,14 @@ class Redemption(db.Model):
         ),
         # A retried submission (same Idempotency-Key from the same till) records once.
         sa.UniqueConstraint("staff_id", "idempotency_key"),
+        # A wallet pay code pays once: another coupon of the wallet needs a fresh code.
+        sa.Index(
+            "uq_redemptions_wallet_code",
+            "paycode_nonce",
+            unique=True,
+            postgresql_where=sa.text("paycode_nonce IS NOT NULL"),
+            sqlite_where=sa.text("paycode_nonce IS NOT NULL"),
+        ),
         sa.CheckConstraint("spend_fen >= 0", name="spend_not_negative"),
         sa.Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),
         # The console's searches: newest first, alone or by staff, buyer or category.
@@ -431,6 +439,7 @@ class Redemption(db.Model):
     spend_category: Mapped[str] = mapped_column(sa.String(40))
     note: Mapped[str | None] = mapped_column(sa.String(200))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
+    paycode_nonce: Mapped[str | None] = mapped_column(sa.String(16))  # the wallet pay code's, if paid with one
     lat: Mapped[float | None]  # where the till stood, when its phone reported it
     lng: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -481,6 +490,18 @@ LEDGER_MOVES = {
     "treasury": ("pool", "treasury"),  # after the last round, what is left goes back (返还财政)
     "subsidy": ("pool", "subsidy"),  # a purchase subsidy approved by the bureau (购车补贴)
 }
+
+
+class ScreenPass(db.Model):
+    """An on-site event's pass (screen.py), bound to the resident who first grabs with it: a pass
+    forwarded to a group serves one resident, not everyone it reaches."""
+
+    __tablename__ = "screen_passes"
+
+    nonce: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id"), index=True)
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 VEHICLE_KINDS = {"new_energy": "新能源汽车", "fuel": "燃油汽车", "used": "二手车", "motorcycle": "摩托车"}

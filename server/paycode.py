@@ -38,6 +38,7 @@ WALLET = 0  # the coupon a wallet pay code names: none, the till's spend chooses
 class PayCode:
     coupon_id: int  # WALLET for a wallet pay code
     resident_id: int
+    nonce: str | None = None  # the QR token's own random part: a wallet code pays once
 
     @property
     def wallet(self) -> bool:
@@ -51,7 +52,8 @@ def issue(coupon_id: int, resident_id: int, now: datetime) -> tuple[str, datetim
 
 
 def issue_wallet(resident_id: int, now: datetime) -> tuple[str, datetime]:
-    """A wallet pay code (钱包付款码, Youhao): names the resident, not a coupon; QR only."""
+    """A wallet pay code (钱包付款码, Youhao): names the resident, not a coupon; QR only. It pays
+    once (its nonce is kept with the redemption), so a photo of it cannot empty the wallet."""
     return issue(WALLET, resident_id, now)
 
 
@@ -91,7 +93,7 @@ def read(token: str, now: datetime | None = None) -> PayCode:
         return _read_short(found, now or utcnow())
     try:
         data = serializer("huigou-paycode").loads(token.strip(), max_age=current_app.config["PAYCODE_TTL_S"])
-        return PayCode(int(data["c"]), int(data["r"]))
+        return PayCode(int(data["c"]), int(data["r"]), str(data.get("n", ""))[:16] or None)
     except SignatureExpired as exc:
         raise ApiError("PAYCODE_EXPIRED", "付款码已过期，请让顾客刷新付款码") from exc
     except (BadSignature, KeyError, TypeError, ValueError) as exc:

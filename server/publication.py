@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import sqlalchemy as sa
 from flask import Blueprint, abort, render_template
 
-from . import audit, ledger, security
+from . import audit, ledger, rounds, security
 from .extensions import db
 from .models import AdminUser, Campaign, Category, LedgerEntry, Merchant, Redemption, merchant_categories
 from .timeutil import utcnow, zone
@@ -212,6 +212,9 @@ def set_published(admin: AdminUser, campaign: Campaign, action: str, now: dateti
     if campaign.status == "draft":
         raise PublicationError("草稿活动不公开，不能公示结果")
     publish = action == "publish"
+    if publish and not rounds.campaign_over(campaign, now):  # SPEC 8: results after the campaign
+        end = max(r.valid_until for r in campaign.rounds).astimezone(zone(campaign.timezone))
+        raise PublicationError(f"活动结束后才能公示结果：本活动的券有效至{end:%Y-%m-%d %H:%M}")
     if publish == (campaign.published_at is not None):
         raise PublicationError("结果已经公示" if publish else "结果尚未公示")
     before = {"published_at": campaign.published_at.isoformat() if campaign.published_at else None}

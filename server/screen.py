@@ -7,19 +7,25 @@ window and the next one, so a photo sent around town stops working within a minu
 Scanning it opens the resident page, which at once exchanges the code for a pass
 (`exchange`): a signed token naming the campaign, valid SCREEN_PASS_S seconds (15 minutes), so
 that a resident who must first bind with an SMS code is not turned away by the next rotation.
-The grab of a screen campaign requires a pass (`check_pass`).
+The grab of a screen campaign requires a pass (`check_pass`), and the first resident to grab with
+a pass owns it (table `screen_passes`): forwarded to a group, it serves that one resident only.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
+import secrets
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy.exc import IntegrityError
 
 from .errors import ApiError
+from .extensions import db
+from .models import ScreenPass
 from .tokens import keyed_digest, serializer
 
 CODE_RE = re.compile(r"^(\d{1,9})\.(\d{1,12})\.([0-9a-f]{16})$")
@@ -57,12 +63,12 @@ def exchange(screen_code: str, campaign_id: int, now: datetime) -> tuple[str, da
         found.group(3), _mac(campaign_id, window)
     ):
         raise ApiError("SCREEN_CODE_STALE", STALE)
-    token = serializer("huigou-screen-pass").dumps({"c": campaign_id})
+    token = serializer("huigou-screen-pass").dumps({"c": campaign_id, "n": secrets.token_hex(8)})
     return token, now + timedelta(seconds=current_app.config["SCREEN_PASS_S"])
 
 
-def check_pass(token: str | None, campaign_id: int, now: datetime) -> None:
-    """Refuse a grab of a screen campaign without a live pass for it."""
+def check_pass(token: str | None, campaign_id: int, resident_id: int, now: datetime) -> None:
+    """Refuse a grab of a screen campaign without a live pass for it, or with another's pass."""
     if not token:
         raise ApiError("SCREEN_CODE_STALE", "本场活动的券只能在活动现场扫描大屏二维码领取")
     try:
@@ -71,5 +77,14 @@ def check_pass(token: str | None, campaign_id: int, now: datetime) -> None:
         raise ApiError("SCREEN_CODE_STALE", "领券时间已过，请重新扫描活动现场大屏上的二维码") from exc
     except BadSignature as exc:
         raise ApiError("SCREEN_CODE_STALE", STALE) from exc
-    if not isinstance(data, dict) or data.get("c") != campaign_id:
+    if not isinstance(data, dict) or data.get("c") != campaign_id or not isinstance(data.get("n"), str):
         raise ApiError("SCREEN_CODE_STALE", STALE)
+    nonce = data["n"][:16]
+    try:
+        with db.session.begin_nested():
+            db.session.add(ScreenPass(nonce=nonce, campaign_id=campaign_id, resident_id=resident_id, bound_at=now))
+            db.session.flush()
+    except IntegrityError:  # used before: by this resident (another tier), or by someone else
+        owner = db.session.scalar(sa.select(ScreenPass.resident_id).where(ScreenPass.nonce == nonce))
+        if owner != resident_id:
+            raise ApiError("SCREEN_CODE_STALE", "这个领券凭证已被他人使用，请在活动现场扫描大屏上的二维码") from None

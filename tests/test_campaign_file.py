@@ -194,6 +194,11 @@ def test_campaign_kinds_are_checked_with_their_settings(app):
         "campaign.grab_limit: 只有抢券活动才有抢券限制",
         "campaign.screen_qr: 现场大屏扫码只用于抢券活动（如年货大集）",
     ]
+    two_categories_one_per_period = campaign_doc()
+    two_categories_one_per_period["campaign"] |= {"kind": "grab", "grab_limit": "round"}
+    assert problems_of(app, two_categories_one_per_period) == [
+        "campaign.grab_limit: 「每期一张」的抢券活动只能有一个品类（多个品类请用「每档每期一张」）"
+    ]
     subsidy_with_tiers = campaign_doc()
     subsidy_with_tiers["campaign"]["kind"] = "subsidy"
     assert problems_of(app, subsidy_with_tiers) == [

@@ -4,7 +4,7 @@ the results once the bureau has published them, every figure equal to the ledger
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -20,6 +20,10 @@ from tests.merchant.helpers import paycode, redeem
 
 PAGE = "/public/test-campaign"
 PENDING = "结果将于活动结束后公示"
+
+
+# An hour after the test campaign's last coupons expire (2026-07-30 00:00 Shanghai).
+ENDED = datetime(2026, 7, 29, 17, 0, tzinfo=UTC)
 
 
 def publish(app, code: str = "test-campaign") -> None:
@@ -93,12 +97,16 @@ def test_results_stay_hidden_until_the_bureau_publishes_them(app, client, make_c
     html = client.get(PAGE).get_data(as_text=True)
     assert PENDING in html
     assert "data-figure" not in html and "资金使用情况" not in html and "带动比" not in html
+    # Results are published after the campaign (SPEC 8), not while it runs.
+    with pytest.raises(publication.PublicationError, match="活动结束后才能公示结果：本活动的券有效至2026-07-30 00:00"):
+        publish(app)
 
+    clock.move_to(ENDED)
     publish(app)
     html = client.get(PAGE).get_data(as_text=True)
     assert PENDING not in html
     assert figures(html)["claimed"] == "1"
-    assert "公示时间：2026-06-25 09:00" in html
+    assert "公示时间：2026-07-30 01:00" in html
 
 
 def test_unknown_and_draft_campaigns_are_a_chinese_404(app, client, make_campaign):
@@ -217,6 +225,7 @@ def test_the_use_of_money_adds_up_to_the_budget_before_any_draw(app, make_campai
 
 def test_subsidies_paid_are_shown_only_when_there_are_some(app, client, make_campaign, clock):
     campaign_id = make_campaign()
+    clock.move_to(ENDED)
     publish(app)
     html = client.get(PAGE).get_data(as_text=True)
     assert "subsidy_yuan" not in figures(html) and "购车补贴" not in html

@@ -1,5 +1,7 @@
 """Console forms; every one carries Flask-WTF's CSRF token."""
 
+import re
+
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
@@ -20,8 +22,8 @@ def tier_quantities(form) -> dict[int, int] | None:
     """A quota form's quantity per tier (fields `tier-<id>`), or None if one is not a whole number."""
     wanted = {}
     for key, value in form.items():
-        if key.startswith("tier-") and key[5:].isdigit():
-            if not value.strip().isdigit():
+        if re.fullmatch(r"tier-[0-9]{1,12}", key):
+            if not re.fullmatch(r"[0-9]{1,9}", value.strip()):  # not "²", which isdigit() accepts
                 return None
             wanted[int(key[5:])] = int(value)
     return wanted

@@ -19,7 +19,7 @@ from .. import campaigns, geo, ledger, paycode, screen, sms, subsidy, tokens, we
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
-from ..models import Coupon, Draw, Merchant, Resident, merchant_categories
+from ..models import Coupon, Draw, Merchant, Resident, Round, merchant_categories
 from ..timeutil import UTCDateTime, isoformat, zone
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fa5·A-Za-z .]{2,20}$")
@@ -214,7 +214,7 @@ def _check_location(snap: Snapshot, location: dict | None) -> None:
     if not location:
         raise ApiError("LOCATION_REQUIRED", f"本活动限{snap.region}范围内参与，请允许获取位置后重试")
     if not geo.contains(snap.geofence, location["lat"], location["lng"]):
-        raise ApiError("OUTSIDE_REGION", f"您当前不在{snap.region}活动范围内，无法抽奖")
+        raise ApiError("OUTSIDE_REGION", f"您当前不在{snap.region}活动范围内，无法参与")
 
 
 def ensure_bound(bearer: tokens.Bearer) -> None:
@@ -537,10 +537,10 @@ def grab(
     tier = snap.tier(tier_id)
     if tier is None:
         raise ApiError("NOT_FOUND", "没有这个券种")
-    if snap.screen_qr:
-        screen.check_pass(screen_pass, snap.id, now)
     current = _open_round(snap, now)
     ensure_bound(bearer)
+    if snap.screen_qr:
+        screen.check_pass(screen_pass, snap.id, bearer.id, now)
     _check_location(snap, location)
 
     code = tier.category_code
@@ -580,7 +580,7 @@ def my_coupons(resident_id: int, status: str | None, now: datetime) -> list[dict
     query = (
         sa.select(Coupon)
         .where(Coupon.resident_id == resident_id)
-        .options(sa.orm.joinedload(Coupon.category), sa.orm.joinedload(Coupon.round))
+        .options(sa.orm.joinedload(Coupon.category), sa.orm.joinedload(Coupon.round).joinedload(Round.campaign))
         .order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
     )
     if status in ("used", "unused", "expired"):
@@ -597,7 +597,7 @@ def my_coupons(resident_id: int, status: str | None, now: datetime) -> list[dict
             "status": coupon_status(c, now),
             "valid_until": isoformat(c.valid_until, tz),
             "claimed_at": isoformat(c.claimed_at, tz),
-            "merchants": f"/api/v1/categories/{c.category.code}/merchants",
+            "merchants": f"/api/v1/categories/{c.category.code}/merchants?code={c.round.campaign.code}",
         }
         for c in db.session.scalars(query).unique()
     ]

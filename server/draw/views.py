@@ -161,11 +161,12 @@ def coupons(query):
 
 
 @bp.get("/categories/<string:category>/merchants")
+@bp.input(CampaignQuery, location="query", arg_name="query")
 @bp.output(MerchantsOut)
-@bp.doc(responses=_errors(404))
-def merchants(category):
-    """The approved merchants that accept coupons of a category."""
-    snap = services.current_snapshot()
+@bp.doc(responses=_errors(400, 404))
+def merchants(category, query):
+    """The approved merchants that accept coupons of a category (of the campaign `code`, if given)."""
+    snap = services.current_snapshot(query.get("code"))
     items = services.merchants_of(snap, category)
     return {"category": services.category_json(snap, category), "items": items}
 

@@ -166,6 +166,8 @@ def redeem(
             earlier = _earlier_wallet(till_, key, code.resident_id)
             if earlier is not None:
                 return earlier
+        if code.wallet and db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)):
+            raise ApiError("PAYCODE_EXPIRED", WALLET_CODE_USED)
         for _ in range(5):  # a wallet's choice lost to another till: choose again
             held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
             coupon_id = held.coupon.id if held else code.coupon_id or None
@@ -216,6 +218,7 @@ def redeem(
         spend_category=spend_category.strip(),
         note=(note or "").strip() or None,
         idempotency_key=key,
+        paycode_nonce=code.nonce if code.wallet else None,
         lat=location["lat"] if location else None,
         lng=location["lng"] if location else None,
         created_at=now,
@@ -228,10 +231,15 @@ def redeem(
         # The same key raced itself: the other submission recorded it; answer with that one.
         db.session.rollback()
         earlier = _retried(till_, key, token, coupon_id) if key else None
+        if earlier is None and code.wallet:  # the same wallet code paid at another till meanwhile
+            raise ApiError("PAYCODE_EXPIRED", WALLET_CODE_USED) from None
         if earlier is None:
             raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销") from None
         return earlier
     return redemption
+
+
+WALLET_CODE_USED = "这个付款码已用过一次，请让顾客刷新付款码后再扫"
 
 
 def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -> Held | None:

@@ -22,6 +22,12 @@ class ApplyIn(Schema):
     location = fields.Nested(
         LocationIn, load_default=None, allow_none=True, metadata={"description": "The shop's position, if known"}
     )
+    campaign = fields.String(
+        load_default=None,
+        validate=validators.Regexp(r"^[a-z][a-z0-9_-]{1,63}$"),
+        metadata={"description": "The active campaign whose categories are meant (e.g. an on-site event's); default"
+                  " the campaign residents see"},
+    )  # fmt: skip
 
 
 class EnrolledMerchantOut(Schema):

@@ -33,9 +33,9 @@ def apply(data: dict, now: datetime) -> Merchant:
     if not credit_code.is_valid(code):
         raise ApiError("INVALID_INPUT", "统一社会信用代码不正确，请核对18位代码")
     sms.check_phone(data["contact_phone"])
-    snap = campaigns.snapshot()
+    snap = campaigns.snapshot(data.get("campaign"))
     if snap is None:
-        raise ApiError("NO_CAMPAIGN")
+        raise ApiError("NO_CAMPAIGN") if data.get("campaign") is None else ApiError("NOT_FOUND", "没有这个进行中的活动")
     wanted = list(dict.fromkeys(data["categories"]))
     unknown = [c for c in wanted if c not in snap.category_ids]
     if not wanted or unknown:

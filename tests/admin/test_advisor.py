@@ -162,6 +162,7 @@ def test_an_edited_total_beyond_the_money_is_refused_in_words_and_changes_nothin
     assert "未调整：方案合计 900 元，超过可用资金 800 元（资金池 100 元 + 本轮现有库存 700 元），请减少数量" in shown
     assert f'name="tier-{tiers["hotel"]}" value="9"' in shown  # what was typed, to correct
     assert client.post(path, data=data | {f"tier-{tiers['fuel']}": "-1"}).status_code == 400
+    assert client.post(path, data=data | {f"tier-{tiers['fuel']}": "²"}).status_code == 400  # isdigit(), not a number
     with app.app_context():
         assert remaining_by_tier(round_two(app, campaign_id).id) == {tiers["fuel"]: 7}
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(

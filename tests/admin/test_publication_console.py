@@ -3,6 +3,8 @@ same way; the campaigns page links every public campaign to its page."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
@@ -10,6 +12,7 @@ from server import audit
 from server.extensions import db
 from server.models import AuditEntry, Campaign
 from tests.admin.conftest import csrf_token
+from tests.test_publication import ENDED
 
 PENDING = "结果将于活动结束后公示"
 
@@ -36,7 +39,12 @@ def audit_actions(app) -> list[tuple[str, str, str | None, str | None]]:
 
 def test_an_admin_publishes_and_withdraws_the_results_each_audited(app, client, console, make_campaign, clock):
     campaign_id = make_campaign()
+    clock.move_to(ENDED - timedelta(hours=2))  # the coupons are still good: too early to publish
     admin = console("admin")
+    act(admin, campaign_id, "publish")
+    assert "活动结束后才能公示结果" in admin.get("/admin/campaigns").get_data(as_text=True)
+    assert campaign_row(app).published_at is None and audit_actions(app) == []
+    clock.move_to(ENDED)
     page = admin.get("/admin/campaigns").get_data(as_text=True)
     assert 'href="/public/test-campaign"' in page and "公示结果" in page and "结果未公示" in page
     assert PENDING in client.get("/public/test-campaign").get_data(as_text=True)
@@ -45,7 +53,7 @@ def test_an_admin_publishes_and_withdraws_the_results_each_audited(app, client, 
     assert answer.status_code == 302
     assert campaign_row(app).published_at is not None
     followed = admin.get("/admin/campaigns").get_data(as_text=True)
-    assert "已公示活动结果" in followed and "撤回公示" in followed and "已公示（2026-06-25 09:00）" in followed
+    assert "已公示活动结果" in followed and "撤回公示" in followed and "已公示（2026-07-30 01:00）" in followed
     public = client.get("/public/test-campaign").get_data(as_text=True)
     assert PENDING not in public and "资金使用情况" in public
     assert audit_actions(app) == [("campaign_publish", "admin-user", "campaigns", str(campaign_id))]
@@ -61,7 +69,7 @@ def test_an_admin_publishes_and_withdraws_the_results_each_audited(app, client, 
     assert [a[0] for a in audit_actions(app)] == ["campaign_publish", "campaign_unpublish"]
     with app.app_context():
         withdrawn = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "campaign_unpublish"))
-        assert withdrawn.before["published_at"].startswith("2026-06-25T01:00")
+        assert withdrawn.before["published_at"].startswith("2026-07-29T17:00")
         assert withdrawn.after == {"published_at": None}
     log = admin.get("/admin/audit").get_data(as_text=True)
     assert all(audit.ACTION_NAMES.get(a, a) in log for a in ("campaign_publish", "campaign_unpublish"))

@@ -189,7 +189,7 @@ def test_my_coupons_by_status_follow_the_clock(client, app, make_campaign, make_
     won = spin(client, token).get_json()["coupon"]
     unused = client.get("/api/v1/coupons?status=unused", headers=auth(token)).get_json()["items"]
     assert [c["id"] for c in unused] == [won["id"]]
-    assert unused[0]["merchants"] == "/api/v1/categories/hotel/merchants"
+    assert unused[0]["merchants"] == "/api/v1/categories/hotel/merchants?code=test-campaign"
     # No job has run: at the deadline the coupon is expired all the same.
     clock.move_to(T0 + timedelta(days=5))
     assert client.get("/api/v1/coupons?status=unused", headers=auth(token)).get_json()["items"] == []

@@ -91,6 +91,24 @@ def test_a_photo_of_the_screen_goes_stale_within_a_minute(app, client, make_camp
     assert scanned(client, f"{campaign_id + 1}.{window}.{code.split('.')[2]}").status_code == 403
 
 
+def test_a_pass_serves_the_resident_who_first_grabs_with_it(app, client, make_campaign, make_resident, clock):
+    campaign_id, tiers = fair(app, make_campaign)
+    clock.move_to(OPENS + timedelta(hours=4))
+    issued = scanned(client, screen_code(app, campaign_id, OPENS + timedelta(hours=4))).get_json()
+    owner, friend = make_resident()[1], make_resident()[1]
+    assert grab(client, owner, tiers[20], issued["screen_pass"]).status_code == 200
+    assert grab(client, owner, tiers[10], issued["screen_pass"]).status_code == 200  # the same pass, another kind
+    forwarded = grab(client, friend, tiers[20], issued["screen_pass"])
+    assert forwarded.status_code == 403
+    assert forwarded.get_json()["error"] == {
+        "code": "SCREEN_CODE_STALE",
+        "message": "这个领券凭证已被他人使用，请在活动现场扫描大屏上的二维码",
+    }
+    # The friend at the fair scans the screen for a pass of their own.
+    own = scanned(client, screen_code(app, campaign_id, OPENS + timedelta(hours=4))).get_json()["screen_pass"]
+    assert grab(client, friend, tiers[20], own).status_code == 200
+
+
 def test_a_pass_lasts_fifteen_minutes_and_names_its_campaign(app, client, make_campaign, make_resident, clock):
     campaign_id, tiers = fair(app, make_campaign)
     clock.move_to(OPENS + timedelta(hours=3))
@@ -125,7 +143,43 @@ def test_fair_coupons_are_good_only_at_the_fairs_merchants_and_during_the_fair(
     _, token_after = make_resident()
     code = client.get(f"/api/v1/coupons/{coupons[1]['id']}/paycode", headers=auth(token))
     assert code.status_code == 409 and code.get_json()["error"]["code"] == "COUPON_EXPIRED"
-    assert grab(client, token_after, tiers[5], issued["screen_pass"]).get_json()["error"]["code"] == "SCREEN_CODE_STALE"
+    assert grab(client, token_after, tiers[5], issued["screen_pass"]).get_json()["error"]["code"] == "ROUND_CLOSED"
+
+
+def test_the_fairs_merchants_enrol_for_it_and_are_listed_for_its_coupons(
+    app, client, make_campaign, make_resident, clock
+):
+    from server import credit_code
+
+    campaign_id, tiers = fair(app, make_campaign)
+    make_campaign()  # the county's wheel campaign is the default one
+    body = {
+        "name": "年货大集12号摊位",
+        "credit_code": credit_code.make("632801", "MA00000F"),
+        "address": "格尔木市年货大集会场",
+        "contact_name": "马师傅",
+        "contact_phone": "13897000001",
+        "categories": ["fair"],
+        "accept_commitment": True,
+    }
+    refused = client.post("/api/v1/merchant/apply", json=body)  # not a category of the default campaign
+    assert refused.status_code == 400 and "年货大集" not in refused.get_json()["error"]["message"]
+    enrolled = client.post("/api/v1/merchant/apply", json=body | {"campaign": "geermu-2026-fair"})
+    assert enrolled.status_code == 201, enrolled.get_json()
+    assert enrolled.get_json()["merchant"]["categories"] == [{"code": "fair", "name": "年货大集"}]
+    with app.app_context():
+        from server.models import Merchant
+
+        db.session.get(Merchant, enrolled.get_json()["merchant"]["id"]).status = "approved"
+        db.session.commit()
+    clock.move_to(OPENS + timedelta(hours=1))
+    _, token = make_resident()
+    issued = scanned(client, screen_code(app, campaign_id, OPENS + timedelta(hours=1))).get_json()
+    grab(client, token, tiers[20], issued["screen_pass"])
+    link = client.get("/api/v1/coupons", headers=auth(token)).get_json()["items"][0]["merchants"]
+    assert link == "/api/v1/categories/fair/merchants?code=geermu-2026-fair"
+    listed = client.get(link).get_json()
+    assert [m["name"] for m in listed["items"]] == ["年货大集12号摊位"]
 
 
 def test_the_default_campaign_is_not_the_event(app, client, make_campaign, clock):
