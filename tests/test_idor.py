@@ -138,6 +138,7 @@ IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ("POST", "/api/v1/screen/pass", "body", "campaign"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/subsidies", "body", "campaign"): PUBLIC_CAMPAIGN,
     ("GET", "/api/v1/categories/{category}/merchants", "query", "code"): PUBLIC_CAMPAIGN,
+    ("GET", "/api/v1/draw/{category}/wheel", "query", "code"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/merchant/apply", "body", "campaign"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/subsidies", "body", "invoice_no"): (
         # The refusal of a second application for an invoice says only that it was applied for,

@@ -101,11 +101,12 @@ def campaign(query):
 
 
 @bp.get("/draw/<string:category>/wheel")
+@bp.input(CampaignQuery, location="query", arg_name="query")
 @bp.output(WheelOut)
-@bp.doc(responses=_errors(404))
-def wheel(category):
-    """The wheel's segments for a category, and what is left of it this round."""
-    return services.wheel(services.current_snapshot(), category, utcnow())
+@bp.doc(responses=_errors(400, 404))
+def wheel(category, query):
+    """The wheel's segments for a category (of the campaign `code`, if given), and what is left of it this round."""
+    return services.wheel(services.current_snapshot(query.get("code")), category, utcnow())
 
 
 @bp.post("/draw")

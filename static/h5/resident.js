@@ -1,13 +1,25 @@
-// The resident's page: bind, pick a category, spin, see my coupons, show the pay code, find
-// merchants, answer the survey. The server decides every outcome; the wheel only shows it.
+// The resident's page: bind, take part in the campaign (spin a wheel, grab a tier or apply for a
+// purchase subsidy: kinds.js), see my coupons, show a pay code, find merchants, answer the survey.
+// The server decides every outcome; the wheel only shows it. `?campaign=CODE` names the campaign
+// for everything on the page; an on-site event's QR adds `&screen=CODE`.
 import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+import { exchangeScreen, kinds } from "./kinds.js";
 
 const api = client("huigou.resident");
-const state = { campaign: null, category: null, rotation: 0, paycodeTimer: null, coupon: null };
+const state = {
+  code: new URLSearchParams(window.location.search).get("campaign"),
+  campaign: null,
+  category: null,
+  rotation: 0,
+  paycodeTimer: null,
+  coupon: null,
+  kinds: null,
+};
 const COLORS = ["#c81e1e", "#f59e0b", "#e0483a", "#fbbf24"];
 
 function go(view) {
   clearInterval(state.paycodeTimer);
+  if (view === "home") $("#grab-result").hidden = true;
   show(view);
   $("#tabs").hidden = view === "bind";
   ({ home: loadHome, coupons: () => loadCoupons("unused"), survey: loadSurvey })[view]?.();
@@ -20,9 +32,35 @@ async function start() {
   $("#bind-form").addEventListener("submit", bind);
   $("#spin-button").addEventListener("click", spin);
   $$("#coupon-tabs button").forEach((b) => b.addEventListener("click", () => loadCoupons(b.dataset.status)));
-  $("#paycode-merchants").addEventListener("click", () => loadMerchants(state.coupon.category));
+  $("#paycode-merchants").addEventListener("click", () => loadMerchants(state.coupon));
   $("#survey-form").addEventListener("submit", submitSurvey);
-  go(api.token() ? "home" : "bind");
+  $("#wallet-button").addEventListener("click", openWallet);
+  state.kinds = kinds({
+    api,
+    code: state.code,
+    screen: await scannedAtTheEvent(),
+    failed,
+    openPaycode,
+    location,
+    reload: loadHome,
+  });
+  if (api.token()) return go("home");
+  go("bind");
+  fetchCampaign().catch(() => {}); // its name over the binding form; the home page reports errors
+}
+
+// Opened from an on-site event's big screen: trade its code for a pass at once, before binding,
+// since the code is good for a minute only. The code leaves the address so that a reload does
+// not send it again once stale; the pass stays in this tab's sessionStorage.
+async function scannedAtTheEvent() {
+  const params = new URLSearchParams(window.location.search);
+  const screen = params.get("screen");
+  if (!screen || !state.code) return null;
+  params.delete("screen");
+  history.replaceState(null, "", `${window.location.pathname}?${params}`);
+  const answer = await exchangeScreen(api, state.code, screen);
+  toast(answer.ok ? "已确认您在活动现场，绑定后请尽快领券。" : answer.said, answer.ok ? "info" : "error");
+  return answer;
 }
 
 // ---------------------------------------------------------------- binding
@@ -46,14 +84,35 @@ function failed(error) {
   toast(sentence(error));
 }
 
-// ---------------------------------------------------------------- categories and the wheel
+// ---------------------------------------------------------------- the campaign, categories and the wheel
+
+const HOME_TABS = { wheel: "抽奖", grab: "抢券", subsidy: "购车补贴" };
+
+function roundLabel(campaign) {
+  const n = campaign.current_round;
+  if (campaign.kind === "subsidy") return n ? "受理中" : "不在受理时间";
+  if (campaign.kind === "grab") return n ? `第 ${n} 期` : "未到领券时间";
+  return n ? `第 ${n} 轮` : "本轮未开始";
+}
+
+async function fetchCampaign() {
+  const campaign = await api.get(state.code ? `/campaign?code=${encodeURIComponent(state.code)}` : "/campaign");
+  state.campaign = campaign;
+  $("#campaign-name").textContent = campaign.name;
+  $("#round-label").textContent = roundLabel(campaign);
+  $("#home-tab").textContent = HOME_TABS[campaign.kind] || HOME_TABS.wheel;
+  document.title = `${campaign.name} · 惠购`;
+  return campaign;
+}
 
 async function loadHome() {
   try {
-    const campaign = await api.get("/campaign");
-    state.campaign = campaign;
-    $("#campaign-name").textContent = campaign.name;
-    $("#round-label").textContent = campaign.current_round ? `第 ${campaign.current_round} 轮` : "本轮未开始";
+    const campaign = await fetchCampaign();
+    $("#grab-home").hidden = campaign.kind !== "grab";
+    $("#subsidy-home").hidden = campaign.kind !== "subsidy";
+    $("#wheel-home").hidden = campaign.kind === "grab" || campaign.kind === "subsidy";
+    if (campaign.kind === "grab") return state.kinds.showGrab(campaign);
+    if (campaign.kind === "subsidy") return await state.kinds.showSubsidy(campaign);
     const cards = campaign.categories.map((category) => {
       const tiers = campaign.tiers.filter((t) => t.category.code === category.code);
       const left = tiers.reduce((n, t) => n + t.remaining, 0);
@@ -79,7 +138,7 @@ async function openWheel(category) {
   $("#draw-result").hidden = true;
   $("#spin-button").disabled = false;
   try {
-    const wheel = await api.get(`/draw/${category.code}/wheel`);
+    const wheel = await api.get(`/draw/${category.code}/wheel${state.code ? `?code=${encodeURIComponent(state.code)}` : ""}`);
     state.segments = wheel.segments;
     $("#wheel-left").textContent = wheel.remaining > 0 ? `本轮剩余 ${wheel.remaining} 张` : "本轮已抢完";
     drawWheel(wheel.segments);
@@ -138,7 +197,11 @@ async function spin() {
   }
   let answer;
   try {
-    answer = await api.post("/draw", { category: state.category.code, ...(where ? { location: where } : {}) });
+    answer = await api.post("/draw", {
+      category: state.category.code,
+      ...(state.code ? { campaign: state.code } : {}),
+      ...(where ? { location: where } : {}),
+    });
   } catch (error) {
     button.disabled = false;
     return failed(error);
@@ -194,6 +257,7 @@ async function loadCoupons(status) {
       ),
     );
     $("#coupon-list").replaceChildren(...(list.length ? list : [el("p", { class: "hint" }, "暂无消费券")]));
+    $("#wallet-button").hidden = status !== "unused" || !list.length;
   } catch (error) {
     failed(error);
   }
@@ -231,12 +295,36 @@ async function refreshPaycode() {
   }
 }
 
-async function loadMerchants(category) {
+// One code for all my coupons: the till applies the largest one its shop and the spend qualify for.
+async function openWallet() {
+  show("wallet");
+  $("#tabs").hidden = false;
+  await refreshWallet();
+  clearInterval(state.paycodeTimer);
+  state.paycodeTimer = setInterval(refreshWallet, 45000); // a code lives 60 s: renew well before
+}
+
+async function refreshWallet() {
+  try {
+    const [code, image] = await Promise.all([api.get("/wallet/paycode"), api.get("/wallet/paycode.png")]);
+    const img = $("#wallet-image");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await image.blob());
+    $("#wallet-expiry").textContent = `付款码每分钟自动刷新，截图无效。本码 ${local(code.expires_at).slice(11)} 前有效。`;
+  } catch (error) {
+    clearInterval(state.paycodeTimer);
+    failed(error);
+  }
+}
+
+async function loadMerchants(coupon) {
   clearInterval(state.paycodeTimer);
   show("merchants");
-  $("#merchants-title").textContent = `可使用${category.name}券的商户`;
+  $("#merchants-title").textContent = `可使用${coupon.category.name}券的商户`;
   try {
-    const { items } = await api.get(`/categories/${category.code}/merchants`);
+    // The coupon's own link names its campaign (an event's coupons are not the default campaign's).
+    const link = coupon.merchants || `/categories/${coupon.category.code}/merchants${state.code ? `?code=${encodeURIComponent(state.code)}` : ""}`;
+    const { items } = await api.get(link.replace(/^\/api\/v1/, ""));
     const rows = items.map((m) => el("li", {}, el("b", {}, m.name), el("small", {}, m.address)));
     $("#merchant-list").replaceChildren(...(rows.length ? rows : [el("li", {}, "暂无商户")]));
   } catch (error) {
