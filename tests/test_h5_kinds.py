@@ -207,6 +207,43 @@ def test_the_wallet_pay_code_shows_a_qr_the_till_reads_as_the_wallet(
     page.wait_for_selector("#wallet-button[hidden]", state="attached")
 
 
+def test_the_till_takes_a_wallet_and_shows_which_coupon_the_spend_uses(
+    app, client, browser, live_server, make_campaign, make_resident, make_till, clock
+):
+    from tests.merchant.test_wallet import OPENS as YOUHAO_OPENS
+    from tests.merchant.test_wallet import YOUHAO, wallet_code
+
+    campaign_id = make_campaign(YOUHAO)
+    clock.move_to(YOUHAO_OPENS + timedelta(minutes=5))
+    _, staff = make_till("general")
+    _, token = make_resident()
+    with app.app_context():
+        from server.models import Tier
+
+        for tier_id in db.session.scalars(sa.select(Tier.id).where(Tier.campaign_id == campaign_id)):
+            assert client.post("/api/v1/grab", json={"tier_id": tier_id}, headers=auth(token)).status_code == 200
+    context = browser.new_context(**PHONE, locale="zh-CN")
+    context.add_init_script(f"localStorage.setItem('huigou.staff', {staff!r})")
+    page = context.new_page()
+    page.goto(f"{live_server}/h5/staff")
+    page.fill("#manual-form [name=paycode]", wallet_code(client, token))  # as the camera would read it
+    page.click("#manual-form button[type=submit]")
+    page.wait_for_selector("#preview:not([hidden])")
+    shown = page.inner_text("#preview-coupon")
+    assert "钱包付款码：本店可用 3 张券" in shown and "满300减80" in shown and "满100减20" in shown
+    page.fill("#redeem-form [name=amount]", "99")
+    assert "未达到使用门槛：满 100 元可用" in page.inner_text("#threshold-hint")
+    assert page.is_disabled("#redeem-button")
+    page.fill("#redeem-form [name=amount]", "250")
+    assert page.inner_text("#threshold-hint") == "将使用满200减40券，顾客实付 210 元（消费 250 元，券抵 40 元）。"
+    screenshot(page, "h5-staff-wallet")
+    page.fill("#redeem-form [name=spend_category]", "百货")
+    page.click("#redeem-button")
+    page.wait_for_selector("#result:not([hidden])")
+    assert "核销成功" in page.inner_text("#result-box") and "面额 40 元" in page.inner_text("#result-box")
+    context.close()
+
+
 def invoice_png(path, size=(900, 560)):
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)

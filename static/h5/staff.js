@@ -5,7 +5,7 @@ import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from
 
 const api = client("huigou.staff");
 const MERCHANT = "huigou.staff.merchant";
-const state = { code: null, coupon: null, key: null, stream: null };
+const state = { code: null, coupon: null, wallet: null, key: null, stream: null };
 
 function go(view) {
   stopCamera();
@@ -113,12 +113,21 @@ async function preview(code) {
     if (!answer.accepted) return outcome(false, sentence(answer.refusal), answer.coupon);
     state.code = code;
     state.coupon = answer.coupon;
+    state.wallet = answer.wallet || null; // a wallet pay code: the server applies the best coupon
     state.key = newKey(); // one submission per coupon shown: a retry sends the same key
     const c = answer.coupon;
-    $("#preview-coupon").replaceChildren(
-      el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}`),
-    );
+    if (state.wallet) {
+      $("#preview-coupon").replaceChildren(
+        el("b", {}, `钱包付款码：本店可用 ${state.wallet.length} 张券`),
+        el("p", {}, "按消费金额自动使用面额最大的一张可用券"),
+        el("ul", { class: "wallet" }, ...state.wallet.map((w) => el("li", {}, `${w.category.name} ${couponTerms(w)}`))),
+      );
+    } else {
+      $("#preview-coupon").replaceChildren(
+        el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
+        el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}`),
+      );
+    }
     $("#redeem-form").reset();
     checkThreshold();
     show("preview");
@@ -132,22 +141,34 @@ function amountFen() {
   return /^\d+(\.\d{1,2})?$/.test(text) ? Math.round(Number(text) * 100) : null;
 }
 
+function couponTerms(c) {
+  return c.threshold_fen ? `满${yuan(c.threshold_fen)}减${yuan(c.face_fen)}` : `${yuan(c.face_fen)}元`;
+}
+
+// The coupon this spend would use: the shown one, or for a wallet the first (largest) it reaches.
+function couponFor(fen) {
+  if (!state.wallet) return fen !== null && fen >= state.coupon.threshold_fen ? state.coupon : null;
+  return fen === null ? null : state.wallet.find((w) => fen >= w.threshold_fen) || null;
+}
+
 function checkThreshold() {
   const fen = amountFen();
-  const threshold = state.coupon.threshold_fen;
+  const used = couponFor(fen);
+  const threshold = state.wallet
+    ? Math.min(...state.wallet.map((w) => w.threshold_fen))
+    : state.coupon.threshold_fen;
   const hint = $("#threshold-hint");
-  const enough = fen !== null && fen >= threshold;
-  if (fen === null) hint.textContent = `请输入消费金额，满 ${yuan(threshold)} 元可用此券。`;
-  else if (!enough) hint.textContent = `未达到使用门槛：满 ${yuan(threshold)} 元可用，还差 ${yuan(threshold - fen)} 元。`;
-  else hint.textContent = `顾客实付 ${yuan(fen - state.coupon.face_fen)} 元（消费 ${yuan(fen)} 元，券抵 ${yuan(state.coupon.face_fen)} 元）。`;
-  hint.classList.toggle("warn", fen !== null && !enough);
-  $("#redeem-button").disabled = !enough;
+  if (fen === null) hint.textContent = `请输入消费金额，满 ${yuan(threshold)} 元可用${state.wallet ? "券" : "此券"}。`;
+  else if (!used) hint.textContent = `未达到使用门槛：满 ${yuan(threshold)} 元可用，还差 ${yuan(threshold - fen)} 元。`;
+  else hint.textContent = `${state.wallet ? `将使用${couponTerms(used)}券，` : ""}顾客实付 ${yuan(fen - used.face_fen)} 元（消费 ${yuan(fen)} 元，券抵 ${yuan(used.face_fen)} 元）。`;
+  hint.classList.toggle("warn", fen !== null && !used);
+  $("#redeem-button").disabled = !used;
 }
 
 async function submit(event) {
   event.preventDefault();
   const fen = amountFen();
-  if (fen === null || fen < state.coupon.threshold_fen) return checkThreshold();
+  if (!couponFor(fen)) return checkThreshold();
   const body = {
     paycode: state.code,
     spend_fen: fen,
