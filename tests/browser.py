@@ -63,3 +63,21 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def decode_qr(page, live_server: str, selector: str) -> str | None:
+    """The QR image on the page, decoded in the page by jsQR (the staff page's own decoder)."""
+    page.add_script_tag(url=f"{live_server}/static/vendor/jsqr/jsQR.js")
+    return page.evaluate(
+        """(selector) => {
+            const img = document.querySelector(selector);
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            const context = canvas.getContext('2d');
+            context.drawImage(img, 0, 0);
+            const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            const found = jsQR(pixels, canvas.width, canvas.height);
+            return found && found.data;
+        }""",
+        selector,
+    )

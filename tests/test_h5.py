@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import Resident
-from tests.browser import screenshot
+from tests.browser import decode_qr, screenshot
 from tests.helpers import T0, auth
 
 pytestmark = pytest.mark.browser
@@ -83,19 +83,7 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     assert re.fullmatch(r"\d+-\d{8}", short)
     screenshot(resident, "h5-resident-paycode")
     # The QR on the page decodes (jsQR, the staff page's own decoder) to a pay code the till accepts.
-    resident.add_script_tag(url=f"{live_server}/static/vendor/jsqr/jsQR.js")
-    decoded = resident.evaluate(
-        """() => {
-            const img = document.querySelector('#paycode-image');
-            const canvas = document.createElement('canvas');
-            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-            const context = canvas.getContext('2d');
-            context.drawImage(img, 0, 0);
-            const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-            const found = jsQR(pixels, canvas.width, canvas.height);
-            return found && found.data;
-        }"""
-    )
+    decoded = decode_qr(resident, live_server, "#paycode-image")
     assert decoded
     resident.click("#paycode-merchants")
     resident.wait_for_selector("#merchant-list li:has-text('乾安宾馆')")

@@ -19,7 +19,7 @@ from server import screen, subsidy
 from server.extensions import db
 from server.models import AdminUser, Coupon, SubsidyApplication
 from server.timeutil import utcnow
-from tests.browser import screenshot
+from tests.browser import decode_qr, screenshot
 from tests.helpers import ROOT, auth
 from tests.test_h5 import PHONE, bind_form
 
@@ -157,24 +157,6 @@ def test_a_stale_screen_code_is_refused_in_words(app, browser, live_server, make
     )
     assert "screen_pass" not in grabs[0]
     screenshot(page, "h5-event-stale")
-
-
-def decode_qr(page, live_server: str, selector: str) -> str | None:
-    """The QR image on the page, decoded in the page by jsQR (the staff page's own decoder)."""
-    page.add_script_tag(url=f"{live_server}/static/vendor/jsqr/jsQR.js")
-    return page.evaluate(
-        """(selector) => {
-            const img = document.querySelector(selector);
-            const canvas = document.createElement('canvas');
-            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-            const context = canvas.getContext('2d');
-            context.drawImage(img, 0, 0);
-            const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-            const found = jsQR(pixels, canvas.width, canvas.height);
-            return found && found.data;
-        }""",
-        selector,
-    )
 
 
 def test_the_wallet_pay_code_shows_a_qr_the_till_reads_as_the_wallet(
