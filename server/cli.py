@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from . import accounts, campaign_file, campaigns
+from . import accounts, campaign_file, campaigns, subsidy
 from .extensions import db
 from .models import Allocation, Coupon, Round
 from .timeutil import isoformat, utcnow, zone
@@ -99,10 +99,13 @@ def _describe(campaign) -> None:
     for category in campaign.categories:
         tiers = sorted((t for t in campaign.tiers if t.category_id == category.id), key=lambda t: t.face_fen)
         shown = "、".join(
-            f"{campaign_file.yuan(t.face_fen)}元×{quantity.get(t.id, 0)}（满{campaign_file.yuan(t.threshold_fen)}可用）"
+            f"{campaign_file.yuan(t.face_fen)}元×{quantity.get(t.id, 0)}"
+            + (f"（满{campaign_file.yuan(t.threshold_fen)}可用）" if t.threshold_fen else "（无门槛）")
             for t in tiers
         )
-        click.echo(f"  {category.name}（{category.code}）：{shown}")
+        click.echo(f"  {category.name}（{category.code}）" + (f"：{shown}" if shown else ""))
+    for row in subsidy.bracket_rows(campaign.subsidy_brackets):
+        click.echo(f"  补贴：{row['vehicle_name']} {row['span']} → {campaign_file.yuan(row['subsidy_fen'])} 元")
 
 
 @admin_cli.command("create")

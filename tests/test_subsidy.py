@@ -87,6 +87,7 @@ def test_the_bracket_table_at_its_edges(vehicle, invoice_yuan, subsidy_yuan):
 def test_jincheng_imports_and_shows_its_table(client, runner, app):
     result = runner.invoke(args=["campaign", "import", str(ROOT / "examples" / "jincheng-2026-vehicles.json")])
     assert result.exit_code == 0, result.output
+    assert "补贴：新能源汽车 6万（含）—10万以下 → 2000 元" in result.output
     shown = client.get("/api/v1/campaign?code=jincheng-2026-vehicles").get_json()
     assert shown["kind"] == "subsidy" and shown["tiers"] == []
     rows = [(r["vehicle_name"], r["span"], r["subsidy_fen"]) for r in shown["subsidy_brackets"]]
