@@ -74,6 +74,7 @@ def test_a_resident_grabs_a_tier_and_is_refused_the_same_tier_again(
     labels = page.locator("#tiers .tier-terms b").all_inner_texts()
     assert sorted(labels) == ["满100减20", "满200减40", "满300减80"]
     assert "剩余 350 / 350 张" in tier_card(page, "满300减80").inner_text()
+    assert page.get_attribute("#public-link", "href") == "/public/geermu-2026"  # merchants and results
 
     tier_card(page, "满300减80").locator("button").click()
     page.wait_for_selector("#grab-result.ok")

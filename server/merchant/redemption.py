@@ -101,7 +101,7 @@ def scan(till_: Till, token: str, now: datetime, tz) -> dict:
     wallet pay code, the coupons of the resident this shop takes."""
     code = paycode.read(token, now)
     if code.wallet:
-        return _scan_wallet(till_, code.resident_id, now, tz)
+        return _scan_wallet(till_, code, now, tz)
     held = _coupon_of(code)
     refusal = _refusal(till_, held, now, None)
     if held is None:
@@ -132,10 +132,12 @@ def _wallet(till_: Till, resident_id: int, now: datetime):
 BEST_FIRST = (Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
 
 
-def _scan_wallet(till_: Till, resident_id: int, now: datetime, tz) -> dict:
-    found = db.session.execute(_wallet(till_, resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
+def _scan_wallet(till_: Till, code: paycode.PayCode, now: datetime, tz) -> dict:
+    found = db.session.execute(_wallet(till_, code.resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
     held = [Held(*row) for row in found]
     refusal = _refusal(till_, held[0], now, None) if held else ("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
+    if refusal is None and db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)):
+        refusal = ("PAYCODE_EXPIRED", WALLET_CODE_USED)  # paid once already: the till is told before the spend
     return {
         "coupon": coupon_for_till(held[0], tz) if held else None,
         "accepted": refusal is None,

@@ -102,6 +102,7 @@ async function fetchCampaign() {
   $("#round-label").textContent = roundLabel(campaign);
   $("#home-tab").textContent = HOME_TABS[campaign.kind] || HOME_TABS.wheel;
   document.title = `${campaign.name} · 惠购`;
+  $("#public-link").href = `/public/${encodeURIComponent(campaign.code)}`;
   return campaign;
 }
 

@@ -47,6 +47,8 @@ def test_a_wallet_code_pays_once_so_a_photo_of_it_cannot_empty_the_wallet(
     _, other_till = make_till("general")
     code = wallet_code(client, token)
     assert redeem(client, till, code, 40000, key="a-1", category="百货").status_code == 200
+    scanned = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(other_till)).get_json()
+    assert scanned["accepted"] is False and scanned["refusal"]["code"] == "PAYCODE_EXPIRED"
     for staff, key in ((till, "a-2"), (other_till, "b-1")):  # the same code again, under a new key
         again = redeem(client, staff, code, 40000, key=key, category="百货")
         assert again.status_code == 400
