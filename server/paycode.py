@@ -100,28 +100,33 @@ def read(token: str, now: datetime | None = None) -> PayCode:
         raise ApiError("PAYCODE_EXPIRED", "无法识别的付款码，请重新扫描") from exc
 
 
+def _unaged(token: str) -> dict | None:
+    """A QR token's content with its signature checked but not its age (a retry's code may be
+    stale by then); None for a typed short code, a garbled or a forged token."""
+    if _typed_short(token):
+        return None
+    try:
+        data = serializer("huigou-paycode").loads(token.strip())
+        return {"c": int(data["c"]), "r": int(data["r"])}
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
 def named_coupon(token: str) -> int | None:
     """The coupon a pay code names even when it is stale (its signature checked, not its age): a
     till's retry is matched to its first attempt by it. None for a garbled or forged code."""
     found = _typed_short(token)
     if found:
         return int(found.group(1))
-    try:
-        return int(serializer("huigou-paycode").loads(token.strip())["c"])
-    except (BadSignature, KeyError, TypeError, ValueError):
-        return None
+    data = _unaged(token)
+    return data["c"] if data else None
 
 
 def named_wallet(token: str) -> int | None:
-    """The resident of a wallet pay code even when it is stale (its signature checked, not its
-    age), for matching a till's retry; None for any other code."""
-    if _typed_short(token):
-        return None
-    try:
-        data = serializer("huigou-paycode").loads(token.strip())
-        return int(data["r"]) if int(data["c"]) == WALLET else None
-    except (BadSignature, KeyError, TypeError, ValueError):
-        return None
+    """The resident of a wallet pay code even when it is stale, for matching a till's retry;
+    None for any other code."""
+    data = _unaged(token)
+    return data["r"] if data and data["c"] == WALLET else None
 
 
 def svg(token: str) -> bytes:

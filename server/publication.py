@@ -25,6 +25,7 @@ from flask import Blueprint, abort, render_template
 
 from . import audit, ledger, rounds, security
 from .extensions import db
+from .merchant.redemption import standing_clause
 from .models import AdminUser, Campaign, Category, LedgerEntry, Merchant, Redemption, merchant_categories
 from .timeutil import utcnow, zone
 
@@ -107,14 +108,6 @@ def leverage(spend_fen: int, face_fen: int) -> Decimal | None:
     if not face_fen:
         return None
     return (Decimal(spend_fen) / Decimal(face_fen)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-
-def standing_clause() -> sa.ColumnElement[bool]:
-    """Redemptions whose face value the ledger keeps as redeemed or forfeited."""
-    return sa.and_(
-        Redemption.revoked_at.is_(None),
-        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
-    )
 
 
 def results(campaign: Campaign) -> Results:

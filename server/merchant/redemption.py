@@ -136,7 +136,7 @@ def _scan_wallet(till_: Till, code: paycode.PayCode, now: datetime, tz) -> dict:
     found = db.session.execute(_wallet(till_, code.resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
     held = [Held(*row) for row in found]
     refusal = _refusal(till_, held[0], now, None) if held else ("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
-    if refusal is None and db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)):
+    if refusal is None and _wallet_code_used(code):
         refusal = ("PAYCODE_EXPIRED", WALLET_CODE_USED)  # paid once already: the till is told before the spend
     return {
         "coupon": coupon_for_till(held[0], tz) if held else None,
@@ -165,10 +165,10 @@ def redeem(
     try:
         code = paycode.read(token, now)
         if code.wallet and key:  # a retry of a wallet payment: its coupon was chosen by the first
-            earlier = _earlier_wallet(till_, key, code.resident_id)
+            earlier = _earlier(till_, key, resident_id=code.resident_id)
             if earlier is not None:
                 return earlier
-        if code.wallet and db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)):
+        if code.wallet and _wallet_code_used(code):
             raise ApiError("PAYCODE_EXPIRED", WALLET_CODE_USED)
         for _ in range(5):  # a wallet's choice lost to another till: choose again
             held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
@@ -270,33 +270,32 @@ def _retried(till_: Till, key: str, token: str, coupon_id: int | None) -> Redemp
     """This till's earlier redemption under this key for the same pay code, if this is a retry."""
     wallet_of = paycode.named_wallet(token)
     if wallet_of is not None:
-        return _earlier_wallet(till_, key, wallet_of)
-    return _earlier(till_, key, coupon_id or paycode.named_coupon(token))
+        return _earlier(till_, key, resident_id=wallet_of)
+    return _earlier(till_, key, coupon_id=coupon_id or paycode.named_coupon(token))
 
 
-def _earlier_wallet(till_: Till, key: str, resident_id: int) -> Redemption | None:
-    """This till's redemption under this key of a coupon of the wallet's resident; a key reused
-    for another resident is refused, as `_earlier` refuses one reused for another coupon."""
-    earlier = db.session.scalar(
-        sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
-    )
-    if earlier is not None and earlier.resident_id != resident_id:
-        raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
-    return earlier
-
-
-def _earlier(till_: Till, key: str, coupon_id: int | None) -> Redemption | None:
-    """This till's redemption of this coupon under this key (a retry). A key reused for another
-    coupon is refused: answering with the other coupon's redemption would show success while this
-    coupon stays unspent. A code naming no coupon is no retry."""
-    if coupon_id is None:
+def _earlier(
+    till_: Till, key: str, *, coupon_id: int | None = None, resident_id: int | None = None
+) -> Redemption | None:
+    """This till's redemption under this key, if this is a retry of it: of the same coupon, or for
+    a wallet pay code, of the same resident. A key reused for another coupon or another resident
+    is refused: answering with the other's redemption would show success while this one stays
+    unpaid. A code naming neither is no retry."""
+    if coupon_id is None and resident_id is None:
         return None
     earlier = db.session.scalar(
         sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
     )
-    if earlier is not None and earlier.coupon_id != coupon_id:
+    if earlier is not None and resident_id is not None and earlier.resident_id != resident_id:
+        raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
+    if earlier is not None and coupon_id is not None and earlier.coupon_id != coupon_id:
         raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一张消费券，请为每张券使用新的编号")
     return earlier
+
+
+def _wallet_code_used(code: paycode.PayCode) -> bool:
+    """Whether this wallet pay code has paid already (it pays once)."""
+    return db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)) is not None
 
 
 def redemption_json(redemption: Redemption, tz) -> dict:
@@ -381,10 +380,18 @@ def settled_clause():
     ones and refunds under the "return" policy owe nothing.
     """
     return sa.and_(
-        Redemption.revoked_at.is_(None),
-        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
+        standing_clause(),
         Redemption.spend_fen > 0,
         sa.func.length(sa.func.trim(Redemption.spend_category)) > 0,
+    )
+
+
+def standing_clause():
+    """Redemptions that stand: not revoked, and not refunded under the "return" policy (whose
+    coupon is voided). Their face value is what the ledger keeps as redeemed or forfeited."""
+    return sa.and_(
+        Redemption.revoked_at.is_(None),
+        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
     )
 
 
