@@ -18,7 +18,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import current_app
@@ -29,7 +28,7 @@ from . import audit, ledger, rounds
 from .errors import ApiError
 from .extensions import db
 from .models import VEHICLE_KINDS, AdminUser, Campaign, SubsidyApplication
-from .timeutil import isoformat
+from .timeutil import isoformat, zone
 
 STATUS_NAMES = {"pending": "待审核", "approved": "已批准", "rejected": "已驳回"}
 IMAGE_TYPES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
@@ -44,19 +43,24 @@ def vehicle_class(kind: str) -> str:
     return "motorcycle" if kind == "motorcycle" else "car"
 
 
-def yuan(fen: int) -> str:
-    return ledger.yuan(fen)
+def bracket_of(brackets: list[dict], vehicle_kind: str, invoice_fen: int) -> dict | None:
+    """The bracket an invoice of this amount and vehicle kind falls in (from inclusive, to
+    exclusive); None: none."""
+    for bracket in brackets or ():
+        high = bracket["to_fen"]
+        if (
+            bracket["vehicle"] == vehicle_kind
+            and bracket["from_fen"] <= invoice_fen
+            and (high is None or invoice_fen < high)
+        ):
+            return bracket
+    return None
 
 
 def bracket_for(brackets: list[dict], vehicle_kind: str, invoice_fen: int) -> int | None:
     """The subsidy in fen for an invoice of this amount and vehicle kind; None: no bracket."""
-    for bracket in brackets or ():
-        if bracket["vehicle"] != vehicle_kind:
-            continue
-        high = bracket["to_fen"]
-        if bracket["from_fen"] <= invoice_fen and (high is None or invoice_fen < high):
-            return bracket["subsidy_fen"]
-    return None
+    bracket = bracket_of(brackets, vehicle_kind, invoice_fen)
+    return bracket["subsidy_fen"] if bracket else None
 
 
 def bracket_rows(brackets: list[dict]) -> list[dict]:
@@ -130,14 +134,10 @@ def subsidy_campaign(code: str | None, now: datetime) -> Campaign:
     if not any(r.opens_at <= now < r.closes_at for r in campaign.rounds):
         upcoming = [r for r in campaign.rounds if r.opens_at > now]
         if upcoming:
-            when = upcoming[0].opens_at.astimezone(ledger_zone(campaign)).strftime("%Y年%-m月%-d日 %H:%M")
+            when = upcoming[0].opens_at.astimezone(zone(campaign.timezone)).strftime("%Y年%-m月%-d日 %H:%M")
             raise ApiError("ROUND_NOT_OPEN", f"购车补贴将于{when}开始受理")
         raise ApiError("ROUND_CLOSED", "本期购车补贴已停止受理")
     return campaign
-
-
-def ledger_zone(campaign: Campaign) -> ZoneInfo:
-    return ZoneInfo(campaign.timezone)
 
 
 def apply(
@@ -164,10 +164,10 @@ def apply(
         raise ApiError("INVALID_INPUT", "车辆识别代号（VIN）应为17位，不含字母I、O、Q，请按行驶证填写")
     if not PLATE_RE.match(plate):
         raise ApiError("INVALID_INPUT", "号牌号码格式不正确，例如 晋E12345")
-    local_today = now.astimezone(ledger_zone(campaign)).date()
+    local_today = now.astimezone(zone(campaign.timezone)).date()
     if registered_on > local_today:
         raise ApiError("INVALID_INPUT", "上户登记日期不能晚于今天")
-    starts = min(r.opens_at for r in campaign.rounds).astimezone(ledger_zone(campaign)).date()
+    starts = min(r.opens_at for r in campaign.rounds).astimezone(zone(campaign.timezone)).date()
     if registered_on < starts:
         raise ApiError(
             "NOT_ELIGIBLE", f"本活动补贴{starts.year}年{starts.month}月{starts.day}日（含）以后上户登记的车辆"
@@ -181,7 +181,7 @@ def apply(
         least = min(b["from_fen"] for b in kinds)
         raise ApiError(
             "NOT_ELIGIBLE",
-            f"{name}发票金额须在{yuan(least)}元（含）以上才能申请补贴，本次发票金额{yuan(invoice_fen)}元",
+            f"{name}发票金额须在{ledger.yuan(least)}元（含）以上才能申请补贴，本次发票金额{ledger.yuan(invoice_fen)}元",
         )
     invoice = check_image(image)
     application = SubsidyApplication(
@@ -282,7 +282,9 @@ def review(admin: AdminUser, application_id: int, approve: bool, note: str | Non
     if approve:
         pool = ledger.pool_fen(campaign_id)
         if pool < application.subsidy_fen:
-            raise ReviewError(f"资金池余额 {yuan(pool)} 元，不足以支付这笔补贴 {yuan(application.subsidy_fen)} 元")
+            raise ReviewError(
+                f"资金池余额 {ledger.yuan(pool)} 元，不足以支付这笔补贴 {ledger.yuan(application.subsidy_fen)} 元"
+            )
         label = f"{VEHICLE_KINDS[application.vehicle_kind]} {application.plate} 发票{application.invoice_no}"
         ledger.record(
             [

@@ -7,15 +7,15 @@ import sqlalchemy as sa
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import subsidy
+from .. import ledger, subsidy
 from ..extensions import db
 from ..models import VEHICLE_KINDS, Campaign, Resident, SubsidyApplication
 from ..timeutil import utcnow
 from . import bp
 from .access import MERCHANTS, READ, phone_for, role_required
 from .forms import ActionForm
+from .views import PER_PAGE, _page, _pages
 
-PER_PAGE = 50
 # Reviewing is checking documents, as merchant enrolment is: admins and operators; auditors read.
 REVIEW = MERCHANTS
 
@@ -25,7 +25,7 @@ REVIEW = MERCHANTS
 def subsidies():
     status = request.args.get("status", "pending")
     status = status if status in subsidy.STATUS_NAMES else None
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = _page()
     query = sa.select(SubsidyApplication, Resident).join(Resident, Resident.id == SubsidyApplication.resident_id)
     if status:
         query = query.where(SubsidyApplication.status == status)
@@ -53,7 +53,7 @@ def subsidies():
         paid=paid,
         total=total,
         page=page,
-        pages=max((total + PER_PAGE - 1) // PER_PAGE, 1),
+        pages=_pages(total, page, len(rows)),
         names=subsidy.STATUS_NAMES,
         vehicles=VEHICLE_KINDS,
         phone=lambda p: phone_for(p, current_user.role),
@@ -73,23 +73,16 @@ def subsidy_detail(application_id: int):
     application = _application(application_id)
     campaign = db.session.get(Campaign, application.campaign_id)
     resident = db.session.get(Resident, application.resident_id)
-    rows = subsidy.bracket_rows(campaign.subsidy_brackets)
-    applied = next(
-        (
-            r
-            for r in rows
-            if r["vehicle"] == application.vehicle_kind
-            and r["from_fen"] <= application.invoice_fen
-            and (r["to_fen"] is None or application.invoice_fen < r["to_fen"])
-        ),
-        None,
-    )
+    mine = [b for b in campaign.subsidy_brackets or () if b["vehicle"] == application.vehicle_kind]
+    rows = subsidy.bracket_rows(mine)
+    bracket = subsidy.bracket_of(mine, application.vehicle_kind, application.invoice_fen)
+    applied = next((r for r in rows if bracket and r["from_fen"] == bracket["from_fen"]), None)
     return render_template(
         "admin/subsidy.html",
         a=application,
         campaign=campaign,
         resident=resident,
-        rows=[r for r in rows if r["vehicle"] == application.vehicle_kind],
+        rows=rows,
         applied=applied,
         names=subsidy.STATUS_NAMES,
         vehicles=VEHICLE_KINDS,
@@ -127,7 +120,7 @@ def subsidy_review(application_id: int, action: str):
         return redirect(url_for("admin.subsidy_detail", application_id=application_id))
     db.session.commit()
     if action == "approve":
-        flash(f"申请 #{done.id} 已批准，补贴 {subsidy.yuan(done.subsidy_fen)} 元已记入资金台账", "info")
+        flash(f"申请 #{done.id} 已批准，补贴 {ledger.yuan(done.subsidy_fen)} 元已记入资金台账", "info")
     else:
         flash(f"申请 #{done.id} 已驳回：{done.review_note}", "info")
     following = db.session.scalar(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import campaigns, geo, ledger, paycode, screen, sms, subsidy, tokens, wechat
+from .. import campaign_file, campaigns, geo, ledger, paycode, screen, sms, subsidy, tokens, wechat
 from ..campaigns import Segment, Snapshot
 from ..errors import ApiError
 from ..extensions import db
@@ -349,12 +349,8 @@ def _claim_any(column: str, params: dict):
 
 def tier_label(face_fen: int, threshold_fen: int) -> str:
     """满300减80, or 20元 for a coupon without a threshold."""
-    face = _yuan(face_fen)
-    return f"满{_yuan(threshold_fen)}减{face}" if threshold_fen else f"{face}元"
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}" if fen % 100 == 0 else f"{fen / 100:.2f}"
+    face = campaign_file.yuan(face_fen)
+    return f"满{campaign_file.yuan(threshold_fen)}减{face}" if threshold_fen else f"{face}元"
 
 
 def _refuse_second_draw(snap: Snapshot, current, resident_id: int, code: str, slot: int = 0) -> None:

@@ -187,6 +187,20 @@ def coupon_paycode(coupon_id):
     }
 
 
+def _qr_image(token: str, expires, kind: str):
+    """A pay code as a QR image (PNG or SVG), never cached, with when it stops working."""
+    body, mimetype = (paycode.png(token), "image/png") if kind == "png" else (paycode.svg(token), "image/svg+xml")
+    response = make_response(body)
+    response.headers.update(
+        {
+            "Content-Type": mimetype,
+            "Cache-Control": "no-store",
+            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+        }
+    )
+    return response
+
+
 @bp.get("/coupons/<id:coupon_id>/paycode.<any(png, svg):kind>")
 @bp.doc(
     security=BEARER,
@@ -199,16 +213,7 @@ def coupon_paycode_image(coupon_id, kind):
     """The pay code as a QR image, PNG or SVG, fresh on every request."""
     bearer = tokens.require_bearer("resident")
     token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
-    body, mimetype = (paycode.png(token), "image/png") if kind == "png" else (paycode.svg(token), "image/svg+xml")
-    response = make_response(body)
-    response.headers.update(
-        {
-            "Content-Type": mimetype,
-            "Cache-Control": "no-store",
-            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
-        }
-    )
-    return response
+    return _qr_image(token, expires, kind)
 
 
 @bp.before_request
@@ -277,15 +282,7 @@ def wallet_paycode_image():
     bearer = tokens.require_bearer("resident")
     services.ensure_bound(bearer)
     token, expires = paycode.issue_wallet(bearer.id, utcnow())
-    response = make_response(paycode.png(token))
-    response.headers.update(
-        {
-            "Content-Type": "image/png",
-            "Cache-Control": "no-store",
-            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
-        }
-    )
-    return response
+    return _qr_image(token, expires, "png")
 
 
 @bp.get("/survey")
