@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -52,7 +53,7 @@ def _local(instant, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def _page() -> int:
     page = request.args.get("page", "1")
-    return max(int(page), 1) if page.isdigit() else 1
+    return max(int(page), 1) if re.fullmatch(r"[0-9]{1,9}", page) else 1  # not "²", which isdigit() takes
 
 
 def _safe_next(target: str | None) -> str | None:

@@ -44,6 +44,13 @@ def test_pages_follow_one_order_without_repeats_or_gaps(console, redemptions, mo
     assert sorted(first + second) == sorted(r for _, r, _ in redemptions["made"])
 
 
+def test_a_page_number_that_is_no_plain_number_is_the_first_page(console):
+    client = console("admin")
+    for path in ("/admin/merchants", "/admin/subsidies", "/admin/audit", "/admin/lists/redemptions"):
+        for page in ("²", "x", "-1", "9" * 40):
+            assert client.get(path, query_string={"page": page}).status_code == 200, (path, page)
+
+
 def test_the_csv_export_is_the_filtered_list_with_a_bom(app, console, redemptions):
     client = console("admin")
     answer = client.get("/admin/lists/redemptions/export.csv?category=hotel&state=valid")
