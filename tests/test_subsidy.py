@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 from decimal import Decimal
 
@@ -195,6 +196,11 @@ def test_the_invoice_photo_is_bounded_in_size(app, client, jincheng, make_reside
     assert len(bomb.getvalue()) < limit
     answer = apply(client, token, form(), bomb.getvalue(), "bomb.png")
     assert answer.get_json()["error"]["code"] == "IMAGE_INVALID"
+    # A real phone photo, far above the API's 64 KB cap for other requests, is taken.
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (700, 700), random.Random(8).randbytes(700 * 700 * 3)).save(noise, format="PNG")
+    assert len(noise.getvalue()) > 1_000_000
+    assert apply(client, token, form(), noise.getvalue(), "photo.png").status_code == 201
     # Another API request keeps the small cap.
     big_body = {"category": "x" * 100_000}
     assert client.post("/api/v1/draw", json=big_body, headers=auth(token)).status_code == 413

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import current_app, make_response, request
 
 from .. import campaigns, paycode, screen, subsidy, survey, tokens
@@ -216,14 +218,20 @@ def coupon_paycode_image(coupon_id, kind):
     return _qr_image(token, expires, kind)
 
 
-@bp.before_request
-def _room_for_the_invoice_photo():
-    """The invoice photo is the API's one upload: its request may be larger than the 64 KB cap."""
-    if request.endpoint == "draw.subsidy_apply":
+def _room_for_the_invoice_photo(view):
+    """The invoice photo is the API's one upload: its request may be larger than the 64 KB cap
+    (set before the form is parsed, on this view only)."""
+
+    @functools.wraps(view)
+    def allowed(*args, **kwargs):
         request.max_content_length = current_app.config["INVOICE_IMAGE_MAX_BYTES"] + 64 * 1024
+        return view(*args, **kwargs)
+
+    return allowed
 
 
 @bp.post("/subsidies")
+@_room_for_the_invoice_photo
 @limited("subsidy")
 @bp.input(SubsidyIn, location="form_and_files", arg_name="body")
 @bp.output(SubsidyAppliedOut, status_code=201)
