@@ -115,7 +115,8 @@ def main() -> int:
 
     os.environ["DATABASE_URL"] = dsn
     os.environ.setdefault("SECRET_KEY", "bench-secret")
-    from server import accounts, create_app
+    from server import create_app
+    from server.auth import accounts
     from server.extensions import db
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": dsn})
@@ -128,7 +129,7 @@ def main() -> int:
             staff = conn.execute(db.text("SELECT staff_id FROM redemptions LIMIT 1")).scalar()
             phone = conn.execute(db.text("SELECT phone FROM residents WHERE openid = 'bench-777'")).scalar()
     # The scheduler's job, as it would have run every hour (with --skip-load: nothing new to store).
-    from server import scheduler
+    from server.pool import jobs as scheduler
 
     start = time.perf_counter()
     closed = scheduler.run_job(app, next(j for j in scheduler.JOBS if j.name == "close_hours"))

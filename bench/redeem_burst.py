@@ -97,7 +97,8 @@ def fetch_paycodes(base: str, coupons: list[tuple[str, str, int, int]]) -> list[
 def png_rate(seconds: float) -> float:
     from datetime import UTC, datetime
 
-    from server import create_app, paycode
+    from server import create_app
+    from server.auth import paycode
 
     app = create_app({"SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
     with app.app_context():

@@ -69,7 +69,7 @@ def run_migrations_offline():
 
 def render_item(type_, obj, autogen_context):
     """Render our UTC TypeDecorator as the plain column type it stores."""
-    from server.timeutil import UTCDateTime
+    from server.core.time import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
+
+from flask import Flask
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -18,7 +21,7 @@ def from_environment(instance_path: str) -> dict:
     default_db = "sqlite:///" + str(Path(instance_path) / "huigou.sqlite3")
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY", ""),
-        # The tamper-evident chain's key (chain.py); SECRET_KEY when unset. Keep it out of the
+        # The tamper-evident chain's key (pool/chain.py); SECRET_KEY when unset. Keep it out of the
         # database's reach and never rotate it during a campaign.
         "CHAIN_KEY": os.environ.get("CHAIN_KEY", ""),
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", default_db),
@@ -73,3 +76,33 @@ DEFAULTS = {
     "INFO": {"description": "惠购 Huigou: consumer-coupon campaign API (resident and merchant)."},
     "SECURITY_SCHEMES": {"BearerAuth": {"type": "http", "scheme": "bearer", "description": "Signed, expiring token"}},
 }
+
+
+def apply(app: Flask, config: dict | None) -> None:
+    """The defaults, then the environment, then what a test passes; a secret kept in instance/
+    when none is set (development)."""
+    from .core.db import engine_url
+    from .core.schemas import ErrorOut
+
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(DEFAULTS)
+    app.config.update(from_environment(app.instance_path))
+    app.config["HTTP_ERROR_SCHEMA"] = ErrorOut
+    app.config["VALIDATION_ERROR_SCHEMA"] = ErrorOut
+    if config:
+        app.config.update(config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = instance_secret(Path(app.instance_path))
+    app.config["SQLALCHEMY_DATABASE_URI"] = engine_url(app.config["SQLALCHEMY_DATABASE_URI"])
+
+
+def instance_secret(instance: Path) -> str:
+    """A random key kept in instance/ when SECRET_KEY is not set (development)."""
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

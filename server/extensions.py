@@ -1,5 +1,7 @@
 """Extensions, created unbound and bound to the app in the factory."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -25,3 +27,5 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Rate limits (auth/limits.py): in memory, or in Redis when REDIS_URL is set.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True, strategy="fixed-window")

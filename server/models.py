@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .core.time import UTCDateTime, utcnow
 from .extensions import db
-from .timeutil import UTCDateTime, utcnow
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -196,6 +197,17 @@ class Draw(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CouponState(StrEnum):
+    """Where a coupon is in its life (pool/coupons.py moves it, each move with its ledger entry)."""
+
+    STOCK = "stock"  # on the wheel, nobody's yet
+    WITHDRAWN = "withdrawn"  # not drawn by its round's close, or taken off by the bureau
+    CLAIMED = "claimed"  # a resident's, usable until valid_until
+    USED = "used"  # spent at a till
+    VOID = "void"  # refunded under "return", or revoked by the bureau
+    EXPIRED = "expired"  # reached valid_until unused
+
+
 class Coupon(db.Model):
     """A coupon, generated as stock when its round is allocated and claimed by a draw.
 
@@ -258,7 +270,7 @@ class Coupon(db.Model):
     face_fen: Mapped[int]
     threshold_fen: Mapped[int]
     seq: Mapped[int]
-    state: Mapped[str] = mapped_column(sa.String(10), default="stock")
+    state: Mapped[str] = mapped_column(sa.String(10), default=CouponState.STOCK)
     resident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("residents.id"))
     draw_id: Mapped[int | None] = mapped_column(sa.ForeignKey("draws.id"), unique=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,17 +7,29 @@ each test. Concurrency tests use real threads, each with its own connection.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 import time_machine
 
-from server import create_app, tokens
-from server.campaigns import forget_snapshot
+from server import create_app
+from server.auth import accounts, tokens
+from server.core.cache import forget as forget_snapshot
 from server.extensions import db
 from server.models import Resident
-from tests.helpers import ON_POSTGRES, PG_URL, T0, assert_books_count_the_coupons, campaign_doc
+from tests.helpers import (
+    ON_POSTGRES,
+    PASSWORD,
+    PG_URL,
+    T0,
+    assert_books_count_the_coupons,
+    auth,
+    campaign_doc,
+    paycode,
+    redeem,
+    sign_in,
+)
 
 # The page tests' fixtures (live_server, browser) live in tests/browser.py.
 pytest_plugins = ["tests.browser"]
@@ -93,7 +105,7 @@ def clock():
 @pytest.fixture
 def make_campaign(app):
     """Create a campaign from a document (default: campaign_doc()) and return its id."""
-    from server import campaign_file
+    from server.campaign import file as campaign_file
 
     def make(doc: dict | None = None, **overrides):
         doc = doc or campaign_doc(**overrides)
@@ -131,7 +143,7 @@ def make_resident(app):
 @pytest.fixture
 def make_till(app):
     """A factory of approved merchants of a category, each with one staff token: (merchant id, token)."""
-    from server import credit_code
+    from server.merchant import credit_code
     from server.models import BindingCode, Category, Merchant, Staff
 
     counter = iter(range(1, 1000))
@@ -167,8 +179,8 @@ def make_till(app):
 @pytest.fixture
 def balanced(app):
     """Check the campaign's ledger against its coupons; returns the balances per account."""
-    from server import ledger
     from server.models import Campaign
+    from server.pool import ledger
 
     def check(campaign_id: int) -> dict[str, int]:
         with app.app_context():
@@ -178,3 +190,54 @@ def balanced(app):
             return report.totals
 
     return check
+
+
+@pytest.fixture
+def make_account(app):
+    def make(role: str = "admin", username: str | None = None) -> str:
+        username = username or f"{role}-user"
+        with app.app_context():
+            accounts.create_admin(username, PASSWORD, role)
+            db.session.commit()
+        return username
+
+    return make
+
+
+@pytest.fixture
+def console(app, make_account):
+    """A client signed in with the given role: console("auditor")."""
+
+    def signed_in(role: str = "admin"):
+        client = app.test_client()
+        answer = sign_in(client, make_account(role))
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+        return client
+
+    return signed_in
+
+
+@pytest.fixture
+def redemptions(app, client, make_campaign, make_resident, make_till, clock):
+    """Six redemptions over two days at a hotel and a fuel station; one revoked, one refunded."""
+    make_campaign()
+    tills = {"hotel": make_till("hotel"), "fuel": make_till("fuel")}
+    made = []
+    for day in range(2):
+        for n, category in enumerate(("hotel", "hotel", "fuel")):
+            _, token = make_resident(phone=f"1391000{day}{n:03d}")
+            won = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()
+            coupon = won["coupon"]
+            answer = redeem(client, tills[category][1], paycode(client, token, coupon["id"]), coupon["threshold_fen"])
+            made.append((category, answer.get_json()["redemption"]["id"], f"1391000{day}{n:03d}"))
+        clock.shift(timedelta(days=1))
+    clock.shift(timedelta(days=-1))
+    hotel_staff = tills["hotel"][1]
+    for (_, redemption_id, _), action in ((made[4], "revoke"), (made[3], "refund")):
+        path = f"/api/v1/merchant/redemptions/{redemption_id}/{action}"
+        assert client.post(path, json={"reason": "核对"}, headers=auth(hotel_staff)).status_code == 200
+    return {
+        "made": made,
+        "merchants": {k: v[0] for k, v in tills.items()},
+        "staff": {k: v[1] for k, v in tills.items()},
+    }

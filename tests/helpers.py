@@ -66,7 +66,7 @@ def assert_books_count_the_coupons(campaign_id: int) -> None:
     """The console's coupon table, counted from the ledger, equals the coupons' own states."""
     import sqlalchemy as sa
 
-    from server.admin import services
+    from server.admin.coupons import coupon_table
     from server.extensions import db
     from server.models import Campaign, Coupon, Round
 
@@ -82,7 +82,7 @@ def assert_books_count_the_coupons(campaign_id: int) -> None:
         counted.setdefault((number, tier.category.name, tier.face_fen, tier.threshold_fen), {})[state] = n
     table = {
         (r.round_number, r.category, r.face_fen, r.threshold_fen): {k: v for k, v in r.states.items() if v}
-        for r in services.coupon_table(campaign)
+        for r in coupon_table(campaign)
     }
     assert {key: table.get(key) for key in counted} == counted
 
@@ -90,8 +90,9 @@ def assert_books_count_the_coupons(campaign_id: int) -> None:
 def fresh_world(app, doc: dict, residents: int) -> tuple[int, list[str]]:
     """Empty the database (a hypothesis example shares its test's app); a campaign from `doc` and
     bound residents' tokens. For property tests that need a new world per example."""
-    from server import campaign_file, tokens
-    from server.campaigns import forget_snapshot
+    from server.auth import tokens
+    from server.campaign import file as campaign_file
+    from server.core.cache import forget as forget_snapshot
     from server.extensions import db
     from server.models import Resident
 
@@ -132,3 +133,37 @@ def at_once(app, calls) -> list:
     for thread in threads:
         thread.join(60)
     return answers
+
+
+# ---------------------------------------------------------------- the till and the console
+
+PASSWORD = "correct-horse-battery"
+
+
+def paycode(client, token, coupon_id):
+    answer = client.get(f"/api/v1/coupons/{coupon_id}/paycode", headers=auth(token))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["paycode"]
+
+
+def redeem(client, staff, code, spend_fen, key=None, category="住宿"):
+    headers = auth(staff) | ({"Idempotency-Key": key} if key else {})
+    body = {"paycode": code, "spend_fen": spend_fen, "spend_category": category}
+    return client.post("/api/v1/merchant/redeem", json=body, headers=headers)
+
+
+def csrf_token(html: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html
+    )
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def sign_in(client, username: str, password: str = PASSWORD, next_: str | None = None):
+    page = client.get("/admin/login")
+    token = csrf_token(page.get_data(as_text=True))
+    url = "/admin/login" + (f"?next={next_}" if next_ else "")
+    return client.post(url, data={"csrf_token": token, "username": username, "password": password})

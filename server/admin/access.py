@@ -12,7 +12,7 @@ import functools
 from flask import Flask, abort, jsonify, redirect, request, url_for
 from flask_login import current_user
 
-from ..draw.services import mask_phone
+from ..core.phone import mask_phone
 from ..extensions import db, login_manager
 from ..models import AdminUser
 
@@ -67,4 +67,4 @@ def phone_for(phone: str | None, role: str) -> str:
     """A phone number as this role may see it."""
     if not phone:
         return ""
-    return phone if sees_phones(role) or len(phone) < 7 else mask_phone(phone)
+    return phone if sees_phones(role) else mask_phone(phone)

@@ -20,22 +20,24 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
 
-from ..draw.services import status_clause
+from ..core import db as database
+from ..core.db import local_text, yuan_text
+from ..core.errors import InvalidInput, refusal
+from ..core.time import local, utcnow
 from ..extensions import db
-from ..models import Category, Coupon, Merchant, Redemption, Resident, Round, Staff
-from ..rollup import ZONE, Period
-from ..timeutil import utcnow
-from .access import sees_phones
+from ..models import AdminUser, Category, Coupon, Merchant, Redemption, Resident, Round, Staff
+from ..pool import coupons
+from ..pool.rollup import Period
+from . import audit, bp, console
+from .access import MERCHANTS, READ, role_required, sees_phones
+from .console import attachment, page_count, page_number, query_args, refusals_go_to, safe_next, xlsx
+from .forms import ActionForm
 
-TZ = ZONE  # the console shows and filters by the reporting days of rollup.py
 BATCH = 2000
 COPY_BLOCK = 64 * 1024  # bytes of CSV passed on at a time
-# A page counts its matches up to this many: an exact count of a million joined rows costs a
-# second, and "more than 10,000" answers the question a page is asked. Exports take them all.
-COUNT_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,65 +53,20 @@ class Listing:
         return self.build(filters, role)
 
     def page(self, filters: dict, role: str, page: int, per_page: int) -> tuple[list, int]:
-        """A page of rows, and the number of matches (COUNT_LIMIT + 1 meaning "more than that")."""
+        """A page of rows, and the number of matches (console.COUNT_LIMIT + 1 meaning "more than that")."""
         query = self.query(filters, role)
-        bounded = query.order_by(None).limit(COUNT_LIMIT + 1).subquery()
+        bounded = query.order_by(None).limit(console.COUNT_LIMIT + 1).subquery()
         total = db.session.scalar(sa.select(sa.func.count()).select_from(bounded))
         rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
         return [list(row) for row in rows], total
 
     def rows(self, filters: dict, role: str) -> Iterator:
         """Every row of the filtered list, fetched in batches (server-side cursor on PostgreSQL)."""
-        connection = db.session.connection()
-        if connection.dialect.name == "postgresql":
-            # A cursor's plan is chosen for its first tenth by default (nested loops over indexes);
-            # an export reads all of it, which a hash join does several times faster.
-            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-        for row in connection.execute(self.query(filters, role).execution_options(yield_per=BATCH)):
+        for row in database.stream(self.query(filters, role), BATCH):
             yield list(row)
 
 
 # ---------------------------------------------------------------- cells formatted in SQL
-
-
-class local_text(FunctionElement):  # noqa: N801 - reads as the SQL function it stands for
-    """A UTC timestamp as Shanghai time, "YYYY-MM-DD HH:MM:SS" ('' for none)."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-@compiles(local_text, "postgresql")
-def _local_text_pg(element, compiler, **kw):
-    (column,) = element.clauses
-    value = compiler.process(column, **kw)
-    return f"coalesce(to_char({value} AT TIME ZONE '{TZ}', 'YYYY-MM-DD HH24:MI:SS'), '')"
-
-
-@compiles(local_text, "sqlite")
-def _local_text_sqlite(element, compiler, **kw):
-    (column,) = element.clauses  # SQLite keeps UTC text; China has one offset, no daylight saving
-    return f"coalesce(strftime('%Y-%m-%d %H:%M:%S', {compiler.process(column, **kw)}, '+8 hours'), '')"
-
-
-class yuan_text(FunctionElement):  # noqa: N801
-    """Fen as yuan with two decimals ("50.00"; '' for none)."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-@compiles(yuan_text, "postgresql")
-def _yuan_text_pg(element, compiler, **kw):
-    (column,) = element.clauses
-    return f"coalesce(to_char({compiler.process(column, **kw)} / 100.0, 'FM999999999990.00'), '')"
-
-
-@compiles(yuan_text, "sqlite")
-def _yuan_text_sqlite(element, compiler, **kw):
-    (column,) = element.clauses
-    value = compiler.process(column, **kw)
-    return f"coalesce(printf('%.2f', {value} / 100.0), '')"
 
 
 def text(column):
@@ -282,8 +239,8 @@ CLAIM_STATES = {"unused": "未使用", "used": "已使用", "expired": "已过�
 
 
 def claim_state(now: datetime):
-    """A coupon's status in words, by the resident API's own rule (draw.services.status_clause)."""
-    return sa.case(*((status_clause(key, now), name) for key, name in CLAIM_STATES.items()), else_="")
+    """A coupon's status in words, by the resident API's own rule (pool.coupons.status_clause)."""
+    return sa.case(*((coupons.status_clause(key, now), name) for key, name in CLAIM_STATES.items()), else_="")
 
 
 def _claims(filters: dict, role: str) -> sa.Select:
@@ -316,7 +273,7 @@ def _claims(filters: dict, role: str) -> sa.Select:
     if "campaign" in filters:
         query = query.where(Round.campaign_id == filters["campaign"])
     if filters.get("state") in CLAIM_STATES:
-        query = query.where(status_clause(filters["state"], now))
+        query = query.where(coupons.status_clause(filters["state"], now))
     return query.order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
 
 
@@ -342,7 +299,7 @@ def _residents(filters: dict, role: str) -> sa.Select:
     )
     used = (
         sa.select(sa.func.count())
-        .where(Coupon.resident_id == Resident.id, Coupon.state == "used")
+        .where(Coupon.resident_id == Resident.id, Coupon.state == coupons.State.USED)
         .correlate(Resident)
         .scalar_subquery()
     )
@@ -383,31 +340,15 @@ def csv_stream(listing: Listing, filters: dict, role: str) -> Iterator[bytes]:
     writer = csv.writer(buffer)
     writer.writerow(listing.titles)
     yield "\ufeff".encode() + _drain(buffer)
-    connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        yield from _copy_csv(connection, listing.query(filters, role))
+    copied = database.copy_csv(listing.query(filters, role), COPY_BLOCK)
+    if copied is not None:
+        yield from copied
         return
     for n, row in enumerate(listing.rows(filters, role), start=1):
         writer.writerow(row)
         if n % 500 == 0:
             yield _drain(buffer)
     yield _drain(buffer)
-
-
-def _copy_csv(connection: sa.Connection, query: sa.Select) -> Iterator[bytes]:
-    """The query's rows as CSV by PostgreSQL's COPY, in the session's transaction, passed on in
-    blocks (COPY hands them over a row at a time)."""
-    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-    statement = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)"
-    driver = connection.connection.driver_connection
-    block = bytearray()
-    with driver.cursor() as cursor, cursor.copy(statement, compiled.params) as copy:
-        for data in copy:
-            block += data
-            if len(block) >= COPY_BLOCK:
-                yield bytes(block)
-                block.clear()
-    yield bytes(block)
 
 
 def _drain(buffer: io.StringIO) -> bytes:
@@ -440,28 +381,96 @@ def filter_options() -> dict:
     return {"categories": categories, "merchants": merchants}
 
 
-def statement_xlsx(merchant, period: str, rows):
-    """A merchant's settlement statement for a period as XLSX (write-only): the redemptions, then
-    the total the bureau owes. Returns an open temporary file."""
-    from openpyxl import Workbook
+# ---------------------------------------------------------------- pages
 
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("结算单")
-    sheet.append([f"{merchant.name} 消费券结算单"])
-    sheet.append(["统一社会信用代码", merchant.credit_code])
-    sheet.append(["结算期间", period])
-    sheet.append([])
-    sheet.append(["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "消费品类", "店员"])
-    count = owed = spend = 0
-    for row in rows:
-        sheet.append([row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
-                      row.spend_category, row.name])  # fmt: skip
-        count, owed, spend = count + 1, owed + row.face_fen, spend + row.spend_fen
-    sheet.append([])
-    sheet.append(["合计笔数", count])
-    sheet.append(["应结算金额(元)", owed / 100])
-    sheet.append(["带动消费金额(元)", spend / 100])
-    handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
-    workbook.save(handle)
-    handle.seek(0)
-    return handle, count, owed
+
+def _listing(name: str) -> Listing:
+    listing = LISTINGS.get(name)
+    if listing is None:
+        abort(404)
+    return listing
+
+
+@bp.get("/lists/<name>")
+@role_required(*READ)
+def listing_page(name: str):
+    """A searchable list: filters in the query string, a page of rows, export links."""
+    listing = _listing(name)
+    filters = parse_filters(request.args, listing.filters)
+    page = page_number()
+    role = current_user.role
+    rows, total = listing.page(filters, role, page, console.PER_PAGE)
+    return render_template(
+        f"admin/list_{name}.html",
+        listing=listing,
+        filters=filters,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=page_count(total, page, len(rows)),
+        options=filter_options(),
+        export_args=query_args(filters),
+        form=ActionForm(),
+        can_revoke=role in MERCHANTS,
+    )
+
+
+@bp.get("/lists/<name>/export.<kind>")
+@role_required(*READ)
+def listing_export(name: str, kind: str):
+    """The whole filtered list, streamed: CSV (UTF-8 with BOM) or XLSX; the export is audited."""
+    listing = _listing(name)
+    if kind not in ("csv", "xlsx"):
+        abort(404)
+    filters = parse_filters(request.args, listing.filters)
+    role = current_user.role
+    filename = f"{listing.title}-{local(utcnow(), '%Y%m%d-%H%M')}.{kind}"
+    what = {"list": name, "filters": request.args.to_dict(), "format": kind}
+    audit.record(current_user._get_current_object(), "export", utcnow(), after=what)
+    if kind == "xlsx":
+        return xlsx(xlsx_file(listing, filters, role), filename)
+    stream = stream_with_context(csv_stream(listing, filters, role))
+    return attachment(Response(stream, mimetype="text/csv; charset=utf-8"), filename)
+
+
+# ---------------------------------------------------------------- taking back a claim
+
+ClaimNotRevoked = refusal("CLAIM_NOT_REVOKED", 409, "不能撤销这张消费券", api=False)
+
+
+def revoke_claim(admin: AdminUser, coupon_id: int, reason: str, now: datetime) -> Coupon:
+    """Take back a coupon a resident holds unused (e.g. won by fraud): void, its value to the pool
+    (pool.coupons.revoke_claim), audited."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ClaimNotRevoked("请填写撤销的理由")
+    revoked = coupons.revoke_claim(coupon_id, now)
+    coupon = db.session.get(Coupon, coupon_id, populate_existing=True)
+    if coupon is None or coupon.resident_id is None:
+        raise ClaimNotRevoked("找不到这张已领取的消费券")
+    if not revoked:
+        raise ClaimNotRevoked(f"券号 {coupon_id} 已使用、已过期或已撤销，不能撤销")
+    audit.record(
+        admin,
+        "claim_revoke",
+        now,
+        target=coupon,
+        before={"state": "claimed"},
+        after={"state": "void", "reason": reason},
+    )
+    db.session.flush()
+    return coupon
+
+
+@bp.post("/claims/<id:coupon_id>/revoke")
+@role_required(*MERCHANTS)
+def claim_revoke(coupon_id: int):
+    """Take back a coupon a resident holds unused; its value returns to the pool."""
+    back = safe_next(request.form.get("back")) or url_for("admin.listing_page", name="claims")
+    refusals_go_to(back)
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("提交无效，请刷新页面后重试")
+    revoke_claim(current_user._get_current_object(), coupon_id, form.reason.data, utcnow())
+    flash(f"已撤销券号 {coupon_id}，面额退回资金池", "info")
+    return redirect(back)

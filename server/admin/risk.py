@@ -18,13 +18,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from flask import render_template, request
+from flask_login import current_user
 
-from .. import geo, rollup
+from ..campaign import geo
+from ..core.db import epoch_of, local_text
+from ..core.time import utcnow
 from ..extensions import db
 from ..models import Merchant, Redemption, Resident, Staff
-from .lists import local_text, phone_text
+from ..pool import rollup
+from . import bp
+from .access import READ, role_required
+from .lists import phone_text
+
+DAYS = (1, 7, 30)  # the periods the page offers
 
 RULES = {
     "burst": {"count": 20, "minutes": 10},
@@ -34,25 +41,6 @@ RULES = {
     "device": {"residents": 3},
     "far": {"metres": 3000},
 }
-
-
-class epoch_of(FunctionElement):  # noqa: N801 - reads as the SQL function it stands for
-    """Seconds since 1970 of a timestamp, as a number both dialects can subtract."""
-
-    type = sa.Float()
-    inherit_cache = True
-
-
-@compiles(epoch_of, "postgresql")
-def _epoch_pg(element, compiler, **kw):
-    (column,) = element.clauses
-    return f"extract(epoch from {compiler.process(column, **kw)})"
-
-
-@compiles(epoch_of, "sqlite")
-def _epoch_sqlite(element, compiler, **kw):
-    (column,) = element.clauses
-    return f"((julianday({compiler.process(column, **kw)}) - 2440587.5) * 86400.0)"
 
 
 @dataclass
@@ -291,3 +279,13 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
             if flag.link and flag.first and "from" not in flag.link:
                 flag.link |= {"from": rollup.local_date(flag.first), "to": rollup.local_date(flag.last)}
     return rules
+
+
+@bp.get("/risk")
+@role_required(*READ)
+def risk_page():
+    """Patterns worth the bureau's look: bursts, spends at the threshold, shared tills and phones."""
+    days = request.args.get("days", type=int)
+    days = days if days in DAYS else 7
+    rules = flags(days, utcnow(), current_user.role)
+    return render_template("admin/risk.html", rules=rules, days=days, choices=DAYS)

@@ -2,7 +2,7 @@
 
 from apiflask import Schema, fields, validators
 
-from ..schemas import CategoryOut, CouponOut, LocationIn
+from ..core.schemas import CategoryOut, CouponOut, LocationIn
 
 
 class WechatLoginIn(Schema):
@@ -186,21 +186,6 @@ class MerchantOut(Schema):
 class MerchantsOut(Schema):
     category = fields.Nested(CategoryOut, required=True)
     items = fields.List(fields.Nested(MerchantOut), required=True)
-
-
-class OutboxQuery(Schema):
-    phone = fields.String(required=True, validate=validators.Length(1, 20))
-
-
-class OutboxMessageOut(Schema):
-    phone = fields.String(required=True)
-    text = fields.String(required=True)
-    code = fields.String(required=True)
-    sent_at = fields.String(required=True)
-
-
-class OutboxOut(Schema):
-    items = fields.List(fields.Nested(OutboxMessageOut), required=True)
 
 
 class PaycodeOut(Schema):

@@ -1,4 +1,4 @@
-"""Resident endpoints of API.md. Thin: parse, call a service, commit once."""
+"""Resident endpoints of API.md. Thin: parse, call a service; the blueprint commits once."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import functools
 
 from flask import current_app, make_response, request
 
-from .. import campaigns, paycode, screen, subsidy, survey, tokens
-from ..extensions import db
-from ..limits import limited
-from ..timeutil import isoformat, utcnow, zone
-from . import bp, services
+from ..auth import paycode, screen, sms_codes, tokens
+from ..auth.limits import limited
+from ..campaign import survey
+from ..campaign.snapshot import snapshot
+from ..core.api import BEARER
+from ..core.api import error_responses as _errors
+from ..core.time import isoformat, utcnow
+from . import binding, bp, claim, subsidy
+from .coupons import merchants_of, my_coupons, paycode_for
 from .schemas import (
     BindIn,
     BindOut,
@@ -40,12 +44,6 @@ from .schemas import (
     WheelOut,
 )
 
-BEARER = [{"BearerAuth": []}]
-
-
-def _errors(*codes: int) -> dict:
-    return {code: "See the error envelope: `{error: {code, message}}`" for code in codes}
-
 
 @bp.post("/auth/wechat")
 @bp.input(WechatLoginIn, arg_name="body")
@@ -53,8 +51,7 @@ def _errors(*codes: int) -> dict:
 @bp.doc(responses=_errors(400, 401, 503))
 def wechat_login(body):
     """Exchange the mini-program's wx.login code for a resident token."""
-    token, bound = services.wechat_login(body["code"])
-    db.session.commit()
+    token, bound = binding.wechat_login(body["code"])
     return {"token": token, "bound": bound}
 
 
@@ -65,8 +62,7 @@ def wechat_login(body):
 @bp.doc(responses=_errors(400, 429, 502))
 def send_sms(body):
     """Send a 6-digit binding code to a phone."""
-    cooldown = services.send_bind_code(body["phone"], body["purpose"], utcnow())
-    db.session.commit()
+    cooldown = sms_codes.send(body["phone"], body["purpose"], utcnow())
     return {"cooldown_s": cooldown}
 
 
@@ -78,7 +74,7 @@ def send_sms(body):
 def bind(body):
     """Bind name and phone (proven by the SMS code) to the resident."""
     bearer = tokens.optional_bearer("resident")
-    resident = services.bind(
+    resident = binding.bind(
         bearer,
         body["name"],
         body["phone"],
@@ -87,9 +83,8 @@ def bind(body):
         address=request.remote_addr,
         device=request.headers.get("X-Device-Id"),
     )
-    db.session.commit()
     token = tokens.issue("resident", resident.id, bound=True)
-    return {"resident": services.resident_json(resident), "token": token}
+    return {"resident": binding.resident_json(resident), "token": token}
 
 
 @bp.get("/campaign")
@@ -99,7 +94,7 @@ def bind(body):
 def campaign(query):
     """The current campaign (or the active one of `code`): kind, categories, tiers with what is
     left, rounds, current round."""
-    return services.campaign_json(services.current_snapshot(query.get("code")), utcnow())
+    return claim.campaign_json(claim.current_snapshot(query.get("code")), utcnow())
 
 
 @bp.get("/draw/<string:category>/wheel")
@@ -108,7 +103,7 @@ def campaign(query):
 @bp.doc(responses=_errors(400, 404))
 def wheel(category, query):
     """The wheel's segments for a category (of the campaign `code`, if given), and what is left of it this round."""
-    return services.wheel(services.current_snapshot(query.get("code")), category, utcnow())
+    return claim.wheel(claim.current_snapshot(query.get("code")), category, utcnow())
 
 
 @bp.post("/draw")
@@ -119,9 +114,8 @@ def wheel(category, query):
 def draw(body):
     """Spin the wheel of a category once for this round."""
     bearer = tokens.require_bearer("resident")
-    result = services.draw(bearer, body["category"], body.get("location"), utcnow(), body.get("campaign"))
-    db.session.commit()
-    return {"segment_index": result.segment_index, "coupon": result.coupon}
+    segment, coupon = claim.draw(bearer, body["category"], body.get("location"), utcnow(), body.get("campaign"))
+    return {"segment_index": segment, "coupon": coupon}
 
 
 @bp.post("/grab")
@@ -132,10 +126,9 @@ def draw(body):
 def grab(body):
     """Grab one coupon of a chosen tier (抢券 campaigns): once per tier (or per round) while stock lasts."""
     bearer = tokens.require_bearer("resident")
-    coupon = services.grab(
+    coupon = claim.grab(
         bearer, body["tier_id"], body.get("location"), utcnow(), body.get("campaign"), body.get("screen_pass")
     )
-    db.session.commit()
     return {"coupon": coupon}
 
 
@@ -147,10 +140,9 @@ def grab(body):
 def screen_pass(body):
     """Exchange the code of an on-site event's big-screen QR (fresh for a minute) for a pass to grab
     its coupons (valid 15 minutes)."""
-    snap = services.current_snapshot(body["campaign"])
-    now = utcnow()
-    token, expires = screen.exchange(body["screen"], snap.id, now)
-    return {"screen_pass": token, "expires_at": isoformat(expires, snap.tz)}
+    snap = claim.current_snapshot(body["campaign"])
+    token, expires = screen.exchange(body["screen"], snap.id, utcnow())
+    return {"screen_pass": token, "expires_at": isoformat(expires)}
 
 
 @bp.get("/coupons")
@@ -160,7 +152,7 @@ def screen_pass(body):
 def coupons(query):
     """The resident's coupons, newest first, optionally by status."""
     bearer = tokens.require_bearer("resident")
-    return {"items": services.my_coupons(bearer.id, query.get("status"), utcnow())}
+    return {"items": my_coupons(bearer.id, query.get("status"), utcnow())}
 
 
 @bp.get("/categories/<string:category>/merchants")
@@ -169,9 +161,9 @@ def coupons(query):
 @bp.doc(responses=_errors(400, 404))
 def merchants(category, query):
     """The approved merchants that accept coupons of a category (of the campaign `code`, if given)."""
-    snap = services.current_snapshot(query.get("code"))
-    items = services.merchants_of(snap, category)
-    return {"category": services.category_json(snap, category), "items": items}
+    snap = claim.current_snapshot(query.get("code"))
+    items = merchants_of(snap, category)
+    return {"category": claim.category_json(snap, category), "items": items}
 
 
 @bp.get("/coupons/<id:coupon_id>/paycode")
@@ -181,11 +173,11 @@ def coupon_paycode(coupon_id):
     """A fresh pay code for one of the resident's unused coupons (valid 60 s)."""
     bearer = tokens.require_bearer("resident")
     now = utcnow()
-    token, expires = services.paycode_for(bearer.id, coupon_id, now)
+    token, expires = paycode_for(bearer.id, coupon_id, now)
     return {
         "paycode": token,
         "short_code": paycode.short_code(coupon_id, bearer.id, now),
-        "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+        "expires_at": isoformat(expires),
     }
 
 
@@ -197,7 +189,7 @@ def _qr_image(token: str, expires, kind: str):
         {
             "Content-Type": mimetype,
             "Cache-Control": "no-store",
-            "X-Paycode-Expires-At": isoformat(expires, zone(current_app.config["TIMEZONE"])),
+            "X-Paycode-Expires-At": isoformat(expires),
         }
     )
     return response
@@ -214,7 +206,7 @@ def _qr_image(token: str, expires, kind: str):
 def coupon_paycode_image(coupon_id, kind):
     """The pay code as a QR image, PNG or SVG, fresh on every request."""
     bearer = tokens.require_bearer("resident")
-    token, expires = services.paycode_for(bearer.id, coupon_id, utcnow())
+    token, expires = paycode_for(bearer.id, coupon_id, utcnow())
     return _qr_image(token, expires, kind)
 
 
@@ -240,7 +232,7 @@ def subsidy_apply(body):
     """Apply for a purchase subsidy (multipart form): the vehicle, its registration, the invoice and
     its photo. The subsidy follows the campaign's bracket table; the bureau reviews it."""
     bearer = tokens.require_bearer("resident")
-    services.ensure_bound(bearer)
+    binding.ensure_bound(bearer)
     now = utcnow()
     application = subsidy.apply(
         bearer.id,
@@ -254,8 +246,7 @@ def subsidy_apply(body):
         image=body["invoice_image"].read(current_app.config["INVOICE_IMAGE_MAX_BYTES"] + 1),
         now=now,
     )
-    db.session.commit()
-    return {"application": subsidy.application_json(application, zone(current_app.config["TIMEZONE"]))}
+    return {"application": subsidy.application_json(application)}
 
 
 @bp.get("/subsidies")
@@ -264,8 +255,7 @@ def subsidy_apply(body):
 def subsidies():
     """The resident's own subsidy applications, newest first, with the review's outcome."""
     bearer = tokens.require_bearer("resident")
-    tz = zone(current_app.config["TIMEZONE"])
-    return {"items": [subsidy.application_json(a, tz) for a in subsidy.mine(bearer.id)]}
+    return {"items": [subsidy.application_json(a) for a in subsidy.mine(bearer.id)]}
 
 
 @bp.get("/wallet/paycode")
@@ -275,9 +265,9 @@ def wallet_paycode():
     """One pay code for all the resident's coupons (valid 60 s): the till applies the largest
     coupon that its shop and the spend qualify for."""
     bearer = tokens.require_bearer("resident")
-    services.ensure_bound(bearer)
+    binding.ensure_bound(bearer)
     token, expires = paycode.issue_wallet(bearer.id, utcnow())
-    return {"paycode": token, "expires_at": isoformat(expires, zone(current_app.config["TIMEZONE"]))}
+    return {"paycode": token, "expires_at": isoformat(expires)}
 
 
 @bp.get("/wallet/paycode.png")
@@ -288,7 +278,7 @@ def wallet_paycode():
 def wallet_paycode_image():
     """The wallet pay code as a QR image, fresh on every request."""
     bearer = tokens.require_bearer("resident")
-    services.ensure_bound(bearer)
+    binding.ensure_bound(bearer)
     token, expires = paycode.issue_wallet(bearer.id, utcnow())
     return _qr_image(token, expires, "png")
 
@@ -310,8 +300,7 @@ def survey_answers(body):
     """Answer the satisfaction survey, once per resident: choices are option indexes (from 0);
     `other` is the text of the option "其他" when it is chosen."""
     bearer = tokens.require_bearer("resident")
-    services.ensure_bound(bearer)
-    snap = campaigns.snapshot()
+    binding.ensure_bound(bearer)
+    snap = snapshot()
     survey.submit(bearer.id, snap.id if snap else None, body["answers"], utcnow())
-    db.session.commit()
     return {"answered": True}

@@ -1,7 +1,8 @@
-"""The merchant API: enrolment now; staff, redemption and settlement build on it."""
+"""The merchant API: enrolment, staff binding, the till (scan, redeem, revoke, refund), the
+merchant's own redemptions and settlement."""
 
-from apiflask import APIBlueprint
+from ..core.api import ApiBlueprint
 
-bp = APIBlueprint("merchant", __name__, url_prefix="/api/v1/merchant", tag="Merchant")
+bp = ApiBlueprint("merchant", __name__, url_prefix="/api/v1/merchant", tag="Merchant")
 
 from . import views  # noqa: E402,F401  (routes register on bp)

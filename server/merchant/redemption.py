@@ -1,8 +1,9 @@
-"""Redeeming a coupon at the till (核销): every check of SPEC 4.3 in one transaction.
+"""Redeeming a coupon at the till (核销): every check of SPEC 4.3, then the coupon's guarded move.
 
-The coupon moves unused -> used only by a guarded update, so two tills racing for it record
-one redemption; a retried submission with the same Idempotency-Key returns the first one.
-Every refusal is logged with its reason (committed even though the request is refused).
+The till is loaded once per request, as plain values (`Till`). A coupon is spent only by
+pool.coupons.use, so two tills racing for it record one redemption; a retried submission with the
+same Idempotency-Key answers with the first one. Every refusal is logged with its reason, and the
+log is kept though the request is refused.
 """
 
 from __future__ import annotations
@@ -12,32 +13,57 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import ledger, paycode, rollup, tokens
-from ..errors import ApiError
+from ..auth import paycode, tokens
+from ..core.errors import (
+    BelowThreshold,
+    CategoryMismatch,
+    CouponExpired,
+    CouponUsed,
+    Forbidden,
+    InvalidInput,
+    MerchantSuspended,
+    NoQualifyingCoupon,
+    NotFound,
+    PaycodeExpired,
+    Refusal,
+    Unauthorized,
+)
+from ..core.money import yuan
+from ..core.time import isoformat
 from ..extensions import db
-from ..models import Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Staff, merchant_categories
-from ..timeutil import isoformat
+from ..models import Campaign, Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Round, Staff
+from ..models import merchant_categories as categories_of
+from ..pool import coupons, rollup
+
+WALLET_CODE_USED = "这个付款码已用过一次，请让顾客刷新付款码后再扫"
+USED_TWICE = "该消费券已使用，不能重复核销"
 
 
 @dataclass(frozen=True)
 class Till:
-    staff: Staff
-    merchant: Merchant
+    """A shop assistant at the till: who, for which merchant, and the categories it takes."""
+
+    staff_id: int
+    staff_phone: str
+    merchant_id: int
+    merchant_status: str
     category_ids: frozenset[int]
 
 
+_TILL = (
+    sa.select(Staff.phone, Staff.merchant_id, Merchant.status, categories_of.c.category_id)
+    .join(Merchant, Merchant.id == Staff.merchant_id)
+    .outerjoin(categories_of, categories_of.c.merchant_id == Staff.merchant_id)
+)
+
+
 def till(bearer: tokens.Bearer) -> Till:
-    """The staff member behind a staff token, with their merchant and the categories it takes."""
-    found = db.session.execute(
-        sa.select(Staff, Merchant).join(Merchant, Merchant.id == Staff.merchant_id).where(Staff.id == bearer.id)
-    ).first()
-    if found is None:
-        raise ApiError("UNAUTHORIZED", "店员身份已失效，请重新绑定")
-    staff, merchant = found
-    categories = db.session.scalars(
-        sa.select(merchant_categories.c.category_id).where(merchant_categories.c.merchant_id == merchant.id)
-    )
-    return Till(staff, merchant, frozenset(categories))
+    """The staff member behind a staff token, with their merchant and its categories: one query."""
+    rows = db.session.execute(_TILL.where(Staff.id == bearer.id)).all()
+    if not rows:
+        raise Unauthorized("店员身份已失效，请重新绑定")
+    phone, merchant_id, status, _ = rows[0]
+    return Till(bearer.id, phone, merchant_id, status, frozenset(r[3] for r in rows if r[3] is not None))
 
 
 @dataclass(frozen=True)
@@ -49,82 +75,80 @@ class Held:
     resident_phone: str | None
 
 
-def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | None):
-    """Why this till may not take this coupon now, as (code, message), or None."""
-    merchant = till_.merchant
-    coupon = held.coupon if held else None
-    if merchant.status != "approved":
-        return "MERCHANT_SUSPENDED", "本店已被暂停参加活动，不能核销，请联系商务局"
-    if coupon is None:
-        return "NOT_FOUND", "找不到这张消费券"
-    if coupon.state == "used":
-        return "COUPON_USED", "该消费券已使用，不能重复核销"
-    if coupon.state == "expired" or (coupon.state == "claimed" and now >= coupon.valid_until):
-        return "COUPON_EXPIRED", "该消费券已过期"
-    if coupon.state != "claimed":
-        return "COUPON_USED", "该消费券已作废"
-    if now >= coupon.valid_until:
-        return "COUPON_EXPIRED", "该消费券已过期"
-    if coupon.category_id not in till_.category_ids:
-        return "CATEGORY_MISMATCH", f"这是{held.category.name}券，本店不能使用"
-    if held.resident_phone == till_.staff.phone:
-        return "FORBIDDEN", "店员不能核销自己的消费券"
-    if spend_fen is not None and spend_fen < coupon.threshold_fen:
-        need = coupon.threshold_fen
-        return "BELOW_THRESHOLD", f"消费满{need // 100}元才能使用这张券，本次消费{spend_fen / 100:.2f}元"
-    return None
+def _held():
+    return (
+        sa.select(Coupon, Category, Resident.phone)
+        .join(Category, Category.id == Coupon.category_id)
+        .join(Resident, Resident.id == Coupon.resident_id)
+    )
 
 
 def _coupon_of(code: paycode.PayCode) -> Held | None:
     found = db.session.execute(
-        sa.select(Coupon, Category, Resident.phone)
-        .join(Category, Category.id == Coupon.category_id)
-        .join(Resident, Resident.id == Coupon.resident_id)
-        .where(Coupon.id == code.coupon_id, Coupon.resident_id == code.resident_id)
+        _held().where(Coupon.id == code.coupon_id, Coupon.resident_id == code.resident_id)
     ).first()
     return Held(*found) if found else None
 
 
-def coupon_for_till(held: Held, tz) -> dict:
+def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | None) -> Refusal | None:
+    """Why this till may not take this coupon now, or None."""
+    coupon = held.coupon if held else None
+    if till_.merchant_status != "approved":
+        return MerchantSuspended("本店已被暂停参加活动，不能核销，请联系商务局")
+    if coupon is None:
+        return NotFound("找不到这张消费券")
+    status = coupons.status(coupon, now)
+    if status == coupons.Status.USED:
+        return CouponUsed(USED_TWICE)
+    if status == coupons.Status.EXPIRED:
+        return CouponExpired("该消费券已过期")
+    if status == coupons.Status.VOID:
+        return CouponUsed("该消费券已作废")
+    if coupon.category_id not in till_.category_ids:
+        return CategoryMismatch(f"这是{held.category.name}券，本店不能使用")
+    if held.resident_phone == till_.staff_phone:
+        return Forbidden("店员不能核销自己的消费券")
+    if spend_fen is not None and spend_fen < coupon.threshold_fen:
+        return BelowThreshold(
+            f"消费满{yuan(coupon.threshold_fen)}元才能使用这张券，本次消费{yuan(spend_fen, cents=True)}元"
+        )
+    return None
+
+
+def coupon_for_till(held: Held) -> dict:
     coupon = held.coupon
     return {
         "id": coupon.id,
         "category": {"code": held.category.code, "name": held.category.name},
         "face_fen": coupon.face_fen,
         "threshold_fen": coupon.threshold_fen,
-        "valid_until": isoformat(coupon.valid_until, tz),
+        "valid_until": isoformat(coupon.valid_until),
     }
 
 
-def scan(till_: Till, token: str, now: datetime, tz) -> dict:
+def _answer(refusal: Refusal | None) -> dict | None:
+    return None if refusal is None else {"code": refusal.code, "message": refusal.message}
+
+
+def scan(till_: Till, token: str, now: datetime) -> dict:
     """What the till shows after scanning: the coupon, and whether this shop may take it; for a
     wallet pay code, the coupons of the resident this shop takes."""
     code = paycode.read(token, now)
     if code.wallet:
-        return _scan_wallet(till_, code, now, tz)
+        return _scan_wallet(till_, code, now)
     held = _coupon_of(code)
-    refusal = _refusal(till_, held, now, None)
     if held is None:
-        raise ApiError("NOT_FOUND", "找不到这张消费券")
-    return {
-        "coupon": coupon_for_till(held, tz),
-        "accepted": refusal is None,
-        "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
-    }
+        raise NotFound("找不到这张消费券")
+    refusal = _refusal(till_, held, now, None)
+    return {"coupon": coupon_for_till(held), "accepted": refusal is None, "refusal": _answer(refusal)}
 
 
 def _wallet(till_: Till, resident_id: int, now: datetime):
     """The resident's unused coupons that this shop takes, with category and phone (as `Held`)."""
-    return (
-        sa.select(Coupon, Category, Resident.phone)
-        .join(Category, Category.id == Coupon.category_id)
-        .join(Resident, Resident.id == Coupon.resident_id)
-        .where(
-            Coupon.resident_id == resident_id,
-            Coupon.state == "claimed",
-            Coupon.valid_until > now,
-            Coupon.category_id.in_(till_.category_ids),
-        )
+    return _held().where(
+        Coupon.resident_id == resident_id,
+        coupons.status_clause(coupons.Status.UNUSED, now),
+        Coupon.category_id.in_(till_.category_ids),
     )
 
 
@@ -132,18 +156,24 @@ def _wallet(till_: Till, resident_id: int, now: datetime):
 BEST_FIRST = (Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
 
 
-def _scan_wallet(till_: Till, code: paycode.PayCode, now: datetime, tz) -> dict:
+def _scan_wallet(till_: Till, code: paycode.PayCode, now: datetime) -> dict:
     found = db.session.execute(_wallet(till_, code.resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
     held = [Held(*row) for row in found]
-    refusal = _refusal(till_, held[0], now, None) if held else ("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
+    refusal = _refusal(till_, held[0], now, None) if held else NoQualifyingCoupon("顾客没有可在本店使用的消费券")
     if refusal is None and _wallet_code_used(code):
-        refusal = ("PAYCODE_EXPIRED", WALLET_CODE_USED)  # paid once already: the till is told before the spend
+        refusal = PaycodeExpired(WALLET_CODE_USED)  # paid once already: the till is told before the spend
     return {
-        "coupon": coupon_for_till(held[0], tz) if held else None,
+        "coupon": coupon_for_till(held[0]) if held else None,
         "accepted": refusal is None,
-        "refusal": None if refusal is None else {"code": refusal[0], "message": refusal[1]},
-        "wallet": [coupon_for_till(h, tz) for h in held],
+        "refusal": _answer(refusal),
+        "wallet": [coupon_for_till(h) for h in held],
     }
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    redemption: Redemption
+    category: tuple[str, str]  # code, name
 
 
 def redeem(
@@ -155,13 +185,13 @@ def redeem(
     key: str | None,
     now: datetime,
     location: dict | None = None,
-) -> Redemption:
+) -> Redeemed:
     """Spend the coupon at this till, or refuse (and log why).
 
     A retry with the same Idempotency-Key is refused on its own (coupon used, pay code stale):
     only then is the key looked up, so a first submission costs no extra query.
     """
-    coupon_id = None
+    held, raced = None, None
     try:
         code = paycode.read(token, now)
         if code.wallet and key:  # a retry of a wallet payment: its coupon was chosen by the first
@@ -169,37 +199,51 @@ def redeem(
             if earlier is not None:
                 return earlier
         if code.wallet and _wallet_code_used(code):
-            raise ApiError("PAYCODE_EXPIRED", WALLET_CODE_USED)
+            raise PaycodeExpired(WALLET_CODE_USED)
         for _ in range(5):  # a wallet's choice lost to another till: choose again
             held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
-            coupon_id = held.coupon.id if held else code.coupon_id or None
             refusal = _refusal(till_, held, now, spend_fen)
             if refusal:
-                raise ApiError(*refusal)
+                raise refusal
             coupon = held.coupon
-            used = db.session.execute(
-                sa.update(Coupon)
-                .where(Coupon.id == coupon.id, Coupon.state == "claimed", Coupon.valid_until > now)
-                .values(state="used")
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if used == 1:
+            values = {
+                "coupon_id": coupon.id,
+                "category_id": coupon.category_id,
+                "merchant_id": till_.merchant_id,
+                "staff_id": till_.staff_id,
+                "resident_id": coupon.resident_id,
+                "face_fen": coupon.face_fen,
+                "threshold_fen": coupon.threshold_fen,
+                "spend_fen": spend_fen,
+                "spend_category": spend_category.strip(),
+                "note": (note or "").strip() or None,
+                "idempotency_key": key,
+                "paycode_nonce": code.nonce if code.wallet else None,
+                "lat": location["lat"] if location else None,
+                "lng": location["lng"] if location else None,
+            }
+            try:
+                done = coupons.use(values, now)
+            except coupons.KeyTaken:
+                raced = coupon.id
                 break
+            if done is not None:
+                return Redeemed(done, (held.category.code, held.category.name))
             if not code.wallet:
-                raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
+                raise CouponUsed(USED_TWICE)
         else:
-            raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销")
-    except ApiError as refused:
-        db.session.rollback()
+            raise CouponUsed(USED_TWICE)
+    except Refusal as refused:
+        coupon_id = held.coupon.id if held else None
         # A retry (its coupon used by the first attempt, or its pay code stale by now).
         earlier = _retried(till_, key, token, coupon_id) if key else None
         if earlier is not None:
             return earlier
         db.session.add(
             RefusedRedemption(
-                staff_id=till_.staff.id,
-                merchant_id=till_.merchant.id,
-                coupon_id=coupon_id if db.session.get(Coupon, coupon_id or 0) else None,
+                staff_id=till_.staff_id,
+                merchant_id=till_.merchant_id,
+                coupon_id=coupon_id,
                 code=refused.code,
                 message=refused.message[:200],
                 spend_fen=spend_fen,
@@ -208,40 +252,12 @@ def redeem(
         )
         refused.keep_changes = True
         raise
-    redemption = Redemption(
-        coupon_id=coupon.id,
-        category_id=coupon.category_id,
-        merchant_id=till_.merchant.id,
-        staff_id=till_.staff.id,
-        resident_id=coupon.resident_id,
-        face_fen=coupon.face_fen,
-        threshold_fen=coupon.threshold_fen,
-        spend_fen=spend_fen,
-        spend_category=spend_category.strip(),
-        note=(note or "").strip() or None,
-        idempotency_key=key,
-        paycode_nonce=code.nonce if code.wallet else None,
-        lat=location["lat"] if location else None,
-        lng=location["lng"] if location else None,
-        created_at=now,
-    )
-    db.session.add(redemption)
-    try:
-        db.session.flush()  # no savepoint: on a conflict the whole attempt is rolled back below
-        ledger.coupon_moved("redeem", coupon.id, now, redemption.id)
-    except sa.exc.IntegrityError:
-        # The same key raced itself: the other submission recorded it; answer with that one.
-        db.session.rollback()
-        earlier = _retried(till_, key, token, coupon_id) if key else None
-        if earlier is None and code.wallet:  # the same wallet code paid at another till meanwhile
-            raise ApiError("PAYCODE_EXPIRED", WALLET_CODE_USED) from None
-        if earlier is None:
-            raise ApiError("COUPON_USED", "该消费券已使用，不能重复核销") from None
+    # Only a race is left: the same key raced itself (the other submission recorded it: answer with
+    # that one), or the same wallet code paid at another till meanwhile. Not the till's mistake: no log.
+    earlier = _retried(till_, key, token, raced) if key else None
+    if earlier is not None:
         return earlier
-    return redemption
-
-
-WALLET_CODE_USED = "这个付款码已用过一次，请让顾客刷新付款码后再扫"
+    raise PaycodeExpired(WALLET_CODE_USED) if code.wallet else CouponUsed(USED_TWICE)
 
 
 def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -> Held | None:
@@ -249,7 +265,7 @@ def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -
     unused coupons that this shop takes and this spend reaches, the largest; between equals, the
     one that expires first. None when the merchant may not redeem at all (the refusal says so);
     NO_QUALIFYING_COUPON when no coupon qualifies, saying what would."""
-    if till_.merchant.status != "approved":
+    if till_.merchant_status != "approved":
         return None
     usable = _wallet(till_, resident_id, now)
     found = db.session.execute(usable.where(Coupon.threshold_fen <= spend_fen).order_by(*BEST_FIRST).limit(1)).first()
@@ -257,16 +273,15 @@ def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -
         return Held(*found)
     nearest = db.session.execute(usable.order_by(Coupon.threshold_fen, Coupon.face_fen.desc()).limit(1)).first()
     if nearest is None:
-        raise ApiError("NO_QUALIFYING_COUPON", "顾客没有可在本店使用的消费券")
+        raise NoQualifyingCoupon("顾客没有可在本店使用的消费券")
     need = nearest[0].threshold_fen
-    raise ApiError(
-        "NO_QUALIFYING_COUPON",
-        f"本次消费{spend_fen / 100:.2f}元，未达到顾客消费券的使用门槛：最低消费满{need / 100:g}元可用"
-        f"{nearest[0].face_fen / 100:g}元券",
+    raise NoQualifyingCoupon(
+        f"本次消费{yuan(spend_fen, cents=True)}元，未达到顾客消费券的使用门槛：最低消费满{yuan(need)}元可用"
+        f"{yuan(nearest[0].face_fen)}元券",
     )
 
 
-def _retried(till_: Till, key: str, token: str, coupon_id: int | None) -> Redemption | None:
+def _retried(till_: Till, key: str, token: str, coupon_id: int | None) -> Redeemed | None:
     """This till's earlier redemption under this key for the same pay code, if this is a retry."""
     wallet_of = paycode.named_wallet(token)
     if wallet_of is not None:
@@ -274,23 +289,26 @@ def _retried(till_: Till, key: str, token: str, coupon_id: int | None) -> Redemp
     return _earlier(till_, key, coupon_id=coupon_id or paycode.named_coupon(token))
 
 
-def _earlier(
-    till_: Till, key: str, *, coupon_id: int | None = None, resident_id: int | None = None
-) -> Redemption | None:
+def _earlier(till_: Till, key: str, *, coupon_id: int | None = None, resident_id: int | None = None) -> Redeemed | None:
     """This till's redemption under this key, if this is a retry of it: of the same coupon, or for
     a wallet pay code, of the same resident. A key reused for another coupon or another resident
     is refused: answering with the other's redemption would show success while this one stays
     unpaid. A code naming neither is no retry."""
     if coupon_id is None and resident_id is None:
         return None
-    earlier = db.session.scalar(
-        sa.select(Redemption).where(Redemption.staff_id == till_.staff.id, Redemption.idempotency_key == key)
-    )
-    if earlier is not None and resident_id is not None and earlier.resident_id != resident_id:
-        raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
-    if earlier is not None and coupon_id is not None and earlier.coupon_id != coupon_id:
-        raise ApiError("INVALID_INPUT", "这个 Idempotency-Key 已用于另一张消费券，请为每张券使用新的编号")
-    return earlier
+    found = db.session.execute(
+        sa.select(Redemption, Category.code, Category.name)
+        .join(Category, Category.id == Redemption.category_id)
+        .where(Redemption.staff_id == till_.staff_id, Redemption.idempotency_key == key)
+    ).first()
+    if found is None:
+        return None
+    earlier, *category = found
+    if resident_id is not None and earlier.resident_id != resident_id:
+        raise InvalidInput("这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
+    if coupon_id is not None and earlier.coupon_id != coupon_id:
+        raise InvalidInput("这个 Idempotency-Key 已用于另一张消费券，请为每张券使用新的编号")
+    return Redeemed(earlier, tuple(category))
 
 
 def _wallet_code_used(code: paycode.PayCode) -> bool:
@@ -298,61 +316,56 @@ def _wallet_code_used(code: paycode.PayCode) -> bool:
     return db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)) is not None
 
 
-def redemption_json(redemption: Redemption, tz) -> dict:
-    category = db.session.get(Category, redemption.category_id)
+def redemption_json(done: Redeemed) -> dict:
+    redemption = done.redemption
+    code, name = done.category
     return {
         "id": redemption.id,
         "coupon_id": redemption.coupon_id,
-        "category": {"code": category.code, "name": category.name},
+        "category": {"code": code, "name": name},
         "face_fen": redemption.face_fen,
         "threshold_fen": redemption.threshold_fen,
         "spend_fen": redemption.spend_fen,
         "spend_category": redemption.spend_category,
         "note": redemption.note,
-        "created_at": isoformat(redemption.created_at, tz),
-        "revoked_at": isoformat(redemption.revoked_at, tz),
-        "refunded_at": isoformat(redemption.refunded_at, tz),
+        "created_at": isoformat(redemption.created_at),
+        "revoked_at": isoformat(redemption.revoked_at),
+        "refunded_at": isoformat(redemption.refunded_at),
     }
 
 
-def _own(till_: Till, redemption_id: int) -> Redemption:
+def _own(till_: Till, redemption_id: int) -> Redeemed:
     """A redemption of this merchant, locked; another merchant's is not found (no hint it exists)."""
-    redemption = db.session.scalar(
-        sa.select(Redemption)
-        .where(Redemption.id == redemption_id, Redemption.merchant_id == till_.merchant.id)
-        .with_for_update()
-    )
-    if redemption is None:
-        raise ApiError("NOT_FOUND", "找不到这笔核销记录")
-    return redemption
+    found = db.session.execute(
+        sa.select(Redemption, Category.code, Category.name)
+        .join(Category, Category.id == Redemption.category_id)
+        .where(Redemption.id == redemption_id, Redemption.merchant_id == till_.merchant_id)
+        .with_for_update(of=Redemption)
+    ).first()
+    if found is None:
+        raise NotFound("找不到这笔核销记录")
+    redemption, *category = found
+    if redemption.revoked_at or redemption.refunded_at:
+        raise CouponUsed("这笔核销已撤回或已退货")
+    return Redeemed(redemption, tuple(category))
 
 
-def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s: int) -> Redemption:
+def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s: int) -> Redeemed:
     """Undo a mistaken redemption within the window: the coupon is the resident's to use again."""
-    redemption = _own(till_, redemption_id)
-    if redemption.revoked_at or redemption.refunded_at:
-        raise ApiError("COUPON_USED", "这笔核销已撤回或已退货")
+    done = _own(till_, redemption_id)
+    redemption = done.redemption
     if (now - redemption.created_at).total_seconds() > window_s:
-        raise ApiError("FORBIDDEN", f"核销超过{window_s // 60}分钟，不能撤回；如顾客退货请办理退货")
+        raise Forbidden(f"核销超过{window_s // 60}分钟，不能撤回；如顾客退货请办理退货")
     redemption.revoked_at, redemption.revoke_reason = now, reason.strip()
-    db.session.execute(
-        sa.update(Coupon)
-        .where(Coupon.id == redemption.coupon_id, Coupon.state == "used")
-        .values(state="claimed")
-        .execution_options(synchronize_session=False)
-    )
-    ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
+    coupons.unuse(redemption, now)
     rollup.mark_stale(redemption.created_at)
-    return redemption
+    return done
 
 
-def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redemption:
+def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redeemed:
     """Goods returned (退货): per the campaign's policy the coupon is voided, or stays spent."""
-    from ..models import Campaign, Round
-
-    redemption = _own(till_, redemption_id)
-    if redemption.revoked_at or redemption.refunded_at:
-        raise ApiError("COUPON_USED", "这笔核销已撤回或已退货")
+    done = _own(till_, redemption_id)
+    redemption = done.redemption
     policy = db.session.scalar(
         sa.select(Campaign.refund_policy)
         .join(Round, Round.campaign_id == Campaign.id)
@@ -360,76 +373,24 @@ def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redem
         .where(Coupon.id == redemption.coupon_id)
     )
     redemption.refunded_at, redemption.refund_reason, redemption.refund_policy = now, reason.strip(), policy
-    if policy == "return":
-        db.session.execute(
-            sa.update(Coupon)
-            .where(Coupon.id == redemption.coupon_id)
-            .values(state="void")
-            .execution_options(synchronize_session=False)
-        )
-    kind = "refund_return" if policy == "return" else "refund_forfeit"
-    ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
+    coupons.refund(redemption, policy, now)
     rollup.mark_stale(redemption.created_at)
-    return redemption
-
-
-def settled_clause():
-    """What the merchant is reimbursed for, as a condition on a redemption.
-
-    Qian'an rule: a redemption without spend amount or category forfeits its subsidy; revoked
-    ones and refunds under the "return" policy owe nothing.
-    """
-    return sa.and_(
-        standing_clause(),
-        Redemption.spend_fen > 0,
-        sa.func.length(sa.func.trim(Redemption.spend_category)) > 0,
-    )
-
-
-def standing_clause():
-    """Redemptions that stand: not revoked, and not refunded under the "return" policy (whose
-    coupon is voided). Their face value is what the ledger keeps as redeemed or forfeited."""
-    return sa.and_(
-        Redemption.revoked_at.is_(None),
-        sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
-    )
-
-
-def settled(query):
-    """Restrict a redemption query to what the merchant is reimbursed for."""
-    return query.where(settled_clause())
+    return done
 
 
 def own_redemptions(till_: Till, start: datetime | None, end: datetime | None, page: int, per_page: int):
-    query = sa.select(Redemption).where(Redemption.merchant_id == till_.merchant.id)
+    """The merchant's redemptions, newest first, in the UTC range: (page of Redeemed, total)."""
+    query = sa.select(Redemption).where(Redemption.merchant_id == till_.merchant_id)
     if start:
         query = query.where(Redemption.created_at >= start)
     if end:
         query = query.where(Redemption.created_at < end)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    items = db.session.scalars(
-        query.order_by(Redemption.created_at.desc(), Redemption.id.desc()).limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return items, total
-
-
-def settlement(till_: Till, tz, now: datetime) -> dict:
-    """What the merchant is owed: 100% of the face value of its valid redemptions, per local day;
-    and today by the server's clock (a till's phone may be set wrong)."""
     rows = db.session.execute(
-        settled(
-            sa.select(Redemption.created_at, Redemption.face_fen).where(Redemption.merchant_id == till_.merchant.id)
-        )
+        query.add_columns(Category.code, Category.name)
+        .join(Category, Category.id == Redemption.category_id)
+        .order_by(Redemption.created_at.desc(), Redemption.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
-    days: dict[str, list[int]] = {}
-    for created_at, face in rows:
-        day = created_at.astimezone(tz).date().isoformat()
-        days.setdefault(day, []).append(face)
-    per_day = [{"date": day, "count": len(faces), "owed_fen": sum(faces)} for day, faces in sorted(days.items())]
-    today = now.astimezone(tz).date().isoformat()
-    return {
-        "days": per_day,
-        "count": len(rows),
-        "owed_fen": sum(face for _, face in rows),
-        "today": next((d for d in per_day if d["date"] == today), {"date": today, "count": 0, "owed_fen": 0}),
-    }
+    return [Redeemed(redemption, (code, name)) for redemption, code, name in rows], total

@@ -4,7 +4,7 @@ from datetime import date
 
 from apiflask import Schema, fields, validators
 
-from ..schemas import CategoryOut, LocationIn
+from ..core.schemas import CategoryOut, LocationIn
 
 DAYS = validators.Range(date(2000, 1, 1), date(2099, 12, 31), error="日期应在2000年至2099年之间")
 

@@ -1,4 +1,4 @@
-"""Merchant endpoints of API.md. Thin: parse, call a service, commit once."""
+"""Merchant endpoints of API.md. Thin: parse, call a service; the blueprint commits once."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from datetime import timedelta
 
 from flask import current_app, request
 
-from .. import tokens
-from ..errors import ApiError
-from ..extensions import db
-from ..limits import limited
-from ..timeutil import utcnow, zone
-from . import bp, redemption, services
+from ..auth import tokens
+from ..auth.limits import limited
+from ..core.api import BEARER
+from ..core.errors import InvalidInput
+from ..core.time import local_midnight, utcnow
+from . import bp, enrolment, redemption
 from .schemas import (
     ApplyIn,
     ApplyOut,
@@ -26,6 +26,7 @@ from .schemas import (
     ScanOut,
     SettlementOut,
 )
+from .settlement import owed
 
 
 @bp.post("/apply")
@@ -34,9 +35,8 @@ from .schemas import (
 @bp.doc(responses={400: "Invalid application", 404: "No campaign", 409: "Already applied"})
 def apply(body):
     """A merchant applies to take part (报名), accepting the integrity commitment."""
-    merchant = services.apply(body, utcnow())
-    db.session.commit()
-    return {"merchant": services.merchant_json(merchant)}
+    merchant = enrolment.apply(body, utcnow())
+    return {"merchant": enrolment.merchant_json(merchant)}
 
 
 @bp.post("/bind")
@@ -46,16 +46,10 @@ def apply(body):
 @bp.doc(responses={400: "Bad code or SMS code", 403: "Merchant suspended", 409: "Phone already staff"})
 def bind(body):
     """A shop assistant binds their phone to the merchant with its one-time binding code."""
-    token, merchant = services.bind_staff(body["binding_code"], body["name"], body["phone"], body["sms_code"], utcnow())
-    db.session.commit()
-    return {"token": token, "merchant": services.merchant_json(merchant)}
-
-
-BEARER = [{"BearerAuth": []}]
-
-
-def _tz():
-    return zone(current_app.config["TIMEZONE"])
+    token, merchant = enrolment.bind_staff(
+        body["binding_code"], body["name"], body["phone"], body["sms_code"], utcnow()
+    )
+    return {"token": token, "merchant": enrolment.merchant_json(merchant)}
 
 
 @bp.post("/scan")
@@ -66,7 +60,7 @@ def _tz():
 def scan(body):
     """What the till shows for a scanned pay code, and whether this shop may take it."""
     till = redemption.till(tokens.require_bearer("staff"))
-    return redemption.scan(till, body["paycode"], utcnow(), _tz())
+    return redemption.scan(till, body["paycode"], utcnow())
 
 
 @bp.post("/redeem")
@@ -82,13 +76,11 @@ def redeem(body):
     till = redemption.till(tokens.require_bearer("staff"))
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 64:
-        raise ApiError("INVALID_INPUT", "Idempotency-Key 过长")
+        raise InvalidInput("Idempotency-Key 过长")
     done = redemption.redeem(
         till, body["paycode"], body["spend_fen"], body["spend_category"], body["note"], key, utcnow(), body["location"]
     )
-    answer = {"redemption": redemption.redemption_json(done, _tz())}  # before commit expires it
-    db.session.commit()
-    return answer
+    return {"redemption": redemption.redemption_json(done)}
 
 
 @bp.post("/redemptions/<id:redemption_id>/revoke")
@@ -100,9 +92,7 @@ def revoke(redemption_id, body):
     till = redemption.till(tokens.require_bearer("staff"))
     window = current_app.config["REVOKE_WINDOW_S"]
     done = redemption.revoke(till, redemption_id, body["reason"], utcnow(), window)
-    answer = {"redemption": redemption.redemption_json(done, _tz())}
-    db.session.commit()
-    return answer
+    return {"redemption": redemption.redemption_json(done)}
 
 
 @bp.post("/redemptions/<id:redemption_id>/refund")
@@ -113,9 +103,7 @@ def refund(redemption_id, body):
     """Goods returned (退货): handled by the campaign's refund policy (return or forfeit)."""
     till = redemption.till(tokens.require_bearer("staff"))
     done = redemption.refund(till, redemption_id, body["reason"], utcnow())
-    answer = {"redemption": redemption.redemption_json(done, _tz())}
-    db.session.commit()
-    return answer
+    return {"redemption": redemption.redemption_json(done)}
 
 
 @bp.get("/redemptions")
@@ -124,15 +112,12 @@ def refund(redemption_id, body):
 @bp.doc(security=BEARER, responses={400: "Bad filter", 401: "No staff token"})
 def redemptions(query):
     """The merchant's own redemptions, newest first, by local date range, paginated."""
-    from ..timeutil import local_midnight
-
     till = redemption.till(tokens.require_bearer("staff"))
-    tz = _tz()
-    start = local_midnight(query["start"], tz) if query["start"] else None
-    end = local_midnight(query["end"] + timedelta(days=1), tz) if query["end"] else None
+    start = local_midnight(query["start"]) if query["start"] else None
+    end = local_midnight(query["end"] + timedelta(days=1)) if query["end"] else None
     items, total = redemption.own_redemptions(till, start, end, query["page"], query["per_page"])
     return {
-        "items": [redemption.redemption_json(r, tz) for r in items],
+        "items": [redemption.redemption_json(r) for r in items],
         "total": total,
         "page": query["page"],
         "per_page": query["per_page"],
@@ -145,4 +130,4 @@ def redemptions(query):
 def settlement():
     """What the merchant is owed: face value of valid redemptions, per local day and in total."""
     till = redemption.till(tokens.require_bearer("staff"))
-    return redemption.settlement(till, _tz(), utcnow())
+    return owed(till, utcnow())

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import AuditEntry, Merchant
-from tests.admin.conftest import PASSWORD, csrf_token, sign_in
+from tests.helpers import PASSWORD, csrf_token, sign_in
 
 PAGES = [
     "/admin/",

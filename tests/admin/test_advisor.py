@@ -10,15 +10,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import advisor, ledger, rounds
-from server.campaigns import remaining_by_tier
+from server.campaign import advisor
+from server.core.time import utcnow
 from server.extensions import db
 from server.models import AuditEntry, Campaign, LedgerEntry, Round, Tier
-from server.scheduler import run_all
-from server.timeutil import utcnow
-from tests.admin.conftest import csrf_token
-from tests.helpers import T0, auth, campaign_doc, fresh_world
-from tests.merchant.helpers import paycode, redeem
+from server.pool import ledger, rounds
+from server.pool.coupons import remaining_by_tier
+from server.pool.jobs import run_all
+from tests.helpers import T0, auth, campaign_doc, csrf_token, fresh_world, paycode, redeem
 
 # Hotel 100 x 4 and fuel 100 x 8 a round: round 1 is stocked with 1,200 yuan by the plan.
 TIERS = [{"category": "hotel", "face_yuan": 100, "quantity": 4}, {"category": "fuel", "face_yuan": 100, "quantity": 8}]
@@ -176,7 +175,7 @@ def test_the_service_counts_the_stock_of_tiers_left_out_against_the_money(app, m
     with app.app_context():
         round_ = round_two(app, campaign_id)
         assert advisor.check_affordable(round_, {tiers["hotel"]: 1}, utcnow()).available_fen == 80000
-        with pytest.raises(rounds.QuotaError, match="方案合计 900 元，超过可用资金 800 元"):
+        with pytest.raises(rounds.QuotaRefused, match="方案合计 900 元，超过可用资金 800 元"):
             advisor.check_affordable(round_, {tiers["hotel"]: 2}, utcnow())
 
 

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import AuditEntry, Campaign, LedgerEntry, Round
-from tests.admin.conftest import csrf_token
-from tests.helpers import ROOT
+from tests.helpers import ROOT, csrf_token
 
 
 def upload(client, name: str, intent: str):

@@ -6,12 +6,10 @@ import re
 
 import sqlalchemy as sa
 
-from server.admin import services
+from server.admin import coupons, dashboard
 from server.extensions import db
 from server.models import AuditEntry, Campaign, Merchant
-from tests.admin.conftest import csrf_token
-from tests.helpers import auth
-from tests.merchant.helpers import paycode, redeem
+from tests.helpers import auth, csrf_token, paycode, redeem
 
 
 def test_approving_an_application_shows_its_binding_code_once_and_is_audited(app, console, make_till, make_campaign):
@@ -84,7 +82,7 @@ def test_the_dashboard_counts_claims_redemptions_refunds_and_leverage(
         f"/api/v1/merchant/redemptions/{redemption_id}/refund", json={"reason": "退货"}, headers=auth(hotel_till)
     )
     with app.app_context():
-        board = services.dashboard(db.session.get(Campaign, campaign_id))
+        board = dashboard.figures_of(db.session.get(Campaign, campaign_id))
         faces = sum(w["face_fen"] for w, _ in spent)
         assert (board.total.issued, board.total.claimed, board.total.redeemed) == (100, 4, 3)
         assert board.total.redeemed_fen == faces and board.total.order_fen == faces * 4
@@ -111,7 +109,7 @@ def test_coupon_management_counts_each_round_and_tier_by_state(
         _, token = make_resident()
         client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token))
     with app.app_context():
-        rows = services.coupon_table(db.session.get(CampaignModel, campaign_id))
+        rows = coupons.coupon_table(db.session.get(CampaignModel, campaign_id))
     fuel = next(r for r in rows if r.category == "加油")
     assert (fuel.round_number, fuel.face_fen, fuel.quantity, fuel.claimed, fuel.states["stock"]) == (
         1,

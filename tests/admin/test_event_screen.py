@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server import screen
+from server.auth import screen
 from tests.draw.test_event import OPENS, fair
 
 

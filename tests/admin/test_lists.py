@@ -9,7 +9,8 @@ import re
 import pytest
 from openpyxl import load_workbook
 
-from server.admin import lists, views
+from server.admin import console as pages
+from server.admin import lists
 from tests.helpers import auth
 
 
@@ -36,7 +37,7 @@ def test_filters_answer_the_questions_auditors_ask(console, redemptions):
 
 
 def test_pages_follow_one_order_without_repeats_or_gaps(console, redemptions, monkeypatch):
-    monkeypatch.setattr(views, "PER_PAGE", 4)
+    monkeypatch.setattr(pages, "PER_PAGE", 4)
     client = console("admin")
     first, second = ids_on_page(client, "page=1"), ids_on_page(client, "page=2")
     assert len(first) == 4 and len(second) == 2
@@ -182,8 +183,8 @@ def test_settlement_per_merchant_matches_the_tills_own_statement_and_the_xlsx(co
 
 
 def test_a_page_counts_at_most_ten_thousand_and_still_pages_on(console, redemptions, monkeypatch):
-    monkeypatch.setattr(lists, "COUNT_LIMIT", 3)
-    monkeypatch.setattr(views, "PER_PAGE", 2)
+    monkeypatch.setattr(pages, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(pages, "PER_PAGE", 2)
     client = console("admin")
     page = client.get("/admin/lists/redemptions").get_data(as_text=True)
     assert "超过 3 条，第 1 页" in page and "下一页" in page

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import audit
+from server.admin import audit
 from server.extensions import db
 from server.models import AuditEntry, Campaign
-from tests.admin.conftest import csrf_token
-from tests.test_publication import ENDED
+from tests.helpers import csrf_token
+from tests.public.test_publication import ENDED
 
 PENDING = "结果将于活动结束后公示"
 

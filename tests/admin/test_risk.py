@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from server.admin import risk
 from server.extensions import db
 from server.models import Merchant, Resident
-from tests.helpers import auth
-from tests.merchant.helpers import paycode
+from tests.helpers import auth, paycode
 
 QIANAN = {"lat": 45.0087, "lng": 124.0244}
 TEN_KM_AWAY = {"lat": 45.0987, "lng": 124.0244}
@@ -78,7 +77,7 @@ def trade(app, client, make_campaign, make_resident, make_till, clock):
 
 
 def rules_of(app, role="admin"):
-    from server.timeutil import utcnow
+    from server.core.time import utcnow
 
     with app.app_context():
         return {rule.kind: rule for rule in risk.flags(7, utcnow(), role)}

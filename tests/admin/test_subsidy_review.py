@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import AuditEntry, LedgerEntry, SubsidyApplication
-from tests.admin.conftest import PASSWORD, csrf_token
 from tests.browser import screenshot
-from tests.test_subsidy import JINCHENG, PHOTO, apply, form
+from tests.draw.test_subsidy import JINCHENG, PHOTO, apply, form
+from tests.helpers import PASSWORD, csrf_token
 
 
 @pytest.fixture

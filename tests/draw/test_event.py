@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from server import screen
+from server.auth import screen
 from server.extensions import db
 from server.models import Campaign, Tier
-from tests.helpers import ROOT, auth
-from tests.merchant.helpers import paycode, redeem
+from tests.helpers import ROOT, auth, paycode, redeem
 
 FAIR = json.loads((ROOT / "examples" / "geermu-2026-fair.json").read_text(encoding="utf-8"))
 OPENS = datetime(2026, 2, 6, 1, 0, tzinfo=UTC)  # 2026-02-06 09:00 Shanghai
@@ -149,7 +148,7 @@ def test_fair_coupons_are_good_only_at_the_fairs_merchants_and_during_the_fair(
 def test_the_fairs_merchants_enrol_for_it_and_are_listed_for_its_coupons(
     app, client, make_campaign, make_resident, clock
 ):
-    from server import credit_code
+    from server.merchant import credit_code
 
     campaign_id, tiers = fair(app, make_campaign)
     make_campaign()  # the county's wheel campaign is the default one

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from server import scheduler, tokens
+from server.auth import tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Draw, Tier
+from server.pool import jobs as scheduler
 from tests.helpers import ROOT, at_once, auth
 
 EXAMPLES = ROOT / "examples"

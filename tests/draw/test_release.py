@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import campaign_file
+from server.campaign import file as campaign_file
 from server.extensions import db
 from server.models import Coupon, Draw
 from tests.draw.test_concurrency import race
@@ -145,8 +145,8 @@ def test_a_burst_in_the_first_seconds_takes_at_most_the_first_share(app, make_ca
 
 
 def test_a_quota_lowered_before_the_round_opens_is_the_share_s_base(app, client, make_campaign, make_resident, clock):
-    from server import rounds
     from server.models import Round, Tier
+    from server.pool import rounds
 
     make_campaign(tiers=FUEL_ONLY, release=STAGES, allocate="every_round")
     with app.app_context():
@@ -164,8 +164,8 @@ def test_a_quota_lowered_before_the_round_opens_is_the_share_s_base(app, client,
 
 
 def test_stock_added_to_an_open_round_keeps_the_share_exact(app, client, make_campaign, make_resident, clock):
-    from server import rounds
     from server.models import Coupon, Round, Tier
+    from server.pool import rounds
 
     make_campaign(tiers=FUEL_ONLY, release=STAGES)
     first = [spin(client, make_resident()[1]) for _ in range(11)]

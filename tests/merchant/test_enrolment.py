@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import credit_code
+from server.campaign import enrolment as services
+from server.core.errors import Refusal
 from server.extensions import db
-from server.merchant import services
+from server.merchant import credit_code
 from server.models import BindingCode, Merchant
 from tests.helpers import T0
 
@@ -87,12 +88,12 @@ def test_approval_issues_a_one_time_code_that_expires(client, app, runner, make_
         assert merchant.id == merchant_id
         found.used_at = T0
         db.session.commit()
-        with pytest.raises(services.ApiError) as used:
+        with pytest.raises(Refusal) as used:
             services.binding_code_merchant(code, T0)
         assert used.value.code == "BINDING_CODE_INVALID"
         fresh = services.issue_binding_code(db.session.get(Merchant, merchant_id), T0)
         db.session.commit()
-        with pytest.raises(services.ApiError):
+        with pytest.raises(Refusal):
             services.binding_code_merchant(fresh, T0 + timedelta(days=30))
         services.binding_code_merchant(fresh, T0 + timedelta(days=29))
         # Codes are stored as keyed hashes only.
@@ -105,7 +106,7 @@ def test_a_new_code_revokes_the_unused_old_one(client, app, runner, make_campaig
     first = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
     second = runner.invoke(args=["merchant", "code", str(merchant_id)]).output.split("新绑定码：")[1][:8]
     with app.app_context():
-        with pytest.raises(services.ApiError):
+        with pytest.raises(Refusal):
             services.binding_code_merchant(first, T0)
         assert services.binding_code_merchant(second, T0)[1].id == merchant_id
 
@@ -130,7 +131,7 @@ def test_a_suspended_merchant_code_is_refused(client, app, runner, make_campaign
     with app.app_context():
         db.session.get(Merchant, merchant_id).status = "suspended"
         db.session.commit()
-        with pytest.raises(services.ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             services.binding_code_merchant(code, T0)
         assert refused.value.code == "MERCHANT_SUSPENDED"
 
@@ -147,7 +148,7 @@ def bind_staff(client, binding_code, phone="13800000002", name="店员小王", c
 
 
 def test_staff_bind_with_the_code_and_get_a_staff_token(client, runner, make_campaign, clock):
-    from server import tokens
+    from server.auth import tokens
 
     make_campaign()
     merchant_id = apply_one(client)
@@ -206,7 +207,7 @@ def test_suspend_reinstate_and_blacklist(client, app, runner, make_campaign, clo
     assert runner.invoke(args=["merchant", "reinstate", str(merchant_id), "--reason", "核查无误"]).exit_code == 0
     assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"][0]["id"] == merchant_id
     assert runner.invoke(args=["merchant", "blacklist", str(merchant_id), "--reason", "虚假交易"]).exit_code == 0
-    with app.app_context(), pytest.raises(services.ApiError):
+    with app.app_context(), pytest.raises(Refusal):
         services.binding_code_merchant(code, T0)
     refused = runner.invoke(args=["merchant", "reinstate", str(merchant_id), "--reason", "x"])
     assert refused.exit_code == 1

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import Coupon, Redemption, RefusedRedemption
-from tests.helpers import auth
-from tests.merchant.helpers import paycode, redeem
+from tests.helpers import auth, paycode, redeem
 
 
 def test_the_till_scans_and_redeems_once(client, app, shop, coupon):

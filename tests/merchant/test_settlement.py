@@ -9,8 +9,7 @@ import sqlalchemy as sa
 
 from server.extensions import db
 from server.models import Campaign, Coupon, Redemption
-from tests.helpers import auth
-from tests.merchant.helpers import paycode, redeem
+from tests.helpers import auth, paycode, redeem
 
 
 @pytest.fixture

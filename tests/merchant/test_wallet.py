@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from server import ledger, tokens
+from server.auth import tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Redemption, Tier
-from tests.helpers import ROOT, at_once, auth
-from tests.merchant.helpers import redeem
+from server.pool import ledger
+from tests.helpers import ROOT, at_once, auth, redeem
 
 YOUHAO = json.loads((ROOT / "examples" / "youhao-2023.json").read_text(encoding="utf-8"))
 OPENS = datetime(2023, 3, 27, 1, 0, tzinfo=UTC)  # 09:00 Shanghai

@@ -11,13 +11,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import rounds
+from server.core.time import utcnow
 from server.extensions import db
 from server.models import Campaign, Coupon, LedgerEntry, Round
-from server.scheduler import run_all
-from server.timeutil import utcnow
-from tests.helpers import auth
-from tests.merchant.helpers import paycode, redeem
+from server.pool import rounds
+from server.pool.jobs import run_all
+from tests.helpers import auth, paycode, redeem
 
 RESIDENTS = 6
 

@@ -11,13 +11,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server import ledger, rounds
+from server.core.time import utcnow
 from server.extensions import db
 from server.models import Campaign, Redemption, Round
-from server.scheduler import run_all
-from server.timeutil import utcnow
-from tests.helpers import T0, assert_books_count_the_coupons, auth, campaign_doc, fresh_world
-from tests.merchant.helpers import redeem
+from server.pool import ledger, rounds
+from server.pool.jobs import run_all
+from tests.helpers import T0, assert_books_count_the_coupons, auth, campaign_doc, fresh_world, redeem
 
 CATEGORIES = ("hotel", "fuel")
 draw = st.tuples(st.just("draw"), st.integers(0, 3), st.sampled_from(CATEGORIES))
@@ -126,7 +125,7 @@ def test_the_ledger_balances_after_any_sequence_of_operations(
                     try:
                         rounds.adjust_quotas(upcoming.id, {tier.id: max(have + op[2], 0)}, "admin:test", utcnow())
                         db.session.commit()
-                    except rounds.QuotaError:
+                    except rounds.QuotaRefused:
                         db.session.rollback()
         check()
 

@@ -9,13 +9,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import campaign_file, rounds
+from server.campaign import file as campaign_file
+from server.campaign.file.read import _xlsx_rollover
+from server.core.time import utcnow
 from server.extensions import db
 from server.models import Campaign, Coupon, LedgerEntry, Round, Tier
-from server.scheduler import run_all
-from server.timeutil import utcnow
-from tests.helpers import auth, campaign_doc
-from tests.merchant.helpers import paycode, redeem
+from server.pool import rounds
+from server.pool.jobs import run_all
+from tests.helpers import auth, campaign_doc, paycode, redeem
 
 
 def round_of(app, number):
@@ -98,10 +99,10 @@ def test_quota_changes_are_refused_once_the_round_has_opened_or_beyond_the_pool(
     with app.app_context():
         tier = db.session.scalar(sa.select(Tier).where(Tier.face_fen == 20000))
         round1, round2 = (db.session.scalar(sa.select(Round).where(Round.number == n)) for n in (1, 2))
-        with pytest.raises(rounds.QuotaError, match="第1轮已开始"):
+        with pytest.raises(rounds.QuotaRefused, match="第1轮已开始"):
             rounds.adjust_quotas(round1.id, {tier.id: 20}, "admin:test", utcnow())
         db.session.rollback()
-        with pytest.raises(rounds.QuotaError, match="调增需要 600 元，资金池只有 500 元"):
+        with pytest.raises(rounds.QuotaRefused, match="调增需要 600 元，资金池只有 500 元"):
             rounds.adjust_quotas(round2.id, {tier.id: 3}, "admin:test", utcnow())
         db.session.rollback()
         changes = rounds.adjust_quotas(round2.id, {tier.id: 2}, "admin:test", utcnow())
@@ -210,8 +211,8 @@ def test_campaign_files_name_their_rollover_policy_and_a_wrong_one_is_reported(a
 
 
 def test_an_xlsx_campaign_sheet_can_choose_a_mix():
-    assert campaign_file._xlsx_rollover("同券种按比例") == {"policy": "same_tiers"}
-    assert campaign_file._xlsx_rollover("餐饮100=2，宾馆200元=1") == {
+    assert _xlsx_rollover("同券种按比例") == {"policy": "same_tiers"}
+    assert _xlsx_rollover("餐饮100=2，宾馆200元=1") == {
         "policy": "mix",
         "mix": [
             {"category": "restaurant", "face_yuan": "100", "weight": 2},

@@ -15,7 +15,7 @@ import time_machine
 
 from server.extensions import db
 from server.models import Coupon, LedgerEntry, Round
-from server.scheduler import JOBS, Leader, build, run_all
+from server.pool.jobs import JOBS, Leader, build, run_all
 from tests.helpers import ON_POSTGRES, auth
 
 
@@ -199,8 +199,8 @@ def test_the_scheduler_runs_as_its_own_process_and_catches_up_on_start(app, make
     assert "调度器已启动" in output and "roll_over" in output
     assert moved(app)["rollover"] == 100
     with app.app_context():
-        from server import ledger
         from server.models import Campaign
+        from server.pool import ledger
 
         assert ledger.verify(db.session.get(Campaign, campaign_id)).problems == []
 
@@ -211,8 +211,8 @@ def test_a_job_holding_the_pool_does_not_hold_up_draws_or_tills(
 ):
     """Jobs lock the campaign row FOR NO KEY UPDATE; draws and redemptions insert ledger rows
     whose foreign key takes KEY SHARE on the same row. The two must not wait for each other."""
-    from server import rounds
-    from tests.merchant.helpers import paycode, redeem
+    from server.pool import rounds
+    from tests.helpers import paycode, redeem
 
     campaign_id = make_campaign()
     _, staff = make_till("hotel")

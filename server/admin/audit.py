@@ -1,0 +1,96 @@
+"""The audit log of the console: who changed what, the state before and after, and when.
+
+Operations that change something on a bureau member's behalf call `record` before they flush; the
+entry is committed with the change or not at all. The log's page lists it, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import has_request_context, render_template, request
+
+from ..extensions import db
+from ..models import AdminUser, AuditEntry
+from . import bp
+from .access import READ, role_required
+from .console import PER_PAGE, page_count, page_number
+
+ACTION_NAMES = {
+    "login": "登录",
+    "login_failed": "登录失败",
+    "logout": "退出",
+    "merchant_approve": "审核通过商户",
+    "merchant_reject": "驳回商户申请",
+    "merchant_suspend": "暂停商户",
+    "merchant_blacklist": "商户列入黑名单",
+    "merchant_reinstate": "恢复商户",
+    "binding_code": "签发店员绑定码",
+    "export": "导出数据",
+    "claim_revoke": "撤销领取",
+    "campaign_import": "导入活动方案",
+    "round_quota": "调整轮次配额",
+    "campaign_publish": "公示活动结果",
+    "campaign_unpublish": "撤回结果公示",
+    "subsidy_approve": "批准购车补贴",
+    "subsidy_reject": "驳回购车补贴",
+}
+
+TARGET_NAMES = {
+    "merchants": "商户",
+    "admin_users": "账号",
+    "rounds": "轮次",
+    "campaigns": "活动",
+    "coupons": "消费券",
+    "subsidy_applications": "补贴申请",
+}
+
+
+def record(
+    admin: AdminUser | None,
+    action: str,
+    now: datetime,
+    *,
+    target: Any = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    name: str | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        admin_id=admin.id if admin else None,
+        admin_name=admin.username if admin else (name or "?")[:40],
+        action=action,
+        target_type=type(target).__tablename__ if target is not None else None,
+        target_id=str(target.id) if target is not None else None,
+        before=before,
+        after=after,
+        address=request.remote_addr if has_request_context() else None,
+        created_at=now,
+    )
+    db.session.add(entry)
+    return entry
+
+
+@bp.get("/audit")
+@role_required(*READ)
+def audit_log():
+    """Every change made in the console, newest first."""
+    page = page_number()
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
+    items = db.session.scalars(
+        sa.select(AuditEntry)
+        .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    return render_template(
+        "admin/audit.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=page_count(total, page, len(items)),
+        actions=ACTION_NAMES,
+        targets=TARGET_NAMES,
+    )

@@ -1,0 +1,123 @@
+"""What every console page shares: the templates' globals, paging, downloads, the campaign picker,
+where a refused action goes back to, and the console's error pages."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from flask import Response, flash, g, redirect, render_template, request, send_file
+from flask_wtf.csrf import CSRFError
+
+from ..campaign.enrolment import STATUS_NAMES
+from ..core.errors import Refusal, page_errors
+from ..core.money import yuan
+from ..core.time import local
+from ..extensions import db
+from ..models import Campaign
+from . import bp
+from .access import ROLE_NAMES
+
+PER_PAGE = 50
+# A page counts its matches up to this many: an exact count of a million joined rows costs a
+# second, and "more than 10,000" answers the question a page is asked. Exports take them all.
+COUNT_LIMIT = 10_000
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ERROR_PAGES = {
+    403: ("无权访问", "您的角色不能使用这个页面或操作。"),
+    404: ("找不到页面", "您要找的页面不存在，或已被移走。"),
+    405: ("操作无效", "这个页面不支持这个操作。"),
+    500: ("系统出错", "系统处理时出错，操作未完成。请稍后重试；如果一再出现，请联系技术支持。"),
+}
+
+
+@bp.app_context_processor
+def console_globals():
+    return {
+        "ROLE_NAMES": ROLE_NAMES,
+        "STATUS_NAMES": STATUS_NAMES,
+        "yuan": lambda fen: yuan(fen, grouped=True),
+        "local": local,
+        "COUNT_LIMIT": COUNT_LIMIT,
+    }
+
+
+def page_number() -> int:
+    page = request.args.get("page", "1")
+    return max(int(page), 1) if re.fullmatch(r"[0-9]{1,9}", page) else 1  # not "²", which isdigit() takes
+
+
+def page_count(total: int, page: int, shown: int) -> int:
+    """How many pages; past the bounded count, one more as long as this page is full."""
+    per_page = PER_PAGE
+    if total > COUNT_LIMIT:
+        return page + 1 if shown == per_page else page
+    return max((total + per_page - 1) // per_page, 1)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only a path inside the console: never an address elsewhere."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return None
+
+
+def refusals_go_to(target: str) -> None:
+    """Where this request's refusal (a flash) sends the browser back to."""
+    g.console_back = target
+
+
+def query_args(filters: dict) -> dict:
+    """Parsed filters back as query-string arguments (for export and statement links)."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if k != "now"}
+
+
+def attachment(response: Response, filename: str) -> Response:
+    """A download: the Chinese file name as RFC 5987 asks, and never kept in a cache."""
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def xlsx(handle, filename: str) -> Response:
+    return attachment(send_file(handle, mimetype=XLSX, as_attachment=True, download_name=filename), filename)
+
+
+def campaign_choice() -> tuple[Campaign | None, list[Campaign]]:
+    """The campaign a page is about (`?campaign=ID`, else the newest), and the ones to pick from."""
+    choices = list(
+        db.session.scalars(sa.select(Campaign).where(Campaign.status != "draft").order_by(Campaign.id.desc()))
+    )
+    wanted = request.args.get("campaign", "")
+    return next((c for c in choices if str(c.id) == wanted), choices[0] if choices else None), choices
+
+
+def message(title: str, text: str, status: int = 200):
+    return render_template("admin/message.html", title=title, message=text), status
+
+
+@bp.errorhandler(Refusal)
+def refused(refusal: Refusal):
+    """A refused action: nothing changed (the commit point rolled back); say why where it came from."""
+    flash(refusal.flash, "error")
+    return redirect(g.get("console_back") or request.path)
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(_error):
+    db.session.rollback()
+    return message("操作未执行", "页面已过期或来源不明，操作未执行。请刷新页面后重试。", 400)
+
+
+def error_page(status: int):
+    title, text = ERROR_PAGES.get(status, ERROR_PAGES[500] if status >= 500 else ERROR_PAGES[404])
+    return message(title, text, status)
+
+
+@bp.errorhandler(403)
+def forbidden(_error):
+    return error_page(403)
+
+
+page_errors("/admin", error_page)

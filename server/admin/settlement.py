@@ -1,0 +1,134 @@
+"""Settlement (结算): what the bureau owes each merchant for a period -- 100% of the face value of its
+settled redemptions (pool.coupons.settled_clause) -- and each merchant's statement as XLSX."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import abort, render_template, request
+from flask_login import current_user
+
+from ..core.db import local_text, snapshot
+from ..core.time import utcnow
+from ..extensions import db
+from ..models import Merchant, Redemption, Staff
+from ..pool import rollup
+from ..pool.coupons import settled_clause
+from . import audit, bp
+from .access import READ, role_required
+from .console import query_args, xlsx
+from .lists import parse_filters, within_days
+
+
+@dataclass
+class MerchantPeriod:
+    merchant: Merchant
+    redeemed: int = 0  # redemptions that stand (not revoked)
+    order_fen: int = 0
+    settled: int = 0  # what the bureau pays for (pool.coupons.settled_clause)
+    owed_fen: int = 0
+    refunded: int = 0
+
+
+def merchant_periods(period: dict) -> list[MerchantPeriod]:
+    """Per merchant for the period (filters "from"/"to", local days): redemptions, order amount,
+    and what the bureau owes it; hours that are over from their stored figures, the rest live."""
+    merchants = {m.id: m for m in db.session.scalars(sa.select(Merchant))}
+    measures = ("redeemed", "order_fen", "settled", "owed_fen", "refunded")
+    with snapshot() as connection:
+        hours = rollup.figures(connection, "redemptions", rollup.Period(period.get("from"), period.get("to")))
+        totals = connection.execute(
+            sa.select(hours.c.merchant_id, *(sa.func.sum(hours.c[name]) for name in measures)).group_by(
+                hours.c.merchant_id
+            )
+        ).all()
+    rows = [MerchantPeriod(merchants[merchant_id], *(int(v) for v in values)) for merchant_id, *values in totals]
+    return sorted(rows, key=lambda p: (-p.owed_fen, p.merchant.id))
+
+
+def statement_rows(merchant_id: int, period: dict):
+    """The settled redemptions of one merchant in the period, oldest first, for its statement."""
+    query = within_days(
+        (
+            sa.select(
+                Redemption.id,
+                local_text(Redemption.created_at).label("created_at"),
+                Redemption.coupon_id,
+                Redemption.face_fen,
+                Redemption.spend_fen,
+                Redemption.spend_category,
+                Staff.name,
+            )
+            .join(Staff, Staff.id == Redemption.staff_id)
+            .where(Redemption.merchant_id == merchant_id, settled_clause())
+        ),
+        Redemption.created_at,
+        period,
+    )
+    return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))
+
+
+def statement_xlsx(merchant, period: str, rows):
+    """A merchant's settlement statement for a period as XLSX (write-only): the redemptions, then
+    the total the bureau owes. Returns an open temporary file."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("结算单")
+    sheet.append([f"{merchant.name} 消费券结算单"])
+    sheet.append(["统一社会信用代码", merchant.credit_code])
+    sheet.append(["结算期间", period])
+    sheet.append([])
+    sheet.append(["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "消费品类", "店员"])
+    count = owed = spend = 0
+    for row in rows:
+        sheet.append([row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
+                      row.spend_category, row.name])  # fmt: skip
+        count, owed, spend = count + 1, owed + row.face_fen, spend + row.spend_fen
+    sheet.append([])
+    sheet.append(["合计笔数", count])
+    sheet.append(["应结算金额(元)", owed / 100])
+    sheet.append(["带动消费金额(元)", spend / 100])
+    handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
+    workbook.save(handle)
+    handle.seek(0)
+    return handle, count, owed
+
+
+def _period_args() -> tuple[dict, str]:
+    """The settlement period's filters ("from", "to": local dates), and how to name it."""
+    filters = parse_filters(request.args, ("from", "to"))
+    return filters, f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+
+
+@bp.get("/settlement")
+@role_required(*READ)
+def settlement():
+    """What the bureau owes each merchant for a period (100% of the face of settled redemptions)."""
+    period, label = _period_args()
+    rows = merchant_periods(period)
+    return render_template(
+        "admin/settlement.html",
+        rows=rows,
+        label=label,
+        filters=period,
+        total_owed=sum(r.owed_fen for r in rows),
+        total_order=sum(r.order_fen for r in rows),
+        query=query_args(period),
+    )
+
+
+@bp.get("/settlement/<id:merchant_id>.xlsx")
+@role_required(*READ)
+def settlement_statement(merchant_id: int):
+    """One merchant's statement for the period, as XLSX; the download is audited."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        abort(404)
+    period, label = _period_args()
+    handle, _, _ = statement_xlsx(merchant, label, statement_rows(merchant_id, period))
+    what = {"statement": merchant_id, "period": label}
+    audit.record(current_user._get_current_object(), "export", utcnow(), target=merchant, after=what)
+    return xlsx(handle, f"结算单-{merchant.name}-{label.replace(' ', '')}.xlsx")

@@ -1,0 +1,76 @@
+"""Bureau accounts: creation, password hashing, sign-in with lockout."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..core.errors import refusal
+from ..extensions import db
+from ..models import AdminUser
+
+ROLES = ("admin", "auditor", "operator")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,40}$")
+
+
+AccountRefused = refusal("ACCOUNT_REFUSED", 400, "账号未创建", api=False)
+
+
+def create_admin(username: str, password: str, role: str) -> AdminUser:
+    """A new bureau account; flushes, never commits."""
+    if not USERNAME_RE.match(username):
+        raise AccountRefused("用户名须为3至40位字母、数字或 _ . -")
+    if role not in ROLES:
+        raise AccountRefused(f"角色须为 {', '.join(ROLES)} 之一")
+    if len(password) < 10:
+        raise AccountRefused("密码至少10位")
+    if db.session.scalar(sa.select(AdminUser.id).where(AdminUser.username == username)):
+        raise AccountRefused(f"用户名 {username} 已存在")
+    user = AdminUser(username=username, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+# Console sign-in: after MAX_FAILED wrong passwords in a row the account is locked for LOCK_MINUTES.
+MAX_FAILED = 5
+LOCK_MINUTES = 15
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the username is unknown, so that a wrong name costs as long as a wrong
+    password. Made on first use, not at import: hashing costs every process start otherwise."""
+    return generate_password_hash("not-a-password-of-anyone")
+
+
+# A refused sign-in; the message is for the person at the login page.
+SignInRefused = refusal("SIGN_IN_REFUSED", 401, "用户名或密码错误", api=False)
+
+
+def authenticate(username: str, password: str, now: datetime) -> AdminUser:
+    """The account these credentials open, or SignInRefused. Counts failures; flushes."""
+    user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == (username or "").strip()))
+    if user is None:
+        check_password_hash(_dummy_hash(), password or "")
+        raise SignInRefused("用户名或密码错误")
+    if user.locked_until is not None and now < user.locked_until:
+        minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))
+        raise SignInRefused(f"登录失败次数过多，账号已锁定，请{minutes}分钟后再试")
+    if not check_password_hash(user.password_hash, password or ""):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED:
+            user.failed_logins, user.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
+            db.session.flush()
+            raise SignInRefused(f"连续{MAX_FAILED}次密码错误，账号已锁定{LOCK_MINUTES}分钟")
+        db.session.flush()
+        left = MAX_FAILED - user.failed_logins
+        raise SignInRefused(f"用户名或密码错误（再错{left}次将锁定账号{LOCK_MINUTES}分钟）")
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    db.session.flush()
+    return user

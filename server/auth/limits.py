@@ -1,0 +1,109 @@
+"""Rate limits on what bots and scalpers aim at: SMS, binding, the draw, the till's scan and
+redeem. Flask-Limiter, in memory by default and in Redis when REDIS_URL is set (every worker
+then counts together). Each limit is declared here, once, and put on its view by name.
+
+Three kinds of key: the phone a request is about (from its JSON body), the bearer token, and the
+client's address. Some limits count only failures (`failures=True`): five wrong SMS codes for a
+phone, or five wrong binding codes from an address, lock that key out for the rest of the window,
+while people who get it right are never slowed. A refusal is 429 RATE_LIMITED with a Retry-After
+header and a sentence saying when to try again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from flask import Flask, request
+from flask_limiter.util import get_remote_address
+
+from ..extensions import limiter
+from . import tokens
+
+
+def by_address() -> str:
+    return f"addr:{get_remote_address()}"
+
+
+def by_token() -> str:
+    token = tokens.presented()
+    if not token:
+        return by_address()
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def by_phone() -> str:
+    body = request.get_json(silent=True)
+    phone = body.get("phone") if isinstance(body, dict) else None
+    if not isinstance(phone, str) or not phone.strip():
+        return by_address()
+    return "phone:" + "".join(ch for ch in phone if ch.isdigit())[:20]
+
+
+def _failed(response) -> bool:
+    return response.status_code in (400, 403, 404, 409)
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit: str
+    key: object  # a key function
+    message: str
+    failures: bool = False  # count refused requests only (a lockout)
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "sms": (
+        Rule("3 per minute;10 per hour", by_phone, "验证码获取太频繁，请稍后再试"),
+        Rule("30 per hour", by_address, "本网络获取验证码太频繁，请稍后再试"),
+    ),
+    "bind": (
+        Rule("5 per 15 minutes", by_phone, "验证码错误次数过多，该手机号已暂时锁定，请15分钟后再试", failures=True),
+        Rule("60 per hour", by_address, "本网络绑定操作太频繁，请稍后再试"),
+    ),
+    "staff_bind": (
+        Rule("5 per 15 minutes", by_address, "绑定码或验证码错误次数过多，已暂时锁定，请15分钟后再试", failures=True),
+        Rule("5 per 15 minutes", by_phone, "该手机号绑定失败次数过多，已暂时锁定，请15分钟后再试", failures=True),
+    ),
+    "draw": (
+        Rule("30 per minute", by_token, "抽奖太频繁，请稍后再试"),
+        # Generous: at 09:00 a carrier's NAT puts many honest phones behind one address.
+        Rule("1200 per minute", by_address, "本网络抽奖请求太多，请稍后再试"),
+    ),
+    "subsidy": (
+        Rule("10 per hour", by_token, "提交申请太频繁，请稍后再试"),
+        Rule("60 per hour", by_address, "本网络提交申请太频繁，请稍后再试"),
+    ),
+    "scan": (
+        Rule("120 per minute", by_token, "扫码太频繁，请稍后再试"),
+        # Guessing short codes: ten unknown or stale codes in ten minutes lock this till out.
+        Rule("10 per 10 minutes", by_token, "无效券码次数过多，已暂停10分钟；请让顾客刷新付款码后扫码", failures=True),
+    ),
+    "redeem": (
+        Rule("60 per minute", by_token, "核销太频繁，请稍后再试"),
+        Rule("20 per 10 minutes", by_token, "核销被拒次数过多，核销已暂停10分钟，请核对后再试", failures=True),
+    ),
+}
+
+
+def limited(name: str):
+    """Put the named rules on a view (outermost, so they run before the body is parsed)."""
+
+    def decorate(view):
+        for rule in RULES[name]:
+            view = limiter.limit(
+                rule.limit,
+                key_func=rule.key,
+                error_message=rule.message,
+                deduct_when=_failed if rule.failures else None,
+                scope=f"{name}:{rule.key.__name__}:{'fail' if rule.failures else 'all'}",
+            )(view)
+        return view
+
+    return decorate
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)

@@ -1,0 +1,91 @@
+"""SMS verification codes: 6 digits, kept only as keyed hashes, valid SMS_CODE_TTL_S, a few
+attempts, a resend cooldown and a daily cap per phone. The gateway that carries them is an
+adapter (adapters/sms.py)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..adapters import sms
+from ..core.errors import SmsCodeExpired, SmsCodeInvalid, SmsTooFrequent
+from ..core.phone import check_phone
+from ..core.signing import keyed_digest
+from ..core.time import day_bounds
+from ..extensions import db
+from ..models import SmsCode
+
+CODE_RE = re.compile(r"^\d{6}$")
+
+
+def _hash(phone: str, code: str) -> str:
+    return keyed_digest(f"{phone}:{code}")
+
+
+def send(phone: str, purpose: str, now: datetime) -> int:
+    """Send a fresh code; return the seconds before another may be asked for."""
+    check_phone(phone)
+    cfg = current_app.config
+    cooldown = cfg["SMS_RESEND_COOLDOWN_S"]
+    last = db.session.scalar(
+        sa.select(SmsCode.created_at).where(SmsCode.phone == phone).order_by(SmsCode.created_at.desc()).limit(1)
+    )
+    if last is not None and now < last + timedelta(seconds=cooldown):
+        wait = int((last + timedelta(seconds=cooldown) - now).total_seconds()) + 1
+        raise SmsTooFrequent(
+            f"验证码已发送，请{wait}秒后再获取",
+            headers={"Retry-After": str(wait)},
+            retry_after_s=wait,
+        )
+    start, end = day_bounds(now)
+    sent_today = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(SmsCode)
+        .where(SmsCode.phone == phone, SmsCode.created_at >= start, SmsCode.created_at < end)
+    )
+    if sent_today >= cfg["SMS_DAILY_CAP"]:
+        raise SmsTooFrequent("今天获取验证码的次数已达上限，请明天再试")
+    code = f"{secrets.randbelow(10**6):06d}"
+    minutes = cfg["SMS_CODE_TTL_S"] // 60
+    db.session.add(
+        SmsCode(
+            phone=phone,
+            purpose=purpose,
+            code_hash=_hash(phone, code),
+            created_at=now,
+            expires_at=now + timedelta(seconds=cfg["SMS_CODE_TTL_S"]),
+        )
+    )
+    db.session.flush()
+    text = f"【惠购】您的验证码是{code}，{minutes}分钟内有效。请勿告诉他人。"
+    sms.gateway().send_code(phone, code, text)
+    return cooldown
+
+
+def verify(phone: str, code: str, purpose: str, now: datetime) -> None:
+    """Consume the phone's latest code, or refuse; a wrong guess is counted even when refused."""
+    latest = db.session.scalar(
+        sa.select(SmsCode)
+        .where(SmsCode.phone == phone, SmsCode.purpose == purpose)
+        .order_by(SmsCode.created_at.desc(), SmsCode.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if latest is None or latest.consumed_at is not None:
+        raise SmsCodeInvalid("请先获取验证码")
+    if now >= latest.expires_at:
+        raise SmsCodeExpired()
+    max_attempts = current_app.config["SMS_CODE_MAX_ATTEMPTS"]
+    if latest.attempts >= max_attempts:
+        raise SmsCodeInvalid("验证码错误次数过多，请重新获取")
+    if not (CODE_RE.match(code or "") and hmac.compare_digest(latest.code_hash, _hash(phone, code))):
+        latest.attempts += 1
+        left = max_attempts - latest.attempts
+        message = f"验证码不正确，还可尝试{left}次" if left else "验证码错误次数过多，请重新获取"
+        raise SmsCodeInvalid(message, keep_changes=True)
+    latest.consumed_at = now

@@ -1,0 +1,192 @@
+"""The active campaigns as the resident API sees them: immutable snapshots of their configuration
+that the hot path reads instead of querying the campaign on every draw, rebuilt after a moment
+(core.cache)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+
+from ..core import cache
+from ..core.money import yuan
+from ..core.time import zone
+from ..extensions import db
+from ..models import Campaign, Round, Tier
+
+
+@dataclass(frozen=True)
+class TierView:
+    id: int
+    category_code: str
+    face_fen: int
+    threshold_fen: int
+    odds_weight: int | None
+
+
+@dataclass(frozen=True)
+class RoundView:
+    id: int
+    number: int
+    opens_at: datetime
+    closes_at: datetime
+    valid_until: datetime
+    quantities: dict[int, int]  # tier id -> allocated quantity
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    tier_id: int | None  # None: "thanks for taking part"
+    face_fen: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the resident API needs to know of the active campaign, read once and shared."""
+
+    id: int
+    code: str
+    name: str
+    region: str
+    tz: ZoneInfo
+    draw_strategy: str
+    thanks_weight: int
+    validity_kind: str
+    validity_days: int | None
+    geofence: dict | None
+    category_ids: dict[str, int]
+    category_names: dict[str, str]
+    tiers: dict[str, tuple[TierView, ...]]  # by category code, ascending face value
+    rounds: tuple[RoundView, ...]
+    segments: dict[str, tuple[Segment, ...]] = field(default_factory=dict)
+    release: tuple[tuple[int, int], ...] = ()  # (seconds after opening, percent drawable until then)
+    kind: str = "wheel"  # wheel | grab | subsidy (models.Campaign.kind)
+    grab_limit: str = "tier"  # a grab campaign's rule: once per tier, or once per round
+    screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
+    brackets: tuple[dict, ...] = ()  # a purchase subsidy's bracket table (models.Campaign.subsidy_brackets)
+
+    def tier(self, tier_id: int) -> TierView | None:
+        return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
+
+    def round_at(self, now: datetime) -> RoundView | None:
+        for round_ in self.rounds:
+            if round_.opens_at <= now < round_.closes_at:
+                return round_
+        return None
+
+    def next_round(self, now: datetime) -> RoundView | None:
+        upcoming = [r for r in self.rounds if r.opens_at > now]
+        return upcoming[0] if upcoming else None
+
+    def released_percent(self, round_: RoundView, now: datetime) -> tuple[int, datetime] | None:
+        """The share of each category's stock drawable now under the staged release, and when
+        the next share opens; None once the whole stock is out."""
+        for seconds, percent in self.release:
+            until = round_.opens_at + timedelta(seconds=seconds)
+            if now < until:
+                return percent, until
+        return None
+
+    def local(self, instant: datetime) -> str:
+        return instant.astimezone(self.tz).strftime("%-m月%-d日 %H:%M")
+
+    def local_time(self, instant: datetime) -> str:
+        return instant.astimezone(self.tz).strftime("%H:%M:%S")
+
+
+def _segments(strategy: str, thanks_weight: int, tiers: tuple[TierView, ...]) -> tuple[Segment, ...]:
+    """The wheel: one segment per tier; under fixed odds with thanks, a thanks slot after each."""
+    segments: list[Segment] = []
+    for tier in tiers:
+        segments.append(Segment(len(segments), tier.id, tier.face_fen, f"{yuan(tier.face_fen)}元"))
+        if strategy == "fixed_odds" and thanks_weight > 0:
+            segments.append(Segment(len(segments), None, 0, "谢谢参与"))
+    return tuple(segments)
+
+
+def build_snapshot(campaign: Campaign) -> Snapshot:
+    tiers_by_category: dict[str, list[TierView]] = {c.code: [] for c in campaign.categories}
+    for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
+        tiers_by_category[tier.category.code].append(
+            TierView(tier.id, tier.category.code, tier.face_fen, tier.threshold_fen, tier.odds_weight)
+        )
+    tiers = {code: tuple(views) for code, views in tiers_by_category.items()}
+    rounds = tuple(
+        RoundView(
+            r.id,
+            r.number,
+            r.opens_at,
+            r.closes_at,
+            r.valid_until,
+            {a.tier_id: a.quantity for a in r.allocations},
+        )
+        for r in campaign.rounds
+    )
+    return Snapshot(
+        id=campaign.id,
+        code=campaign.code,
+        name=campaign.name,
+        region=campaign.region,
+        tz=zone(),
+        draw_strategy=campaign.draw_strategy,
+        thanks_weight=campaign.thanks_weight,
+        validity_kind=campaign.validity_kind,
+        validity_days=campaign.validity_days,
+        geofence=campaign.geofence,
+        category_ids={c.code: c.id for c in campaign.categories},
+        category_names={c.code: c.name for c in campaign.categories},
+        tiers=tiers,
+        rounds=rounds,
+        segments={
+            code: _segments(campaign.draw_strategy, campaign.thanks_weight, views) for code, views in tiers.items()
+        },
+        release=tuple((step["seconds"], step["percent"]) for step in campaign.release_schedule or ()),
+        kind=campaign.kind,
+        grab_limit=campaign.grab_limit,
+        screen_qr=campaign.screen_qr,
+        brackets=tuple(campaign.subsidy_brackets or ()),
+    )
+
+
+def active_campaign(code: str | None = None) -> Campaign | None:
+    """The active campaign of that code; without one, the campaign residents see first: the most
+    recent active one that hands out coupons to all (not an on-site event, not a subsidy)."""
+    query = sa.select(Campaign).where(Campaign.status == "active")
+    if code is None:
+        query = query.where(Campaign.kind != "subsidy", Campaign.screen_qr.is_(False))
+    else:
+        query = query.where(Campaign.code == code)
+    return db.session.scalar(
+        query.order_by(Campaign.id.desc())
+        .limit(1)
+        .options(
+            sa.orm.selectinload(Campaign.categories),
+            sa.orm.selectinload(Campaign.tiers).joinedload(Tier.category),
+            sa.orm.selectinload(Campaign.rounds).selectinload(Round.allocations),
+        )
+    )
+
+
+_cache = cache.ShortCache()
+
+
+def snapshot(code: str | None = None) -> Snapshot | None:
+    """The active campaign's snapshot (that code's, or the default one: `active_campaign`),
+    rebuilt at most once per CAMPAIGN_CACHE_SECONDS."""
+
+    def build() -> Snapshot | None:
+        campaign = active_campaign(code)
+        return build_snapshot(campaign) if campaign else None
+
+    if code is not None:  # cache only the codes that exist: a stranger's guesses are not kept
+        active = _cache.get(
+            "codes", lambda: frozenset(db.session.scalars(sa.select(Campaign.code).where(Campaign.status == "active")))
+        )
+        if code not in active:
+            return None
+    return _cache.get(("snapshot", code), build)

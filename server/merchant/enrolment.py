@@ -1,0 +1,82 @@
+"""A merchant's own steps: applying to take part (报名), and binding shop assistants' phones with
+the one-time code the bureau issued. The bureau's side is campaign/enrolment.py.
+
+Services validate, change and flush; the request commits once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ..auth import sms_codes, tokens
+from ..campaign import enrolment
+from ..campaign.snapshot import snapshot
+from ..core.errors import InvalidInput, NoCampaign, NotFound, PhoneTaken
+from ..core.phone import check_phone
+from ..extensions import db
+from ..models import Merchant, Staff
+from . import credit_code
+
+STAFF_PURPOSE = "staff"
+
+
+def apply(data: dict, now: datetime) -> Merchant:
+    """A merchant's application (报名); it waits for the bureau's review."""
+    if data.get("accept_commitment") is not True:
+        raise InvalidInput("请阅读并同意《诚信承诺书》后再提交")
+    code = data["credit_code"].strip().upper()
+    if not credit_code.is_valid(code):
+        raise InvalidInput("统一社会信用代码不正确，请核对18位代码")
+    check_phone(data["contact_phone"])
+    snap = snapshot(data.get("campaign"))
+    if snap is None:
+        raise NoCampaign() if data.get("campaign") is None else NotFound("没有这个进行中的活动")
+    wanted = list(dict.fromkeys(data["categories"]))
+    unknown = [c for c in wanted if c not in snap.category_ids]
+    if not wanted or unknown:
+        raise InvalidInput(f"经营品类不在本次活动范围内：{'、'.join(unknown) or '未选择'}")
+    location = data.get("location") or {}
+    application = {
+        "name": data["name"].strip(),
+        "credit_code": code,
+        "address": data["address"].strip(),
+        "contact_name": data["contact_name"].strip(),
+        "contact_phone": data["contact_phone"],
+        "lat": location.get("lat"),
+        "lng": location.get("lng"),
+    }
+    return enrolment.enrol(application, [snap.category_ids[c] for c in wanted], now)
+
+
+def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -> tuple[str, Merchant]:
+    """Bind a shop assistant's phone to the merchant of a binding code; returns a staff token."""
+    name = name.strip()
+    if not 2 <= len(name) <= 20:
+        raise InvalidInput("请输入店员姓名（2至20个字）")
+    check_phone(phone)
+    binding, merchant = enrolment.binding_code_merchant(code, now)
+    sms_codes.verify(phone, sms_code, STAFF_PURPOSE, now)
+    existing = db.session.scalar(sa.select(Staff).where(Staff.phone == phone))
+    if existing is not None:
+        raise PhoneTaken("该手机号已绑定为商户店员")
+    enrolment.mark_used(binding, now)
+    staff = Staff(merchant_id=merchant.id, name=name, phone=phone, binding_code_id=binding.id, bound_at=now)
+    db.session.add(staff)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise PhoneTaken("该手机号已绑定为商户店员") from exc
+    return tokens.issue("staff", staff.id, bound=True), merchant
+
+
+def merchant_json(merchant: Merchant) -> dict:
+    return {
+        "id": merchant.id,
+        "name": merchant.name,
+        "status": merchant.status,
+        "status_name": enrolment.STATUS_NAMES[merchant.status],
+        "categories": [{"code": c.code, "name": c.name} for c in merchant.categories],
+    }

@@ -1,0 +1,33 @@
+"""What the merchant is owed: 100% of the face value of its settled redemptions (SPEC 4.5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ..core.time import local_day
+from ..extensions import db
+from ..models import Redemption
+from ..pool.coupons import settled_clause
+from .redemption import Till
+
+
+def owed(till_: Till, now: datetime) -> dict:
+    """Per local day and in total; and today by the server's clock (a till's phone may be set wrong)."""
+    rows = db.session.execute(
+        sa.select(Redemption.created_at, Redemption.face_fen).where(
+            Redemption.merchant_id == till_.merchant_id, settled_clause()
+        )
+    ).all()
+    days: dict[str, list[int]] = {}
+    for created_at, face in rows:
+        days.setdefault(local_day(created_at).isoformat(), []).append(face)
+    per_day = [{"date": day, "count": len(faces), "owed_fen": sum(faces)} for day, faces in sorted(days.items())]
+    today = local_day(now).isoformat()
+    return {
+        "days": per_day,
+        "count": len(rows),
+        "owed_fen": sum(face for _, face in rows),
+        "today": next((d for d in per_day if d["date"] == today), {"date": today, "count": 0, "owed_fen": 0}),
+    }

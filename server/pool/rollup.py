@@ -1,0 +1,236 @@
+"""Figures per hour, stored for the hours that are over, so that the dashboard and the settlement
+page add up a few thousand rows instead of every claim, redemption and ledger entry.
+
+For each UTC hour (local days are whole hours: China has one offset, +8), the `close_hours` job
+stores, once the hour has ended and MARGIN has passed (a till or a draw stamps its row when it
+begins and commits within seconds): claims per (campaign, round, category), redemptions that
+stand per (campaign, round, category, merchant), and ledger entries per (campaign, round, tier,
+kind). The hour's HourMark then says "fresh". Whatever later changes a redemption of that hour
+(a revocation, a refund) marks the hour stale in its own transaction; ledger entries and claims
+are never changed. Readers take fresh hours from the stored rows and everything else from the
+source tables: what is read is always what the source tables say, and at most an hour and
+MARGIN of it is read row by row.
+
+The job and the writers meet on the hour's mark row. A writer upserts it (stale) and holds its
+lock until it commits; the job inserts-or-locks the same row before it reads the hour, so it
+waits for any writer in flight and then reads what that writer committed, and a writer that
+comes after waits for the job and marks the hour stale again. Readers take every figure from one
+snapshot (REPEATABLE READ on PostgreSQL), so an hour is never counted twice or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from ..core import db as database
+from ..core.db import hour_of
+from ..core.time import local_day, local_midnight
+from ..extensions import db
+from ..models import Coupon, HourClaims, HourLedger, HourMark, HourRedemptions, LedgerEntry, Redemption, Round
+from .coupons import settled_clause
+
+MARGIN = timedelta(minutes=10)
+HOUR = timedelta(hours=1)
+
+
+def truncate(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def local_date(hour: datetime) -> date:
+    """The reporting day an hour belongs to."""
+    return local_day(hour)
+
+
+# ---------------------------------------------------------------- the source figures, per hour
+
+
+def claim_grain(where) -> sa.Select:
+    hour = hour_of(Coupon.claimed_at)
+    return (
+        sa.select(
+            hour.label("hour"),
+            Coupon.round_id.label("round_id"),
+            Coupon.category_id.label("category_id"),
+            Round.campaign_id.label("campaign_id"),
+            sa.func.count().label("claimed"),
+        )
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Coupon.claimed_at.is_not(None), where)
+        .group_by(hour, Coupon.round_id, Coupon.category_id, Round.campaign_id)
+    )
+
+
+def redemption_grain(where) -> sa.Select:
+    hour = hour_of(Redemption.created_at)
+    settled = settled_clause()
+    refunded = Redemption.refunded_at.is_not(None)
+    return (
+        sa.select(
+            hour.label("hour"),
+            Coupon.round_id.label("round_id"),
+            Redemption.category_id.label("category_id"),
+            Redemption.merchant_id.label("merchant_id"),
+            Round.campaign_id.label("campaign_id"),
+            sa.func.count().label("redeemed"),
+            sa.func.sum(Redemption.spend_fen).label("order_fen"),
+            sa.func.sum(Redemption.face_fen).label("redeemed_fen"),
+            sa.func.count(Redemption.refunded_at).label("refunded"),
+            sa.func.sum(sa.case((refunded, Redemption.face_fen), else_=0)).label("refunded_fen"),
+            sa.func.sum(sa.case((settled, 1), else_=0)).label("settled"),
+            sa.func.sum(sa.case((settled, Redemption.face_fen), else_=0)).label("owed_fen"),
+        )
+        .join(Coupon, Coupon.id == Redemption.coupon_id)
+        .join(Round, Round.id == Coupon.round_id)
+        .where(Redemption.revoked_at.is_(None), where)
+        .group_by(hour, Coupon.round_id, Redemption.category_id, Redemption.merchant_id, Round.campaign_id)
+    )
+
+
+def ledger_grain(where) -> sa.Select:
+    hour = hour_of(LedgerEntry.created_at)
+    keys = (LedgerEntry.campaign_id, LedgerEntry.round_id, LedgerEntry.tier_id, LedgerEntry.kind)
+    return (
+        sa.select(
+            hour.label("hour"),
+            *(key.label(key.key) for key in keys),
+            sa.func.sum(LedgerEntry.amount_fen).label("amount_fen"),
+            sa.func.sum(LedgerEntry.coupons).label("coupons"),
+        )
+        .where(where)
+        .group_by(hour, *keys)
+    )
+
+
+# (stored table, the grain it stores, the source column its hours are of)
+KINDS = {
+    "claims": (HourClaims, claim_grain, Coupon.claimed_at),
+    "redemptions": (HourRedemptions, redemption_grain, Redemption.created_at),
+    "ledger": (HourLedger, ledger_grain, LedgerEntry.created_at),
+}
+
+
+# ---------------------------------------------------------------- the job
+
+
+def close_hours(now: datetime) -> int:
+    """Store the figures of every hour that is over and not stored fresh; returns how many.
+
+    All of them at once, in a fixed number of statements however many hours are due (after a
+    downtime, or the first run of a campaign): their marks are inserted and locked together, which
+    waits for any writer in flight, then each kind's grain, grouped by hour, is stored for them all.
+    Hours without a claim, a redemption or a ledger entry are stored empty (a mark and no rows).
+    """
+    last = truncate(now - MARGIN) - HOUR  # the last hour that is over, with the margin
+    firsts = [db.session.scalar(sa.select(sa.func.min(column))) for _, _, column in KINDS.values()]
+    firsts = [truncate(f) for f in firsts if f is not None]
+    if not firsts:
+        return 0
+    first = min(firsts)
+    fresh = set(db.session.scalars(sa.select(HourMark.hour).where(HourMark.fresh, HourMark.hour >= first)))
+    due = []
+    hour = first
+    while hour <= last:
+        if hour not in fresh:
+            due.append(hour)
+        hour += HOUR
+    if not due:
+        return 0
+    runs = _runs(due)
+    db.session.execute(
+        database.insert(HourMark).on_conflict_do_nothing(index_elements=["hour"]),
+        [{"hour": hour, "fresh": False} for hour in due],
+    )
+    # Wait for the writers holding any of these marks; the statements below see what they committed.
+    db.session.execute(sa.select(HourMark.hour).where(_within(HourMark.hour, runs)).with_for_update())
+    for table, grain, column in KINDS.values():
+        db.session.execute(sa.delete(table).where(_within(table.hour, runs)))
+        rows = grain(_within(column, runs))
+        db.session.execute(sa.insert(table).from_select([c.name for c in rows.selected_columns], rows))
+    db.session.execute(sa.update(HourMark).where(_within(HourMark.hour, runs)).values(fresh=True, computed_at=now))
+    return len(due)
+
+
+def mark_stale(instant: datetime) -> None:
+    """A redemption made at `instant` changed: its hour's stored figures no longer hold.
+
+    Called in the changing transaction; its lock on the mark orders it with the job.
+    """
+    db.session.execute(
+        database.insert(HourMark)
+        .values(hour=truncate(instant), fresh=False)
+        .on_conflict_do_update(index_elements=["hour"], set_={"fresh": False})
+    )
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local days, both ends included; None for open ends."""
+
+    first: date | None = None
+    last: date | None = None
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        return (
+            local_midnight(self.first) if self.first else None,
+            local_midnight(self.last + timedelta(days=1)) if self.last else None,
+        )
+
+
+def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted hours as half-open ranges of consecutive hours."""
+    runs: list[list[datetime]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + HOUR
+        else:
+            runs.append([hour, hour + HOUR])
+    return [(a, b) for a, b in runs]
+
+
+def _gaps(runs, start: datetime | None, end: datetime | None) -> list[tuple[datetime | None, datetime | None]]:
+    """The parts of [start, end) outside the runs."""
+    gaps = []
+    for a, b in runs:
+        if start is None or a > start:
+            gaps.append((start, a))
+        start = b
+    if end is None or start is None or start < end:
+        gaps.append((start, end))
+    return gaps
+
+
+def _within(column, ranges) -> sa.ColumnElement:
+    terms = []
+    for start, end in ranges:
+        parts = ([column >= start] if start else []) + ([column < end] if end else [])
+        terms.append(sa.and_(*parts) if parts else sa.true())
+    return sa.or_(*terms) if terms else sa.false()
+
+
+def figures(connection: sa.Connection, kind: str, period: Period = Period(), campaign_id: int | None = None):
+    """A subquery with one row per hour and grain of `kind` ("claims", "redemptions", "ledger"):
+    the stored rows of fresh hours and the source rows of the others, for the period and
+    campaign. Read it through `connection`, a snapshot (core.db.snapshot) that the marks and the
+    figures they select are read in."""
+    table, grain, column = KINDS[kind]
+    start, end = period.bounds()
+    marks = sa.select(HourMark.hour).where(HourMark.fresh).order_by(HourMark.hour)
+    if start:
+        marks = marks.where(HourMark.hour >= start)
+    if end:
+        marks = marks.where(HourMark.hour < end)
+    runs = _runs(list(connection.scalars(marks)))
+    live = grain(_within(column, _gaps(runs, start, end)))
+    stored = sa.select(*(table.__table__.c[c.name] for c in live.selected_columns)).where(_within(table.hour, runs))
+    if campaign_id is not None:
+        campaign_of = LedgerEntry.campaign_id if kind == "ledger" else Round.campaign_id
+        live = live.where(campaign_of == campaign_id)
+        stored = stored.where(table.campaign_id == campaign_id)
+    return sa.union_all(stored, live).subquery()

@@ -1,0 +1,94 @@
+"""A campaign's public page (公示, SPEC section 8), with no sign-in.
+
+Before and during a campaign the page lists the participating merchants per category (name and
+address only: never phones, contacts or credit codes) and the rounds. Once the bureau publishes
+the results (admin/campaigns.py) it also shows what came of the money (campaign/results.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+from flask import abort, render_template
+
+from ..campaign import results
+from ..core.api import PageBlueprint
+from ..core.money import yuan
+from ..core.time import local, utcnow, zone
+from ..models import Campaign
+
+# Templates live in this package's folder (public/templates/public/).
+bp = PageBlueprint("public", __name__, url_prefix="/public", template_folder="templates")
+PUBLIC_CACHE_S = 60  # the figures change slowly; a proxy may keep the page a minute
+
+
+def missing(status: int = 404):
+    """The public pages' error page: not here (a 404), or not now."""
+    if status >= 500:
+        title, text = "页面暂时无法显示", "系统处理时出错，请稍后刷新重试。"
+    else:
+        title, text = "找不到这个活动", "没有找到对应的消费券活动，或该活动尚未公开。请核对链接地址。"
+    return render_template("public/missing.html", title=title, text=text), status
+
+
+@bp.errorhandler(404)
+def not_found(_error):
+    return missing(404)
+
+
+def _status(campaign: Campaign, now: datetime) -> str:
+    if not campaign.rounds:
+        return "进行中"
+    if now < campaign.rounds[0].opens_at:
+        return "即将开始"
+    last = campaign.rounds[-1]
+    return "已结束" if now >= max(last.closes_at, last.valid_until) else "进行中"
+
+
+def _local_day(local: datetime) -> tuple[date, str]:
+    """A local time's day and clock as people write them: a deadline at midnight is 24:00 of
+    the day before (Qian'an: "第五天24:00"), so its day is the last one the coupons are good for."""
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        return (local - timedelta(days=1)).date(), "24:00"
+    return local.date(), local.strftime("%H:%M")
+
+
+def _moment(local: datetime) -> str:
+    """6月25日 09:00"""
+    day, clock = _local_day(local)
+    return f"{day.month}月{day.day}日 {clock}"
+
+
+def _day(local: datetime) -> str:
+    """2026年6月25日"""
+    day, _ = _local_day(local)
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+@bp.get("/<code>")
+def campaign_page(code: str):
+    """A campaign's public page: merchants per category, rounds, and the results once published."""
+    campaign = results.public_campaign(code)
+    if campaign is None:
+        abort(404)
+    now = utcnow()
+    tz = zone()  # 北京时间, as the page says
+    tiers: dict[int, list] = defaultdict(list)
+    for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
+        tiers[tier.category_id].append(tier)
+    response = render_template(
+        "public/campaign.html",
+        campaign=campaign,
+        status=_status(campaign, now),
+        categories=sorted(campaign.categories, key=lambda c: c.position),
+        tiers=tiers,
+        merchants=results.merchants_by_category(campaign),
+        results=results.results(campaign) if campaign.published_at else None,
+        generated_at=now,
+        local=local,
+        moment=lambda instant: _moment(instant.astimezone(tz)),
+        day=lambda instant: _day(instant.astimezone(tz)),
+        yuan=lambda fen: yuan(fen, grouped=True),
+    )
+    return response, 200, {"Cache-Control": f"public, max-age={PUBLIC_CACHE_S}"}

@@ -1,0 +1,24 @@
+"""The H5 pages, served from static/h5/: the resident's (/h5/) and the shop assistant's
+(/h5/staff). Plain HTML and modules on the same API as the mini-program, no build step."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, send_from_directory
+
+bp = Blueprint("pages", __name__)  # static files: nothing to commit
+
+
+def _page(name: str):
+    response = send_from_directory(current_app.static_folder + "/h5", name, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"  # a new release reaches phones on their next visit
+    return response
+
+
+@bp.get("/h5/")
+def resident_page():
+    return _page("index.html")
+
+
+@bp.get("/h5/staff")
+def staff_page():
+    return _page("staff.html")
