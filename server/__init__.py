@@ -84,7 +84,7 @@ def register_blueprints(app: APIFlask) -> None:
     from .extensions import csrf
     from .merchant import bp as merchant_bp
     from .public import bp as public_bp
-    from .public import dev, pages
+    from .public import dev
 
     # The API authenticates with bearer tokens, not cookies: nothing there for CSRF to forge.
     for api in (draw_bp, merchant_bp, dev.bp):
@@ -93,7 +93,6 @@ def register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(merchant_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(admin_api)
-    app.register_blueprint(pages.bp)
     app.register_blueprint(public_bp)
     if app.config["SMS_BACKEND"] == "outbox":
         app.register_blueprint(dev.bp)

@@ -106,7 +106,6 @@ def refused(refusal: Refusal):
 
 @bp.errorhandler(CSRFError)
 def csrf_failed(_error):
-    db.session.rollback()
     return message("操作未执行", "页面已过期或来源不明，操作未执行。请刷新页面后重试。", 400)
 
 

@@ -11,6 +11,7 @@ from ..core.db import snapshot
 from ..extensions import db
 from ..models import Allocation, Campaign, Category, Round, Tier
 from ..pool import ledger, rollup
+from ..pool.coupons import State
 from . import bp
 from .access import READ, role_required
 from .console import campaign_choice, message
@@ -27,7 +28,7 @@ class TierRound:
 
     @property
     def claimed(self) -> int:
-        return sum(self.states.get(s, 0) for s in ("claimed", "used", "expired", "void"))
+        return sum(self.states.get(s, 0) for s in (State.CLAIMED, State.USED, State.EXPIRED, State.VOID))
 
 
 def coupon_table(campaign: Campaign) -> list[TierRound]:

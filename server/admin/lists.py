@@ -455,8 +455,8 @@ def revoke_claim(admin: AdminUser, coupon_id: int, reason: str, now: datetime) -
         "claim_revoke",
         now,
         target=coupon,
-        before={"state": "claimed"},
-        after={"state": "void", "reason": reason},
+        before={"state": coupons.State.CLAIMED},
+        after={"state": coupons.State.VOID, "reason": reason},
     )
     db.session.flush()
     return coupon

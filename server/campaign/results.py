@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..models import Campaign, Category, LedgerEntry, Merchant, Redemption, merchant_categories
 from ..pool import ledger
-from ..pool.coupons import standing_clause
+from ..pool.coupons import State, standing_clause
 
 
 @dataclass
@@ -117,7 +117,7 @@ def results(campaign: Campaign) -> Results:
         count = int(coupons or 0)
         if kind == "claim":
             place.claimed += count
-        place.redeemed += count * ((enters == "used") - (leaves == "used"))
+        place.redeemed += count * ((enters == State.USED) - (leaves == State.USED))
 
     totals.returned_to_pool_fen = int(
         db.session.scalar(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from ..auth import screen, tokens
 from ..campaign import geo
 from ..campaign.snapshot import Segment, Snapshot, snapshot
@@ -30,7 +28,6 @@ from ..core.errors import (
 )
 from ..core.money import coupon_label
 from ..core.time import isoformat
-from ..extensions import db
 from ..pool import coupons
 from ..pool.coupons import ALL_RELEASED, Status
 from .binding import ensure_bound
@@ -164,30 +161,16 @@ def _valid_until(snap: Snapshot, current, now: datetime) -> datetime:
     return current.valid_until
 
 
-# The staged release's cap, from the round's quota (allocations: withdrawn coupons are not in
-# it) and its stock (the partial stock index), never from a scan of the coupons drawn; one
-# statement, so that quota and stock are read in one snapshot.
-_RELEASE_CAP = sa.text("""
-WITH f AS (SELECT
-  (SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock')
-  - (SELECT coalesce(sum(a.quantity), 0) - coalesce(sum(a.quantity), 0) * :percent / 100
-     FROM allocations a JOIN tiers t ON t.id = a.tier_id WHERE a.round_id = :round_id AND t.category_id = :key)
-  AS free)
-SELECT f.free, (SELECT seq FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock'
-  ORDER BY seq LIMIT 1 OFFSET (SELECT CASE WHEN free > 0 THEN free - 1 ELSE 0 END FROM f)) AS cap FROM f
-""")
 _release_caps = cache.ShortCache()
 
 
 def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int:
-    """The largest `seq` a draw may take now from this category of the round.
+    """The largest `seq` a draw may take now from this category of the round (pool.coupons.release_cap).
 
-    At P% the stage must keep total - floor(P% x total) coupons in stock. Of the stock there is
-    now, the first `stock - that` in `seq` order may go: the cap is the seq of the last of them
-    (-1: none). Draws take only stock at or below the cap, so however they pick (in seq order,
-    or by tier under fixed odds), no more than the stage's share is ever drawn. Read once per
-    stage and cache period; stock added to an open round gets seqs above all others (see
-    pool.coupons.generate_stock), so a cap read before it still means what it meant.
+    Draws take only stock at or below the cap, so however they pick (in seq order, or by tier under
+    fixed odds), no more than the stage's share is ever drawn. Read once per stage and cache period;
+    stock added to an open round gets seqs above all others (pool.coupons.generate_stock), so a cap
+    read before it still means what it meant.
     """
     stage = snap.released_percent(current, now)
     if stage is None:
@@ -195,9 +178,7 @@ def release_cap(snap: Snapshot, current, category_id: int, now: datetime) -> int
     percent = stage[0]
 
     def compute() -> int:
-        params = {"round_id": current.id, "key": category_id, "percent": percent}
-        free, cap = db.session.execute(_RELEASE_CAP, params).one()
-        return cap if free > 0 else -1
+        return coupons.release_cap(current.id, category_id, percent)
 
     return _release_caps.get((current.id, category_id, percent), compute)
 

@@ -3,6 +3,7 @@
 from apiflask import Schema, fields, validators
 
 from ..core.schemas import CategoryOut, CouponOut, LocationIn
+from ..pool.coupons import Status
 
 
 class WechatLoginIn(Schema):
@@ -170,7 +171,7 @@ class DrawOut(Schema):
 
 
 class CouponsQuery(Schema):
-    status = fields.String(validate=validators.OneOf(["unused", "used", "expired"]), load_default=None)
+    status = fields.String(validate=validators.OneOf([Status.UNUSED, Status.USED, Status.EXPIRED]), load_default=None)
 
 
 class CouponsOut(Schema):

@@ -317,6 +317,30 @@ def record_thanks(*, resident_id: int, round_id: int, category_id: int, now: dat
     return db.session.execute(_INSERT_DRAW, {**params, "outcome": "thanks", "created_at": now}).scalar() is not None
 
 
+# A staged release's cap, from the round's quota (allocations: withdrawn coupons are not in
+# it) and its stock (the partial stock index), never from a scan of the coupons drawn; one
+# statement, so that quota and stock are read in one snapshot.
+_RELEASE_CAP = sa.text("""
+WITH f AS (SELECT
+  (SELECT count(*) FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock')
+  - (SELECT coalesce(sum(a.quantity), 0) - coalesce(sum(a.quantity), 0) * :percent / 100
+     FROM allocations a JOIN tiers t ON t.id = a.tier_id WHERE a.round_id = :round_id AND t.category_id = :key)
+  AS free)
+SELECT f.free, (SELECT seq FROM coupons WHERE round_id = :round_id AND category_id = :key AND state = 'stock'
+  ORDER BY seq LIMIT 1 OFFSET (SELECT CASE WHEN free > 0 THEN free - 1 ELSE 0 END FROM f)) AS cap FROM f
+""")
+
+
+def release_cap(round_id: int, category_id: int, percent: int) -> int:
+    """The largest `seq` of the category's stock that may be drawn while `percent`% of its quota is
+    released: the stage must keep total - floor(P% x total) coupons in stock, so of the stock there
+    is now, the first `stock - that` in `seq` order may go (-1: none). Claims take stock at or
+    below the cap only (draw.claim.release_cap reads it once per stage)."""
+    params = {"round_id": round_id, "key": category_id, "percent": percent}
+    free, cap = db.session.execute(_RELEASE_CAP, params).one()
+    return cap if free > 0 else -1
+
+
 def won_by_draw(resident_id: int, round_id: int, category_id: int, slot: int = 0) -> int | None:
     """The coupon a resident's draw (or grab) of the round won, if it won one."""
     return db.session.scalar(
@@ -406,7 +430,7 @@ def revoke_claim(coupon_id: int, now: datetime) -> bool:
     False when it is not held unused (a till redeeming it at the same moment wins or loses cleanly)."""
     revoked = db.session.execute(
         sa.update(Coupon)
-        .where(Coupon.id == coupon_id, Coupon.state == State.CLAIMED, Coupon.valid_until > now)
+        .where(Coupon.id == coupon_id, status_clause(Status.UNUSED, now))
         .values(state=State.VOID)
         .execution_options(synchronize_session=False)
     ).rowcount

@@ -28,6 +28,7 @@ from ..core.db import utc_param
 from ..core.money import tier_name, yuan
 from ..extensions import db
 from ..models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, SubsidyApplication, Tier
+from ..models import CouponState as State
 
 ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury", "subsidy")
 ACCOUNT_NAMES = {
@@ -61,17 +62,17 @@ KIND_NAMES = {
 # Refunds under "forfeit" leave the coupon used; the budget and the treasury move no coupon.
 # So the books give the number of coupons in each state, which `verify` checks by value.
 COUPON_MOVES = {
-    "allocate": (None, "stock"),
-    "rollover": (None, "stock"),
-    "adjust_up": (None, "stock"),
-    "adjust_down": ("stock", "withdrawn"),
-    "withdraw": ("stock", "withdrawn"),
-    "claim": ("stock", "claimed"),
-    "expire": ("claimed", "expired"),
-    "revoke_claim": ("claimed", "void"),
-    "redeem": ("claimed", "used"),
-    "revoke": ("used", "claimed"),
-    "refund_return": ("used", "void"),
+    "allocate": (None, State.STOCK),
+    "rollover": (None, State.STOCK),
+    "adjust_up": (None, State.STOCK),
+    "adjust_down": (State.STOCK, State.WITHDRAWN),
+    "withdraw": (State.STOCK, State.WITHDRAWN),
+    "claim": (State.STOCK, State.CLAIMED),
+    "expire": (State.CLAIMED, State.EXPIRED),
+    "revoke_claim": (State.CLAIMED, State.VOID),
+    "redeem": (State.CLAIMED, State.USED),
+    "revoke": (State.USED, State.CLAIMED),
+    "refund_return": (State.USED, State.VOID),
 }
 
 
@@ -252,15 +253,15 @@ class Report:
 def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
     """Face value of the coupons that should back each account, per (round, tier, account)."""
     account = sa.case(
-        (Coupon.state == "stock", "stock"),
-        (Coupon.state == "claimed", "claimed"),
-        (Coupon.state == "used", "spent"),
+        (Coupon.state == State.STOCK, "stock"),
+        (Coupon.state == State.CLAIMED, "claimed"),
+        (Coupon.state == State.USED, "spent"),
         else_="gone",
     )
     rows = db.session.execute(
         sa.select(Coupon.round_id, Coupon.tier_id, account, sa.func.sum(Coupon.face_fen))
         .join(Round, Round.id == Coupon.round_id)
-        .where(Round.campaign_id == campaign_id, Coupon.state.in_(("stock", "claimed", "used")))
+        .where(Round.campaign_id == campaign_id, Coupon.state.in_((State.STOCK, State.CLAIMED, State.USED)))
         .group_by(Coupon.round_id, Coupon.tier_id, account)
     )
     backing = {(r, t, a): int(v) for r, t, a, v in rows}

@@ -1,10 +1,13 @@
-"""The pages that need no sign-in: the H5 pages' shells (pages.py), each campaign's public page
-(campaign.py), and the development adapters' routes (dev.py)."""
+"""The pages that need no sign-in: the H5 pages' shells (pages.py) and each campaign's public page
+(campaign.py), on one blueprint; and the development adapters' API routes (dev.py)."""
 
+from ..core.api import PageBlueprint
 from ..core.errors import page_errors
-from .campaign import bp, missing
 
-__all__ = ["bp"]
+# Templates live in this package's folder (public/templates/public/).
+bp = PageBlueprint("public", __name__, template_folder="templates")
 
-page_errors("/public", missing)
-page_errors("/h5", missing)
+from . import campaign, pages  # noqa: E402,F401  (routes register on bp)  # isort: skip
+
+page_errors("/public", campaign.missing)
+page_errors("/h5", campaign.missing)

@@ -13,13 +13,11 @@ from datetime import date, datetime, timedelta
 from flask import abort, render_template
 
 from ..campaign import results
-from ..core.api import PageBlueprint
 from ..core.money import yuan
 from ..core.time import local, utcnow, zone
 from ..models import Campaign
+from . import bp
 
-# Templates live in this package's folder (public/templates/public/).
-bp = PageBlueprint("public", __name__, url_prefix="/public", template_folder="templates")
 PUBLIC_CACHE_S = 60  # the figures change slowly; a proxy may keep the page a minute
 
 
@@ -30,11 +28,6 @@ def missing(status: int = 404):
     else:
         title, text = "找不到这个活动", "没有找到对应的消费券活动，或该活动尚未公开。请核对链接地址。"
     return render_template("public/missing.html", title=title, text=text), status
-
-
-@bp.errorhandler(404)
-def not_found(_error):
-    return missing(404)
 
 
 def _status(campaign: Campaign, now: datetime) -> str:
@@ -66,7 +59,7 @@ def _day(local: datetime) -> str:
     return f"{day.year}年{day.month}月{day.day}日"
 
 
-@bp.get("/<code>")
+@bp.get("/public/<code>")
 def campaign_page(code: str):
     """A campaign's public page: merchants per category, rounds, and the results once published."""
     campaign = results.public_campaign(code)

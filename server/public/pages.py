@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, send_from_directory
+from flask import current_app, send_from_directory
 
-bp = Blueprint("pages", __name__)  # static files: nothing to commit
+from . import bp
 
 
 def _page(name: str):
