@@ -86,6 +86,38 @@ def app(tmp_path, _pg_schema, request):
 
 
 @pytest.fixture
+def count_queries(app):
+    """Count the SQL statements the app sends (as indico's fixture does): `with count_queries() as
+    count: ...` then `count()`; `count.statements` lists them. Every round trip counts: savepoints,
+    locks, the ledger's entries."""
+    import contextlib
+
+    from sqlalchemy import event
+
+    @contextlib.contextmanager
+    def counting():
+        statements: list[str] = []
+
+        def seen(_conn, _cursor, statement, _parameters, _context, _many):
+            statements.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+
+            def count() -> int:
+                return len(statements)
+
+            count.statements = statements
+            yield count
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+
+    return counting
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

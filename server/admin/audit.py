@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import AdminUser, AuditEntry
 from . import bp
 from .access import READ, role_required
-from .console import PER_PAGE, page_count, page_number
+from .console import page_count, paging
 
 ACTION_NAMES = {
     "login": "登录",
@@ -77,13 +77,13 @@ def record(
 @role_required(*READ)
 def audit_log():
     """Every change made in the console, newest first."""
-    page = page_number()
+    page, per_page = paging()
     total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
     items = db.session.scalars(
         sa.select(AuditEntry)
         .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
-        .limit(PER_PAGE)
-        .offset((page - 1) * PER_PAGE)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return render_template(
         "admin/audit.html",

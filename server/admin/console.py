@@ -48,12 +48,16 @@ def page_number() -> int:
     return max(int(page), 1) if re.fullmatch(r"[0-9]{1,9}", page) else 1  # not "²", which isdigit() takes
 
 
+def paging() -> tuple[int, int]:
+    """The page asked for, and how many rows a page holds."""
+    return page_number(), PER_PAGE
+
+
 def page_count(total: int, page: int, shown: int) -> int:
     """How many pages; past the bounded count, one more as long as this page is full."""
-    per_page = PER_PAGE
     if total > COUNT_LIMIT:
-        return page + 1 if shown == per_page else page
-    return max((total + per_page - 1) // per_page, 1)
+        return page + 1 if shown == PER_PAGE else page
+    return max((total + PER_PAGE - 1) // PER_PAGE, 1)
 
 
 def safe_next(target: str | None) -> str | None:

@@ -33,7 +33,7 @@ from ..pool import coupons
 from ..pool.rollup import Period
 from . import audit, bp, console
 from .access import MERCHANTS, READ, role_required, sees_phones
-from .console import attachment, page_count, page_number, query_args, refusals_go_to, safe_next, xlsx
+from .console import attachment, page_count, paging, query_args, refusals_go_to, safe_next, xlsx
 from .forms import ActionForm
 
 BATCH = 2000
@@ -397,9 +397,9 @@ def listing_page(name: str):
     """A searchable list: filters in the query string, a page of rows, export links."""
     listing = _listing(name)
     filters = parse_filters(request.args, listing.filters)
-    page = page_number()
+    page, per_page = paging()
     role = current_user.role
-    rows, total = listing.page(filters, role, page, console.PER_PAGE)
+    rows, total = listing.page(filters, role, page, per_page)
     return render_template(
         f"admin/list_{name}.html",
         listing=listing,

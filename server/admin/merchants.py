@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import datetime
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -17,7 +18,7 @@ from ..extensions import db
 from ..models import AdminUser, Merchant
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
-from .console import PER_PAGE, page_count, page_number, refusals_go_to, safe_next
+from .console import page_count, paging, refusals_go_to, safe_next
 from .forms import ActionForm
 
 MERCHANT_ACTIONS = {
@@ -68,7 +69,10 @@ def merchants_page(status: str | None, query: str | None, page: int, per_page: i
         select = select.where(Merchant.name.contains(query.strip(), autoescape=True))
     total = db.session.scalar(sa.select(sa.func.count()).select_from(select.subquery()))
     items = db.session.scalars(
-        select.order_by(Merchant.created_at.desc(), Merchant.id.desc()).limit(per_page).offset((page - 1) * per_page)
+        select.options(sa.orm.selectinload(Merchant.categories))  # one query for every row's categories
+        .order_by(Merchant.created_at.desc(), Merchant.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return items, total
 
@@ -85,8 +89,8 @@ def merchants():
     if status and status not in enrolment.STATUS_NAMES:
         status = None
     query = (request.args.get("q") or "").strip()[:50]
-    page = page_number()
-    items, total = merchants_page(status, query, page, PER_PAGE)
+    page, per_page = paging()
+    items, total = merchants_page(status, query, page, per_page)
     return render_template(
         "admin/merchants.html",
         items=items,

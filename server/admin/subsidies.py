@@ -19,7 +19,7 @@ from ..models import VEHICLE_KINDS, AdminUser, Campaign, Resident, SubsidyApplic
 from ..pool import ledger, rounds
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
-from .console import PER_PAGE, page_count, page_number, refusals_go_to
+from .console import page_count, paging, refusals_go_to
 from .forms import ActionForm
 
 # Reviewing is checking documents, as merchant enrolment is: admins and operators; auditors read.
@@ -94,15 +94,15 @@ def review(admin: AdminUser, application_id: int, approve: bool, note: str | Non
 def subsidies():
     status = request.args.get("status", "pending")
     status = status if status in STATUS_NAMES else None
-    page = page_number()
+    page, per_page = paging()
     query = sa.select(SubsidyApplication, Resident).join(Resident, Resident.id == SubsidyApplication.resident_id)
     if status:
         query = query.where(SubsidyApplication.status == status)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = db.session.execute(
         query.order_by(SubsidyApplication.created_at, SubsidyApplication.id)
-        .limit(PER_PAGE)
-        .offset((page - 1) * PER_PAGE)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     counts = dict(
         db.session.execute(

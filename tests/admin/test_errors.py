@@ -1,0 +1,37 @@
+"""The console answers its errors as pages of the console, never the API's JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.admin import dashboard
+
+
+@pytest.mark.parametrize("path", ["/admin/lists/nope", "/admin/nope", "/admin/lists/claims/export.pdf"])
+def test_a_page_that_is_not_there_is_the_consoles_404(console, path):
+    answer = console("admin").get(path)
+    assert answer.status_code == 404
+    assert answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert "找不到页面" in page and "返回数据看板" in page
+
+
+def test_a_crash_is_the_consoles_500_page_and_changes_nothing(app, console, make_campaign, monkeypatch, caplog):
+    make_campaign()
+    client = console("admin")
+
+    def broken(_campaign):
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(dashboard, "figures_of", broken)
+    answer = client.get("/admin/")
+    assert answer.status_code == 500 and answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert "系统出错" in page and "a defect" not in page and "Traceback" not in page
+    assert "unhandled error on GET /admin/" in caplog.text
+
+
+def test_a_post_the_page_does_not_take_is_the_consoles_405(console):
+    answer = console("admin").post("/admin/audit")
+    assert answer.status_code == 405 and answer.mimetype == "text/html"
+    assert "操作无效" in answer.get_data(as_text=True)

@@ -1,0 +1,70 @@
+"""What the hot paths cost the database, in statements: a draw, a redemption (and its refusal), a
+scan. Pinned, because an extra read slips in unnoticed and the 09:00 crowd pays for every one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ON_POSTGRES, auth, paycode, redeem
+
+
+@pytest.fixture
+def warm(app, client, make_campaign, make_resident, make_till, clock):
+    """The standard campaign, its snapshot cached as in production, and a first draw made (caches
+    and connections warm): (client, a resident's token, a hotel till's staff token)."""
+    app.config["CAMPAIGN_CACHE_SECONDS"] = 60
+    make_campaign()
+    _, first = make_resident()
+    assert client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(first)).status_code == 200
+    _, token = make_resident()
+    _, staff = make_till("hotel")
+    return client, token, staff
+
+
+def draw(client, token, category="hotel"):
+    return client.post("/api/v1/draw", json={"category": category}, headers=auth(token))
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the one-statement claim is PostgreSQL's (SQLite: insert, claim, book)")
+def test_a_draw_is_one_statement_on_postgresql(warm, count_queries):
+    client, token, _ = warm
+    with count_queries() as count:
+        assert draw(client, token).status_code == 200
+    assert count() == 1, count.statements
+
+
+def test_a_draw_on_sqlite_is_the_draw_the_claim_and_its_entry(warm, count_queries):
+    client, token, _ = warm
+    with count_queries() as count:
+        assert draw(client, token).status_code == 200
+    assert count() <= (1 if ON_POSTGRES else 3), count.statements
+
+
+def test_a_redemption_is_at_most_five_statements(warm, count_queries):
+    client, token, staff = warm
+    coupon = draw(client, token).get_json()["coupon"]
+    code = paycode(client, token, coupon["id"])
+    with count_queries() as count:
+        answer = redeem(client, staff, code, coupon["threshold_fen"], key="k-1")
+    assert answer.status_code == 200, answer.get_json()
+    assert count() <= 5, count.statements
+
+
+def test_a_refused_redemption_is_at_most_five_statements(warm, count_queries):
+    client, token, staff = warm
+    coupon = draw(client, token).get_json()["coupon"]
+    code = paycode(client, token, coupon["id"])
+    with count_queries() as count:
+        answer = redeem(client, staff, code, coupon["threshold_fen"] - 1, key="k-2")
+    assert answer.get_json()["error"]["code"] == "BELOW_THRESHOLD"
+    assert count() <= 5, count.statements
+
+
+def test_a_scan_is_at_most_three_statements(warm, count_queries):
+    client, token, staff = warm
+    coupon = draw(client, token).get_json()["coupon"]
+    code = paycode(client, token, coupon["id"])
+    with count_queries() as count:
+        answer = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(staff))
+    assert answer.get_json()["accepted"] is True
+    assert count() <= 3, count.statements
