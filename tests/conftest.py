@@ -7,6 +7,7 @@ each test. Concurrency tests use real threads, each with its own connection.
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,28 +41,58 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(scope="session")
-def _pg_schema():
-    """Create the schema once per session on PostgreSQL."""
-    if not ON_POSTGRES:
-        yield None
-        return
-    app = create_app({"SQLALCHEMY_DATABASE_URI": PG_URL, "SECRET_KEY": "t", "TESTING": True})
+def _schema(tmp_path_factory):
+    """The schema, made once per session: on PostgreSQL in the worker's database, with the script
+    that empties it after each test; on SQLite in a template file each test's database copies."""
+    if ON_POSTGRES:
+        _create_database(PG_URL)
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'template.sqlite3'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "t", "TESTING": True})
     with app.app_context():
         db.drop_all()
         db.create_all()
+        # Emptying by DELETE and a sequence reset is several times faster than TRUNCATE on tables
+        # this small, in one round trip.
+        sequences = (
+            db.session.scalars(sa.text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")).all()
+            if ON_POSTGRES
+            else []
+        )
+        db.session.remove()
         db.engine.dispose()
-    yield PG_URL
+    empty = "; ".join(
+        [f"DELETE FROM {table.name}" for table in reversed(db.metadata.sorted_tables)]
+        + ["SELECT " + ", ".join(f"setval('{name}', 1, false)" for name in sequences)]
+    )
+    yield url, empty
+
+
+def _create_database(url: str) -> None:
+    """The worker's database, made on its server if it is not there yet."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    server = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone():
+            connection.execute(f'CREATE DATABASE "{target.database}"')
 
 
 @pytest.fixture
-def app(tmp_path, _pg_schema, request):
+def app(tmp_path, _schema, request):
     """The app on a fresh database; rate limits off unless the test is marked `rate_limits`."""
-    uri = _pg_schema or f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    url, empty = _schema
+    if not ON_POSTGRES:
+        shutil.copyfile(url.removeprefix("sqlite:///"), tmp_path / "test.sqlite3")
+        url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": uri,
+            "SQLALCHEMY_DATABASE_URI": url,
             "SMS_BACKEND": "outbox",
             "WECHAT_BACKEND": "dev",
             "CAMPAIGN_CACHE_SECONDS": 0,
@@ -70,17 +101,13 @@ def app(tmp_path, _pg_schema, request):
             "RATELIMIT_STORAGE_URI": "memory://",
         }
     )
-    with app.app_context():
-        if not ON_POSTGRES:
-            db.create_all()
     forget_snapshot()
     yield app
     with app.app_context():
         db.session.remove()
         if ON_POSTGRES:
-            tables = ", ".join(t.name for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
-                conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                conn.exec_driver_sql(empty)
         db.engine.dispose()
     forget_snapshot()
 

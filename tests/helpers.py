@@ -9,8 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each pytest-xdist worker has a database of its own: TEST_DATABASE_URL's, suffixed with the worker.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = PG_URL.startswith("postgresql")
+if ON_POSTGRES and WORKER:
+    PG_URL = f"{PG_URL}_{WORKER}"
 
 # A moment inside round 1 of the standard test campaign (09:00 Shanghai = 01:00 UTC).
 T0 = datetime(2026, 6, 25, 1, 0, tzinfo=UTC)

@@ -281,11 +281,22 @@ def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
     return backing
 
 
+def _summed(fine: dict[tuple, dict[str, int]], key) -> dict[tuple, dict[str, int]]:
+    """Balances kept finer, added up by `key` of their keys."""
+    summed: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACCOUNTS, 0))
+    for place, accounts in fine.items():
+        target = summed[key(place)]
+        for account, fen in accounts.items():
+            target[account] = target.get(account, 0) + fen
+    return summed
+
+
 def verify(campaign: Campaign) -> Report:
     """Balances of the campaign and every disagreement between the ledger and the coupons."""
-    totals = balances(campaign.id).get((), dict.fromkeys(ACCOUNTS, 0))
-    by_round = {key[0]: value for key, value in balances(campaign.id, "round_id").items() if key[0] is not None}
-    by_category = {key[0]: value for key, value in balances(campaign.id, "category_id").items() if key[0] is not None}
+    fine = balances(campaign.id, "round_id", "category_id", "tier_id")  # one pass over the entries
+    totals = _summed(fine, lambda place: ())[()]
+    by_round = {k[0]: v for k, v in _summed(fine, lambda place: place[:1]).items() if k[0] is not None}
+    by_category = {k[0]: v for k, v in _summed(fine, lambda place: place[1:2]).items() if k[0] is not None}
     report = Report(campaign, totals, by_round, by_category)
     problem = report.problems.append
     budget = totals.get("budget", 0)
@@ -308,13 +319,11 @@ def verify(campaign: Campaign) -> Report:
 
     rounds = {r.id: r.number for r in campaign.rounds}
     tiers = {t.id: t for t in campaign.tiers}
-    ledger = balances(campaign.id, "round_id", "tier_id")
+    ledger = _summed(fine, lambda place: (place[0], place[2]))
     backing = _backing(campaign.id)
     places = {(r, t) for r, t in ledger if r is not None and t is not None} | {(r, t) for r, t, _ in backing}
     for round_id, tier_id in sorted(places):
         accounts = ledger.get((round_id, tier_id), dict.fromkeys(ACCOUNTS, 0))
-        tier = tiers.get(tier_id)
-        where = f"第{rounds.get(round_id, '?')}轮 " + (tier_label(tier) if tier else f"券种{tier_id}")
         checks = (
             ("stock", accounts.get("stock", 0), backing.get((round_id, tier_id, "stock"), 0)),
             ("claimed", accounts.get("claimed", 0), backing.get((round_id, tier_id, "claimed"), 0)),
@@ -326,7 +335,9 @@ def verify(campaign: Campaign) -> Report:
             ("forfeited", accounts.get("forfeited", 0), backing.get((round_id, tier_id, "forfeited"), 0)),
         )
         for account, in_ledger, in_coupons in checks:
-            if in_ledger != in_coupons:
+            if in_ledger != in_coupons:  # named only when wrong: a tier's name is a query
+                tier = tiers.get(tier_id)
+                where = f"第{rounds.get(round_id, '?')}轮 " + (tier_label(tier) if tier else f"券种{tier_id}")
                 held, backed = yuan(in_ledger, grouped=True), yuan(in_coupons, grouped=True)
                 problem(f"{where}：账上{ACCOUNT_NAMES[account]} {held} 元，券面实有 {backed} 元")
     return report

@@ -59,6 +59,7 @@ def _local_cluster() -> tuple[str, str] | None:
 CLUSTER = _local_cluster()
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.alone,
     pytest.mark.skipif(CLUSTER is None, reason="needs TEST_DATABASE_URL on a local cluster pg_ctlcluster restarts"),
 ]
 
