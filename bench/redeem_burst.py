@@ -112,7 +112,7 @@ def png_rate(seconds: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--residents", type=int, default=1000)
+    parser.add_argument("--residents", type=int, default=2000, help="each draws all 5 categories")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load (pay codes live 60 s)")
     parser.add_argument("--workers", type=int, default=2)
@@ -187,7 +187,10 @@ def main() -> int:
     rate = png_rate(3)
     print(f"pay-code PNG (token + QR render) in one process: {rate:.0f} per second")
     balanced = ledger_balances(env)
-    ok = balanced and twice == 0 and redemptions == used and ok200 <= redemptions <= ok200 + args.connections
+    # Every 200 is a redemption, but for a plan that wrapped: its second pass resubmits the same pay
+    # codes with the same Idempotency-Keys, which answer 200 with the first redemption.
+    answered = ok200 <= redemptions or result["wrapped"] > 0
+    ok = balanced and twice == 0 and redemptions == used and answered and redemptions <= ok200 + args.connections
     print("invariants:", "hold" if ok else "BROKEN")
     return 0 if ok else 1
 
