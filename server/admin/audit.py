@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import AdminUser, AuditEntry
 from . import bp
 from .access import READ, role_required
-from .console import page_count, paging
+from .console import page_of
 
 ACTION_NAMES = {
     "login": "登录",
@@ -77,20 +77,13 @@ def record(
 @role_required(*READ)
 def audit_log():
     """Every change made in the console, newest first."""
-    page, per_page = paging()
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
-    items = db.session.scalars(
-        sa.select(AuditEntry)
-        .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    shown = page_of(sa.select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()), scalars=True)
     return render_template(
         "admin/audit.html",
-        items=items,
-        total=total,
-        page=page,
-        pages=page_count(total, page, len(items)),
+        items=shown.rows,
+        total=shown.total,
+        page=shown.number,
+        pages=shown.pages,
         actions=ACTION_NAMES,
         targets=TARGET_NAMES,
     )

@@ -4,6 +4,7 @@ where a refused action goes back to, and the console's error pages."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -51,6 +52,23 @@ def page_number() -> int:
 def paging() -> tuple[int, int]:
     """The page asked for, and how many rows a page holds."""
     return page_number(), PER_PAGE
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list
+    total: int
+    number: int  # this page's, from 1
+    pages: int
+
+
+def page_of(query: sa.Select, *, scalars: bool = False) -> Page:
+    """The page of a query's rows the request asks for (`?page=`), with the count of all of them."""
+    number, size = paging()
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    result = db.session.execute(query.limit(size).offset((number - 1) * size))
+    rows = result.scalars().all() if scalars else result.all()
+    return Page(rows, total, number, page_count(total, number, len(rows)))
 
 
 def page_count(total: int, page: int, shown: int) -> int:

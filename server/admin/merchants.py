@@ -18,7 +18,7 @@ from ..extensions import db
 from ..models import AdminUser, Merchant
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
-from .console import page_count, paging, refusals_go_to, safe_next
+from .console import page_of, refusals_go_to, safe_next
 from .forms import ActionForm
 
 MERCHANT_ACTIONS = {
@@ -60,23 +60,6 @@ def review_merchant(admin: AdminUser, merchant: Merchant, action: str, reason: s
     return code
 
 
-def merchants_page(status: str | None, query: str | None, page: int, per_page: int = 50):
-    """Merchants, newest first, filtered by status and name; (items, total)."""
-    select = sa.select(Merchant)
-    if status:
-        select = select.where(Merchant.status == status)
-    if query:
-        select = select.where(Merchant.name.contains(query.strip(), autoescape=True))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(select.subquery()))
-    items = db.session.scalars(
-        select.options(sa.orm.selectinload(Merchant.categories))  # one query for every row's categories
-        .order_by(Merchant.created_at.desc(), Merchant.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    return items, total
-
-
 def counts_by_status() -> dict[str, int]:
     rows = db.session.execute(sa.select(Merchant.status, sa.func.count()).group_by(Merchant.status))
     return defaultdict(int, {status: n for status, n in rows})
@@ -89,14 +72,18 @@ def merchants():
     if status and status not in enrolment.STATUS_NAMES:
         status = None
     query = (request.args.get("q") or "").strip()[:50]
-    page, per_page = paging()
-    items, total = merchants_page(status, query, page, per_page)
+    select = sa.select(Merchant).options(sa.orm.selectinload(Merchant.categories))  # every row's, in one query
+    if status:
+        select = select.where(Merchant.status == status)
+    if query:
+        select = select.where(Merchant.name.contains(query, autoescape=True))
+    shown = page_of(select.order_by(Merchant.created_at.desc(), Merchant.id.desc()), scalars=True)
     return render_template(
         "admin/merchants.html",
-        items=items,
-        total=total,
-        page=page,
-        pages=page_count(total, page, len(items)),
+        items=shown.rows,
+        total=shown.total,
+        page=shown.number,
+        pages=shown.pages,
         status=status,
         query=query,
         counts=counts_by_status(),

@@ -19,7 +19,7 @@ from ..models import VEHICLE_KINDS, AdminUser, Campaign, Resident, SubsidyApplic
 from ..pool import ledger, rounds
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
-from .console import page_count, paging, refusals_go_to
+from .console import page_of, refusals_go_to
 from .forms import ActionForm
 
 # Reviewing is checking documents, as merchant enrolment is: admins and operators; auditors read.
@@ -94,16 +94,10 @@ def review(admin: AdminUser, application_id: int, approve: bool, note: str | Non
 def subsidies():
     status = request.args.get("status", "pending")
     status = status if status in STATUS_NAMES else None
-    page, per_page = paging()
     query = sa.select(SubsidyApplication, Resident).join(Resident, Resident.id == SubsidyApplication.resident_id)
     if status:
         query = query.where(SubsidyApplication.status == status)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    rows = db.session.execute(
-        query.order_by(SubsidyApplication.created_at, SubsidyApplication.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    shown = page_of(query.order_by(SubsidyApplication.created_at, SubsidyApplication.id))
     counts = dict(
         db.session.execute(
             sa.select(SubsidyApplication.status, sa.func.count()).group_by(SubsidyApplication.status)
@@ -112,13 +106,13 @@ def subsidies():
     paid = ledger.subsidies_fen(None, "approved")
     return render_template(
         "admin/subsidies.html",
-        rows=rows,
+        rows=shown.rows,
         status=status,
         counts=counts,
         paid=paid,
-        total=total,
-        page=page,
-        pages=page_count(total, page, len(rows)),
+        total=shown.total,
+        page=shown.number,
+        pages=shown.pages,
         names=STATUS_NAMES,
         vehicles=VEHICLE_KINDS,
         phone=lambda p: phone_for(p, current_user.role),
