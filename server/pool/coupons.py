@@ -30,6 +30,7 @@ claimed coupon past its deadline is expired before any job moves it (`status`, a
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -224,7 +225,7 @@ _DRAW_AND_CLAIM = {column: _draw_and_claim_sql(column) for column in _BY}
 _CLAIM = {
     (column, lock): _claim_sql(column, sql)
     for column in _BY
-    for lock, sql in (("skip", "FOR UPDATE SKIP LOCKED"), ("wait", "FOR UPDATE"), ("none", ""))
+    for lock, sql in (("skip", "FOR UPDATE SKIP LOCKED"), ("none", ""))
 }
 _STOCK_LEFT = {
     column: sa.text(
@@ -294,20 +295,28 @@ def claim(
 def _claim_any(column: str, params: dict):
     """Claim one stock coupon in `seq` order, or None when there is none left.
 
-    SKIP LOCKED lets concurrent draws take different rows instead of queueing on one; a row it
-    skipped may yet be released by a draw that rolls back, so an apparent sell-out is
-    confirmed by waiting for those rows before answering SOLD_OUT.
+    SKIP LOCKED lets concurrent draws take different rows instead of queueing on one. A row it
+    skipped is held by a draw in flight, which may yet roll back, so an apparent sell-out is
+    confirmed by looking again until no stock is left or a row is free. It never waits on another
+    draw's row lock: a draw waiting for a row keeps the lock of every row it waited for, and two
+    such draws, each seeing the other's rows as stock still, lock each other out (a deadlock seen
+    at a sell-out under load). Draws in flight end within milliseconds; the pauses add up to a
+    second at most.
     """
     execute = db.session.execute
     if not database.on_postgres():  # SQLite writes one transaction at a time: nothing to skip
         return execute(_CLAIM[column, "none"], params).first()
-    for _ in range(10):  # each pass waits for the draws holding rows; ten is far beyond any seen
-        row = execute(_CLAIM[column, "skip"], params).first() or execute(_CLAIM[column, "wait"], params).first()
+    for pause in _SOLD_OUT_PAUSES:
+        row = execute(_CLAIM[column, "skip"], params).first()
         if row is not None:
             return row
         if execute(_STOCK_LEFT[column], params).first() is None:
             return None
+        time.sleep(pause)
     return None
+
+
+_SOLD_OUT_PAUSES = (0.002, 0.005, 0.01, 0.02) + (0.05,) * 19  # seconds; 1.0 in all
 
 
 def record_thanks(*, resident_id: int, round_id: int, category_id: int, now: datetime) -> bool:
