@@ -505,7 +505,7 @@ LEDGER_MOVES = {
 
 
 class ScreenPass(db.Model):
-    """An on-site event's pass (screen.py), bound to the resident who first grabs with it: a pass
+    """An on-site event's pass (auth/screen.py), bound to the resident who first grabs with it: a pass
     forwarded to a group serves one resident, not everyone it reaches."""
 
     __tablename__ = "screen_passes"
@@ -589,7 +589,7 @@ class LedgerEntry(db.Model):
         sa.Index("ix_ledger_entries_source", "campaign_id", "source"),
         sa.Index("ix_ledger_entries_target", "campaign_id", "target"),
         sa.Index("ix_ledger_entries_kind", "campaign_id", "kind"),  # the dashboard's issued coupons
-        sa.Index("ix_ledger_entries_created", "created_at"),  # the hours stored and read (rollup.py)
+        sa.Index("ix_ledger_entries_created", "created_at"),  # the hours stored and read (pool/rollup.py)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -617,7 +617,7 @@ class Seal(db.Model):
     `digest` is an HMAC (key CHAIN_KEY, never in the database) of the previous link's digest
     and the record's facts, so a sealed record changed, deleted or reordered breaks the chain
     from that link on, and the chain cannot be recomputed from a copy of the database alone.
-    Links are appended by the `seal` job shortly after the records commit (see chain.py).
+    Links are appended by the `seal` job shortly after the records commit (see pool/chain.py).
     """
 
     __tablename__ = "seals"
@@ -651,7 +651,7 @@ class HourMark(db.Model):
     """Whether an hour's stored figures (HourClaims, HourRedemptions, HourLedger) hold.
 
     The `close_hours` job stores an hour once it is over; whatever later changes one of its
-    redemptions (a revocation, a refund) marks it stale in the same transaction (rollup.py).
+    redemptions (a revocation, a refund) marks it stale in the same transaction (pool/rollup.py).
     """
 
     __tablename__ = "hour_marks"
@@ -689,13 +689,13 @@ class HourRedemptions(db.Model):
     redeemed_fen: Mapped[int] = mapped_column(sa.BigInteger)
     refunded: Mapped[int]
     refunded_fen: Mapped[int] = mapped_column(sa.BigInteger)
-    settled: Mapped[int]  # what the bureau pays for (merchant.redemption.settled_clause)
+    settled: Mapped[int]  # what the bureau pays for (pool.coupons.settled_clause)
     owed_fen: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class HourLedger(db.Model):
     """The ledger's entries of an hour, summed per campaign, round, tier and kind: the pool's
-    balances and the coupons in each state (ledger.COUPON_MOVES) without reading every entry."""
+    balances and the coupons in each state (pool.ledger.COUPON_MOVES) without reading every entry."""
 
     __tablename__ = "hour_ledger"
 
@@ -710,7 +710,7 @@ class HourLedger(db.Model):
 
 
 class SurveyResponse(db.Model):
-    """One resident's answers to the satisfaction survey (survey.py), once per resident."""
+    """One resident's answers to the satisfaction survey (campaign/survey.py), once per resident."""
 
     __tablename__ = "survey_responses"
 

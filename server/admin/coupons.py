@@ -34,7 +34,7 @@ class TierRound:
 def coupon_table(campaign: Campaign) -> list[TierRound]:
     """Per round and tier: quantity, and how many coupons are in each state, counted from the
     books (every change of a coupon's state is a ledger entry: ledger.COUPON_MOVES), so a
-    million coupons cost a few thousand stored rows (rollup.py)."""
+    million coupons cost a few thousand stored rows (pool/rollup.py)."""
     rows: dict[tuple[int, int], TierRound] = {}
     allocations = db.session.execute(
         sa.select(

@@ -54,7 +54,7 @@ class Dashboard:
 
 
 def figures_of(campaign: Campaign) -> Dashboard:
-    """The campaign's figures: hours that are over from their stored figures (rollup.py), the
+    """The campaign's figures: hours that are over from their stored figures (pool/rollup.py), the
     rest from the claims, redemptions and ledger entries themselves, all from one snapshot."""
     board = Dashboard(campaign, Figures())
 
