@@ -26,9 +26,11 @@ PER_PAGE = 50
 COUNT_LIMIT = 10_000
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ERROR_PAGES = {
+    400: ("操作未执行", "提交的内容有误，操作未执行。请返回上一页检查后重试。"),
     403: ("无权访问", "您的角色不能使用这个页面或操作。"),
     404: ("找不到页面", "您要找的页面不存在，或已被移走。"),
     405: ("操作无效", "这个页面不支持这个操作。"),
+    413: ("文件过大", "上传的文件过大，操作未执行。活动方案文件请不超过5MB。"),
     500: ("系统出错", "系统处理时出错，操作未完成。请稍后重试；如果一再出现，请联系技术支持。"),
 }
 
@@ -132,7 +134,7 @@ def csrf_failed(_error):
 
 
 def error_page(status: int):
-    title, text = ERROR_PAGES.get(status, ERROR_PAGES[500] if status >= 500 else ERROR_PAGES[404])
+    title, text = ERROR_PAGES.get(status) or ERROR_PAGES[500 if status >= 500 else 400]
     return message(title, text, status)
 
 

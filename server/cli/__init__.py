@@ -18,7 +18,7 @@ from ..models import Campaign
 
 
 def runs_once(command):
-    """The command's one commit; a refusal said in one line (its subject first), exit 1."""
+    """The command's one commit; a refusal said in one line, exit 1."""
     committed = commits(command)
 
     @functools.wraps(command)
@@ -26,7 +26,9 @@ def runs_once(command):
         try:
             return committed(*args, **kwargs)
         except Refusal as refused:
-            click.echo(refused.flash if refused.subject else f"错误：{refused.message}", err=True)
+            # A refusal's kind may head its line (未调整：...); whom it is about is for the console.
+            head = type(refused).subject or "错误"
+            click.echo(f"{head}：{refused.message}", err=True)
             sys.exit(1)
 
     return run

@@ -20,7 +20,7 @@ def error_responses(*statuses: int) -> dict:
 
 
 class _Committing:
-    """Every view of the blueprint runs inside the commit point (core.db.commits)."""
+    """Every view of the blueprint runs inside the commit point (core.commit.commits)."""
 
     def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, **options):
         if view_func is not None and not isinstance(view_func, type):

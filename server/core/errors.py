@@ -6,7 +6,7 @@ a refusal (and every HTTP or validation error under /api) into the envelope; the
 into a flash (admin/console.py). Nothing under /api answers HTML or a 500 for bad input; pages
 outside /api answer their errors as pages, each surface with its own (`page_errors`).
 
-A refusal changes nothing: the commit point (core/db.py) rolls the request back, except what a
+A refusal changes nothing: the commit point (core/commit.py) rolls the request back, except what a
 refusal marked `keep_changes` records about itself (a wrong code counted, a refused redemption
 logged).
 """

@@ -191,7 +191,7 @@ def redeem(
     A retry with the same Idempotency-Key is refused on its own (coupon used, pay code stale):
     only then is the key looked up, so a first submission costs no extra query.
     """
-    held, raced = None, None
+    held = named = raced = None  # named: the coupon the attempt is about, for the refusal's log
     try:
         code = paycode.read(token, now)
         if code.wallet and key:  # a retry of a wallet payment: its coupon was chosen by the first
@@ -202,6 +202,7 @@ def redeem(
             raise PaycodeExpired(WALLET_CODE_USED)
         for _ in range(5):  # a wallet's choice lost to another till: choose again
             held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
+            named = held.coupon.id if held else code.coupon_id or None
             refusal = _refusal(till_, held, now, spend_fen)
             if refusal:
                 raise refusal
@@ -234,16 +235,19 @@ def redeem(
         else:
             raise CouponUsed(USED_TWICE)
     except Refusal as refused:
-        coupon_id = held.coupon.id if held else None
         # A retry (its coupon used by the first attempt, or its pay code stale by now).
-        earlier = _retried(till_, key, token, coupon_id) if key else None
+        earlier = _retried(till_, key, token, named) if key else None
         if earlier is not None:
             return earlier
+        # A code may name a coupon its holder does not hold, or none there is: the log names it
+        # only if it is there (the key to coupons).
+        if named is not None and held is None:
+            named = db.session.scalar(sa.select(Coupon.id).where(Coupon.id == named))
         db.session.add(
             RefusedRedemption(
                 staff_id=till_.staff_id,
                 merchant_id=till_.merchant_id,
-                coupon_id=coupon_id,
+                coupon_id=named,
                 code=refused.code,
                 message=refused.message[:200],
                 spend_fen=spend_fen,
@@ -357,7 +361,8 @@ def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s
     if (now - redemption.created_at).total_seconds() > window_s:
         raise Forbidden(f"核销超过{window_s // 60}分钟，不能撤回；如顾客退货请办理退货")
     redemption.revoked_at, redemption.revoke_reason = now, reason.strip()
-    coupons.unuse(redemption, now)
+    if not coupons.unuse(redemption, now):
+        raise CouponUsed("这张消费券已不是已核销状态，不能撤回")
     rollup.mark_stale(redemption.created_at)
     return done
 
@@ -373,7 +378,8 @@ def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redee
         .where(Coupon.id == redemption.coupon_id)
     )
     redemption.refunded_at, redemption.refund_reason, redemption.refund_policy = now, reason.strip(), policy
-    coupons.refund(redemption, policy, now)
+    if not coupons.refund(redemption, policy, now):
+        raise CouponUsed("这张消费券已不是已核销状态，不能退货")
     rollup.mark_stale(redemption.created_at)
     return done
 

@@ -40,6 +40,7 @@ from flask import current_app
 
 from ..core import db as database
 from ..core.db import utc_param
+from ..core.errors import ServiceUnavailable
 from ..core.time import isoformat
 from ..extensions import db
 from ..models import Coupon, Draw, Redemption, Tier
@@ -300,8 +301,8 @@ def _claim_any(column: str, params: dict):
     confirmed by looking again until no stock is left or a row is free. It never waits on another
     draw's row lock: a draw waiting for a row keeps the lock of every row it waited for, and two
     such draws, each seeing the other's rows as stock still, lock each other out (a deadlock seen
-    at a sell-out under load). Draws in flight end within milliseconds; the pauses add up to a
-    second at most.
+    at a sell-out under load). Draws in flight end within milliseconds; if after a second of pauses
+    stock is still held, the answer is to try again (503, Retry-After), not a sell-out.
     """
     execute = db.session.execute
     if not database.on_postgres():  # SQLite writes one transaction at a time: nothing to skip
@@ -313,7 +314,7 @@ def _claim_any(column: str, params: dict):
         if execute(_STOCK_LEFT[column], params).first() is None:
             return None
         time.sleep(pause)
-    return None
+    raise ServiceUnavailable("参与的人太多，请稍后再试", headers={"Retry-After": "1"})
 
 
 _SOLD_OUT_PAUSES = (0.002, 0.005, 0.01, 0.02) + (0.05,) * 19  # seconds; 1.0 in all
@@ -388,8 +389,8 @@ _INSERT_REDEMPTION = sa.text(
 
 
 class KeyTaken(Exception):
-    """The redemption's till key or wallet pay code was recorded meanwhile by another submission;
-    the coupon is left as it was."""
+    """A unique key of the redemption (the till's Idempotency-Key, the wallet code's nonce) was
+    taken meanwhile by another submission; the coupon is left as it was."""
 
 
 def use(redemption: dict, now: datetime) -> Redemption | None:
@@ -409,29 +410,35 @@ def use(redemption: dict, now: datetime) -> Redemption | None:
     return Redemption(id=redemption_id, **values)
 
 
-def unuse(redemption: Redemption, now: datetime) -> None:
-    """A mistaken redemption revoked (撤回): the coupon is its holder's to use again."""
-    db.session.execute(
+def unuse(redemption: Redemption, now: datetime) -> bool:
+    """A mistaken redemption revoked (撤回): the coupon is its holder's to use again. False (and
+    nothing booked) when the coupon was not used."""
+    moved = db.session.execute(
         sa.update(Coupon)
         .where(Coupon.id == redemption.coupon_id, Coupon.state == State.USED)
         .values(state=State.CLAIMED)
         .execution_options(synchronize_session=False)
-    )
-    ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
+    ).rowcount
+    if moved == 1:
+        ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
+    return moved == 1
 
 
-def refund(redemption: Redemption, policy: str, now: datetime) -> None:
+def refund(redemption: Redemption, policy: str, now: datetime) -> bool:
     """Goods returned (退货): under "return" the coupon is voided and its value goes back to the pool;
-    under "forfeit" it stays used and its value stays spent."""
+    under "forfeit" it stays used and its value stays spent. False (and nothing booked) when the
+    coupon was not used."""
+    used = Coupon.id == redemption.coupon_id, Coupon.state == State.USED
     if policy == "return":
-        db.session.execute(
-            sa.update(Coupon)
-            .where(Coupon.id == redemption.coupon_id, Coupon.state == State.USED)
-            .values(state=State.VOID)
-            .execution_options(synchronize_session=False)
-        )
-    kind = "refund_return" if policy == "return" else "refund_forfeit"
-    ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
+        moved = db.session.execute(
+            sa.update(Coupon).where(*used).values(state=State.VOID).execution_options(synchronize_session=False)
+        ).rowcount
+    else:  # nothing moves but the money: the coupon must be used still
+        moved = len(db.session.execute(sa.select(Coupon.id).where(*used).with_for_update()).all())
+    if moved == 1:
+        kind = "refund_return" if policy == "return" else "refund_forfeit"
+        ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
+    return moved == 1
 
 
 def revoke_claim(coupon_id: int, now: datetime) -> bool:
@@ -486,15 +493,16 @@ def withdraw_some(round_, tier: Tier, count: int, now: datetime, actor: str) -> 
         .order_by(Coupon.seq.desc())
         .limit(count)
     ).all()
-    db.session.execute(
+    withdrawn = db.session.execute(
         sa.update(Coupon)
         .where(Coupon.id.in_(ids), Coupon.state == State.STOCK)
         .values(state=State.WITHDRAWN)
+        .returning(Coupon.id)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
     note = f"第{round_.number}轮配额调整"
-    ledger.record([ledger.tier_entry("adjust_down", round_, tier, len(ids), now, actor=actor, note=note)])
-    return len(ids)
+    ledger.record([ledger.tier_entry("adjust_down", round_, tier, len(withdrawn), now, actor=actor, note=note)])
+    return len(withdrawn)
 
 
 # ---------------------------------------------------------------- redemptions that stand

@@ -34,6 +34,10 @@ from .coupons import settled_clause
 
 MARGIN = timedelta(minutes=10)
 HOUR = timedelta(hours=1)
+# Hours a run stores at most, oldest first: a backlog (after a downtime, or a campaign's first run)
+# is worked off run by run, each run's transaction short, and what writers of those hours may wait
+# for bounded.
+RUN_LIMIT = 168
 
 
 def truncate(instant: datetime) -> datetime:
@@ -117,12 +121,13 @@ KINDS = {
 
 
 def close_hours(now: datetime) -> int:
-    """Store the figures of every hour that is over and not stored fresh; returns how many.
+    """Store the figures of the hours that are over and not stored fresh, RUN_LIMIT at most, oldest
+    first; returns how many.
 
-    All of them at once, in a fixed number of statements however many hours are due (after a
-    downtime, or the first run of a campaign): their marks are inserted and locked together, which
-    waits for any writer in flight, then each kind's grain, grouped by hour, is stored for them all.
-    Hours without a claim, a redemption or a ledger entry are stored empty (a mark and no rows).
+    All of them at once, in a fixed number of statements however many hours are due: their marks
+    are inserted and locked together, which waits for any writer in flight, then each kind's grain,
+    grouped by hour, is stored for them all. Hours without a claim, a redemption or a ledger entry
+    are stored empty (a mark and no rows).
     """
     last = truncate(now - MARGIN) - HOUR  # the last hour that is over, with the margin
     firsts = [db.session.scalar(sa.select(sa.func.min(column))) for _, _, column in KINDS.values()]
@@ -133,7 +138,7 @@ def close_hours(now: datetime) -> int:
     fresh = set(db.session.scalars(sa.select(HourMark.hour).where(HourMark.fresh, HourMark.hour >= first)))
     due = []
     hour = first
-    while hour <= last:
+    while hour <= last and len(due) < RUN_LIMIT:
         if hour not in fresh:
             due.append(hour)
         hour += HOUR

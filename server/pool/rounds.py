@@ -270,13 +270,13 @@ def adjust_quotas(round_id: int, quantities: dict[int, int], actor: str, now: da
             raise QuotaRefused("配额不能为负数")
     held = coupons.remaining_by_tier(round_.id)
     changes = [QuotaChange(tiers[t], held.get(t, 0), q) for t, q in sorted(quantities.items()) if q != held.get(t, 0)]
-    for change in changes:
-        if change.after < change.before:
-            coupons.withdraw_some(round_, change.tier, change.before - change.after, now, actor)
+    withdrawn = {
+        change.tier.id: coupons.withdraw_some(round_, change.tier, change.before - change.after, now, actor)
+        for change in changes
+        if change.after < change.before
+    }
     for allocation in round_.allocations:
-        change = next((c for c in changes if c.tier.id == allocation.tier_id and c.after < c.before), None)
-        if change is not None:
-            allocation.quantity -= change.before - change.after
+        allocation.quantity -= withdrawn.get(allocation.tier_id, 0)
     increases = {c.tier: c.after - c.before for c in changes if c.after > c.before}
     cost = sum(tier.face_fen * n for tier, n in increases.items())
     pool = ledger.pool_fen(round_.campaign_id)

@@ -35,3 +35,28 @@ def test_a_post_the_page_does_not_take_is_the_consoles_405(console):
     answer = console("admin").post("/admin/audit")
     assert answer.status_code == 405 and answer.mimetype == "text/html"
     assert "操作无效" in answer.get_data(as_text=True)
+
+
+def test_a_form_the_console_cannot_take_is_its_400_page(app, console, make_campaign):
+    from tests.helpers import csrf_token
+
+    campaign_id = make_campaign()
+    client = console("admin")
+    path = f"/admin/campaigns/{campaign_id}/rounds/2"
+    token = csrf_token(client.get(path).get_data(as_text=True))
+    answer = client.post(path, data={"csrf_token": token, "reason": "长" * 201})
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+    assert "操作未执行" in answer.get_data(as_text=True)
+
+
+def test_a_plan_file_too_large_is_the_consoles_413_page(console):
+    import io
+
+    from tests.helpers import csrf_token
+
+    client = console("admin")
+    token = csrf_token(client.get("/admin/campaigns").get_data(as_text=True))
+    big = {"csrf_token": token, "file": (io.BytesIO(b"x" * (6 * 1024 * 1024)), "plan.json")}
+    answer = client.post("/admin/campaigns", data=big, content_type="multipart/form-data")
+    assert answer.status_code == 413 and answer.mimetype == "text/html"
+    assert "文件过大" in answer.get_data(as_text=True)

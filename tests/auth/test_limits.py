@@ -1,4 +1,4 @@
-"""Rate limits and lockouts (server/limits.py): each limit, by phone, token and address, answers
+"""Rate limits and lockouts (server/auth/limits.py): each limit, by phone, token and address, answers
 429 RATE_LIMITED in the envelope with a Retry-After; lockouts count only failures."""
 
 from __future__ import annotations

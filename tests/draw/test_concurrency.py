@@ -151,3 +151,18 @@ def test_a_held_coupon_that_goes_is_sold_out_for_the_draw_looking_again(app, mak
     holder.close()
     assert waits == [0]  # nobody was waiting for the held row
     assert (status, body["error"]["code"]) == (409, "SOLD_OUT")
+
+
+@ROW_LOCKS
+def test_a_coupon_held_past_a_second_is_no_sell_out_but_try_again(app, make_campaign, make_resident, clock):
+    """A row held longer than draws take (a stalled worker) is not called sold out: the resident is
+    told to try again, and the attempt is not counted as the round's draw."""
+    holder, coupon_id = _held_last_coupon(app, make_campaign)
+    _, token = make_resident()
+    held = app.test_client().post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token))
+    assert held.status_code == 503 and held.headers["Retry-After"] == "1"
+    assert held.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE", "message": "参与的人太多，请稍后再试"}
+    holder.rollback()
+    holder.close()
+    again = app.test_client().post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token))
+    assert again.status_code == 200 and again.get_json()["coupon"]["id"] == coupon_id

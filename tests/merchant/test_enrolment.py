@@ -100,6 +100,21 @@ def test_approval_issues_a_one_time_code_that_expires(client, app, runner, make_
         assert all(fresh not in (b.code_hash or "") for b in db.session.scalars(sa.select(BindingCode)))
 
 
+def test_a_review_the_merchants_state_refuses_is_one_line_and_changes_nothing(
+    client, app, runner, make_campaign, clock
+):
+    make_campaign()
+    merchant_id = apply_one(client)
+    assert runner.invoke(args=["merchant", "approve", str(merchant_id)]).exit_code == 0
+    again = runner.invoke(args=["merchant", "approve", str(merchant_id)])
+    assert again.exit_code == 1
+    assert again.output == "错误：商户当前状态为「已通过」，无需审核\n"
+    rejected = runner.invoke(args=["merchant", "reject", str(merchant_id), "--reason", "失信"])
+    assert (rejected.exit_code, rejected.output) == (1, "错误：商户当前状态为「已通过」，不能驳回\n")
+    with app.app_context():
+        assert db.session.get(Merchant, merchant_id).status == "approved"
+
+
 def test_a_new_code_revokes_the_unused_old_one(client, app, runner, make_campaign, clock):
     make_campaign()
     merchant_id = apply_one(client)

@@ -224,3 +224,24 @@ def test_the_short_code_typed_by_hand_redeems_in_its_window_and_no_later(client,
     assert stale.get_json()["error"]["code"] == "PAYCODE_EXPIRED"
     fresh = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()["short_code"]
     assert redeem(client, staff, fresh, won["threshold_fen"]).status_code == 200
+
+
+def test_a_code_naming_a_coupon_its_holder_does_not_hold_is_logged_with_that_coupon(
+    client, app, shop, coupon, make_resident
+):
+    """The bureau's risk review sees which coupon a forged code aimed at; a code naming no coupon
+    there is logged with none."""
+    from server.auth import paycode as paycodes
+
+    _, staff = shop()
+    _, won = coupon()
+    stranger, _ = make_resident()
+    with app.app_context():
+        aimed, _ = paycodes.issue(won["id"], stranger, datetime.now(UTC))
+        nowhere, _ = paycodes.issue(10**9, stranger, datetime.now(UTC))
+    for code in (aimed, nowhere):
+        answer = redeem(client, staff, code, won["threshold_fen"])
+        assert answer.get_json()["error"]["code"] == "NOT_FOUND"
+    with app.app_context():
+        logged = db.session.scalars(sa.select(RefusedRedemption.coupon_id).order_by(RefusedRedemption.id)).all()
+    assert logged == [won["id"], None]

@@ -119,7 +119,7 @@ def test_the_round_adjust_command_sets_quotas_and_reports_the_pool(runner, make_
     assert result.exit_code == 0, result.output
     assert "第2轮 宾馆200元券：0 → 3 张" in result.output and "资金池余额 400 元" in result.output
     refused = runner.invoke(args=["round", "adjust", "--campaign", "test-campaign", "--round", "2", "hotel:200=9"])
-    assert refused.exit_code == 1 and "资金池只有 400 元" in refused.output
+    assert refused.exit_code == 1 and "未调整：调增需要 1,200 元，资金池只有 400 元" in refused.output
     unknown = runner.invoke(args=["round", "adjust", "--campaign", "test-campaign", "--round", "2", "hotel:70=1"])
     assert unknown.exit_code == 2 and "找不到唯一的券种" in unknown.output
 

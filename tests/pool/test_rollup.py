@@ -14,7 +14,7 @@ from server.admin import dashboard
 from server.admin.settlement import merchant_periods
 from server.core.time import utcnow
 from server.extensions import db
-from server.models import Campaign, HourMark, HourRedemptions, Redemption
+from server.models import Campaign, HourMark, HourRedemptions, LedgerEntry, Redemption
 from server.pool import ledger, rollup
 from tests.helpers import ON_POSTGRES, T0, assert_books_count_the_coupons, auth
 
@@ -118,3 +118,27 @@ def test_a_refund_in_flight_while_the_hour_is_stored_is_waited_for(app, redempti
         db.session.execute(sa.delete(HourMark))
         db.session.commit()
     assert figures(app) == stored_figures  # the same from the source tables
+
+
+def test_a_scattered_backlog_is_worked_off_run_by_run(app, redemptions, clock):
+    """Every other hour of three months stale (revokes and refunds all over it): each run stores
+    a week of them at most, in statements SQLite and PostgreSQL both take, until all are fresh."""
+    live = figures(app)
+    first = rollup.truncate(T0) - timedelta(days=90)
+    with app.app_context():
+        fresh = [{"hour": first + rollup.HOUR * 2 * n, "fresh": True} for n in range(90 * 12)]
+        db.session.execute(sa.insert(HourMark), fresh)
+        # The budget came in three months ago, in an hour not stored yet.
+        db.session.execute(
+            sa.update(LedgerEntry).where(LedgerEntry.kind == "budget").values(created_at=first + rollup.HOUR)
+        )
+        db.session.commit()
+    clock.shift(timedelta(days=2))
+    runs = []
+    while closed := close_hours(app):
+        runs.append(closed)
+    assert max(runs) <= rollup.RUN_LIMIT and len(runs) > 1
+    with app.app_context():
+        stale = db.session.scalar(sa.select(sa.func.count()).select_from(HourMark).where(HourMark.fresh.is_(False)))
+    assert stale == 0
+    assert figures(app) == live
