@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..core.errors import InvalidInput, SurveyDone
 from ..extensions import db
-from ..models import SurveyResponse
+from ..models import Redemption, SurveyResponse
 
 SATISFIED = ("非常满意", "比较满意", "一般", "不太满意", "非常不满意")
 OTHER = "其他"
@@ -30,6 +30,7 @@ class Question:
     options: tuple[str, ...]
     many: bool = False  # several options may be chosen
     optional: bool = False
+    when: tuple[int, int] | None = None  # asked only when that question was answered with that option
 
     def as_json(self) -> dict:
         return {
@@ -38,6 +39,7 @@ class Question:
             "options": list(self.options),
             "many": self.many,
             "optional": self.optional,
+            "when": {"question": self.when[0], "choice": self.when[1]} if self.when else None,
         }
 
 
@@ -58,13 +60,16 @@ QUESTIONS = (
     ),
     Question(5, "您认为消费券的发放时间是否合理？", ("非常合理", "比较合理", "一般", "不太合理", "非常不合理")),
     Question(6, "您领取的消费券是否成功使用？", ("是", "否")),
-    Question(7, "您对消费券的核销效率是否满意？", SATISFIED),
+    # Question 6 decides which of the next two is asked: how using one went, or why none was used
+    # (the plan's "已使用请跳过").
+    Question(7, "您对消费券的核销效率是否满意？", SATISFIED, when=(6, 0)),
     Question(
         8,
         "未使用消费券的主要原因是什么？（可多选，已使用请跳过）",
         ("没有符合的消费场景", "使用门槛过高", "忘记使用", "找不到支持使用的商户", OTHER),
         many=True,
         optional=True,
+        when=(6, 1),
     ),
     Question(9, "您对本次消费券的面额设置是否满意？", SATISFIED),
     Question(
@@ -93,6 +98,13 @@ def clean(answers: list[dict]) -> dict[str, dict]:
     for question in QUESTIONS:
         answer = given.get(question.number)
         choices = sorted(set(answer["choices"])) if answer else []
+        if question.when is not None:
+            decider, option = question.when
+            asked = given.get(decider)
+            if not (asked and option in asked["choices"]):
+                if choices or (answer and answer.get("other")):
+                    _refuse(question.number, f"按第{decider}题的回答，此题无需作答")
+                continue
         if not choices:
             if question.optional:
                 continue
@@ -115,6 +127,12 @@ def clean(answers: list[dict]) -> dict[str, dict]:
 
 def answered(resident_id: int) -> bool:
     return db.session.scalar(sa.select(SurveyResponse.id).where(SurveyResponse.resident_id == resident_id)) is not None
+
+
+def used_a_coupon(resident_id: int) -> bool:
+    """Whether the resident has spent a coupon (question 6's answer, as the books know it)."""
+    used = sa.select(Redemption.id).where(Redemption.resident_id == resident_id, Redemption.revoked_at.is_(None))
+    return db.session.scalar(used.limit(1)) is not None
 
 
 def submit(resident_id: int, campaign_id: int | None, answers: list[dict], now: datetime) -> SurveyResponse:

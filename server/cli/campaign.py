@@ -26,6 +26,8 @@ def _read_and_check(path: str):
         click.echo(f"错误：{exc}", err=True)
         sys.exit(2)
     plan, problems = campaign_file.check(doc)
+    for note in doc.notes:
+        click.echo(f"注意：{note}", err=True)
     if problems:
         click.echo(f"{doc.source}：发现 {len(problems)} 处问题", err=True)
         for problem in problems:
@@ -63,6 +65,9 @@ def campaign_check(path: str) -> None:
 @click.option("--draft", is_flag=True, help="Import as a draft, not shown to residents yet.")
 def campaign_import(path: str, draft: bool) -> None:
     """Create a campaign from a file; a file with any inconsistency changes nothing."""
+    if campaign_file.existing_codes() is None:
+        click.echo(f"错误：{campaign_file.NO_DATABASE}，未导入任何内容。", err=True)
+        sys.exit(2)
     plan, problems = _read_and_check(path)
     if problems:
         click.echo("未导入任何内容。", err=True)

@@ -252,17 +252,31 @@ class SurveyIn(Schema):
     answers = fields.List(fields.Nested(SurveyAnswerIn), required=True, validate=validators.Length(1, 20))
 
 
+class SurveyConditionOut(Schema):
+    question = fields.Integer(required=True)
+    choice = fields.Integer(required=True, metadata={"description": "The option's index, from 0"})
+
+
 class SurveyQuestionOut(Schema):
     number = fields.Integer(required=True)
     text = fields.String(required=True)
     options = fields.List(fields.String(), required=True)
     many = fields.Boolean(required=True)
     optional = fields.Boolean(required=True)
+    when = fields.Nested(
+        SurveyConditionOut,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Asked only when that question was answered with that option (null: always)"},
+    )
 
 
 class SurveyOut(Schema):
     questions = fields.List(fields.Nested(SurveyQuestionOut), required=True)
     answered = fields.Boolean(required=True, metadata={"description": "Whether this resident has answered"})
+    used = fields.Boolean(
+        required=True, metadata={"description": "Whether this resident has used a coupon (the page's answer to 6)"}
+    )
 
 
 class SurveyDoneOut(Schema):

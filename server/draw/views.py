@@ -289,7 +289,11 @@ def wallet_paycode_image():
 def survey_questions():
     """The satisfaction survey's eleven questions, and whether this resident has answered."""
     bearer = tokens.require_bearer("resident")
-    return {"questions": [q.as_json() for q in survey.QUESTIONS], "answered": survey.answered(bearer.id)}
+    return {
+        "questions": [q.as_json() for q in survey.QUESTIONS],
+        "answered": survey.answered(bearer.id),
+        "used": survey.used_a_coupon(bearer.id),
+    }
 
 
 @bp.post("/survey")

@@ -34,6 +34,7 @@ async function start() {
   $$("#coupon-tabs button").forEach((b) => b.addEventListener("click", () => loadCoupons(b.dataset.status)));
   $("#paycode-merchants").addEventListener("click", () => loadMerchants(state.coupon));
   $("#survey-form").addEventListener("submit", submitSurvey);
+  $("#survey-form").addEventListener("change", showAskedQuestions);
   $("#wallet-button").addEventListener("click", openWallet);
   state.kinds = kinds({
     api,
@@ -337,14 +338,14 @@ async function loadMerchants(coupon) {
 
 async function loadSurvey() {
   try {
-    const { questions, answered } = await api.get("/survey");
+    const { questions, answered, used } = await api.get("/survey");
     $("#survey-done").hidden = !answered;
     $("#survey-form").hidden = answered;
     if (answered) return;
     const blocks = questions.map((q) =>
       el(
         "fieldset",
-        { "data-question": q.number },
+        { "data-question": q.number, ...(q.when ? { "data-when": `${q.when.question}:${q.when.choice}` } : {}) },
         el("legend", {}, `${q.number}. ${q.text}`),
         ...q.options.map((option, i) =>
           el(
@@ -358,14 +359,26 @@ async function loadSurvey() {
       ),
     );
     $("#survey-form").replaceChildren(...blocks, el("button", { type: "submit" }, "提交问卷"));
+    // Question 6 ("是否成功使用") as the books know it; the resident may still change it.
+    const usedChoice = $(`[name=q6][value="${used ? 0 : 1}"]`);
+    if (usedChoice) usedChoice.checked = true;
+    showAskedQuestions();
   } catch (error) {
     failed(error);
   }
 }
 
+// A question asked only after a given answer (7 after "used", 8 after "not used") shows with it.
+function showAskedQuestions() {
+  for (const set of $$("#survey-form fieldset[data-when]")) {
+    const [question, choice] = set.dataset.when.split(":");
+    set.hidden = !$(`[name=q${question}][value="${choice}"]`)?.checked;
+  }
+}
+
 async function submitSurvey(event) {
   event.preventDefault();
-  const answers = $$("#survey-form fieldset").map((set) => {
+  const answers = $$("#survey-form fieldset:not([hidden])").map((set) => {
     const number = Number(set.dataset.question);
     const choices = $$("input:checked", set).map((input) => Number(input.value));
     const other = $(`[name=other${number}]`, set)?.value.trim();

@@ -65,3 +65,22 @@ def test_answers_that_do_not_fit_the_questions_are_refused_in_words(client, make
     assert post(client, unbound, ANSWERS).get_json()["error"]["code"] == "NOT_BOUND"
     assert client.post("/api/v1/survey", json={"answers": ANSWERS}).status_code == 401
     assert client.get("/api/v1/survey", headers=auth(token)).get_json()["answered"] is False  # nothing kept
+
+
+def test_seven_or_eight_is_asked_by_the_answer_to_six(client, make_campaign, make_resident):
+    """The plan's "已使用请跳过": who used a coupon says how it went (7), who did not says why (8)."""
+    make_campaign()
+    _, token = make_resident()
+    survey = client.get("/api/v1/survey", headers=auth(token)).get_json()
+    assert survey["used"] is False  # this resident has spent nothing
+    conditions = {q["number"]: q["when"] for q in survey["questions"] if q["when"]}
+    assert conditions == {7: {"question": 6, "choice": 0}, 8: {"question": 6, "choice": 1}}
+
+    not_used = [a for a in ANSWERS if a["question"] not in (6, 7)] + [{"question": 6, "choices": [1]}]
+    told = post(client, token, [*not_used, {"question": 7, "choices": [0]}])
+    assert told.status_code == 400 and told.get_json()["error"]["message"] == "第7题：按第6题的回答，此题无需作答"
+    why = post(client, token, [*not_used, {"question": 8, "choices": [1]}])
+    assert why.status_code == 201, why.get_json()
+    _, other = make_resident()
+    used_why = post(client, other, [*ANSWERS, {"question": 8, "choices": [1]}])
+    assert used_why.get_json()["error"]["message"] == "第8题：按第6题的回答，此题无需作答"

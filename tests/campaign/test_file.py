@@ -237,3 +237,18 @@ def test_every_seed_plan_checks_clean(runner, name):
     result = runner.invoke(args=["campaign", "check", str(ROOT / "examples" / name)])
     assert result.exit_code == 0, result.output
     assert "检查通过" in result.output
+
+
+def test_a_file_is_checked_before_the_database_exists_and_import_says_what_to_run(tmp_path):
+    """`campaign check` needs no database; `campaign import` says in one line what to run first."""
+    from server import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'new.sqlite3'}", "SECRET_KEY": "t"})
+    runner = app.test_cli_runner()
+    checked = runner.invoke(args=["campaign", "check", str(CORRECTED)])
+    assert checked.exit_code == 0, checked.output
+    assert "检查通过" in checked.output and "请先运行 flask --app server db upgrade" in checked.output
+    assert "Traceback" not in checked.output
+    imported = runner.invoke(args=["campaign", "import", str(CORRECTED)])
+    assert imported.exit_code == 2
+    assert imported.output.strip() == "错误：数据库尚未建立（请先运行 flask --app server db upgrade），未导入任何内容。"

@@ -143,6 +143,9 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     resident.click("nav [data-view=survey]")
     resident.wait_for_selector("#survey-form fieldset")
     assert resident.locator("#survey-form fieldset").count() == 11
+    # The coupon is used: question 6 says so, and 7 (how using it went) is asked, 8 (why not) is not.
+    assert resident.is_checked("[name=q6][value='0']")
+    assert resident.is_visible("[data-question='7']") and not resident.is_visible("[data-question='8']")
     resident.evaluate(
         """() => document.querySelectorAll('#survey-form fieldset').forEach((set) => {
             if (set.dataset.question !== '8') set.querySelector('input').checked = true;

@@ -5,8 +5,18 @@ place (a JSON path, or a sheet and cell); `create()` builds the campaign from a 
 checks clean. Messages are Chinese: the bureau reads them, in the console as on the command line.
 """
 
-from .check import Plan, Problem, check
+from .check import NO_DATABASE, Plan, Problem, check, existing_codes
 from .create import create
 from .read import CampaignFileError, Document, read
 
-__all__ = ["CampaignFileError", "Document", "Plan", "Problem", "check", "create", "read"]
+__all__ = [
+    "NO_DATABASE",
+    "CampaignFileError",
+    "Document",
+    "Plan",
+    "Problem",
+    "check",
+    "create",
+    "existing_codes",
+    "read",
+]

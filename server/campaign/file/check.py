@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from ...core.db import rollback_quietly
 from ...core.money import fen, yuan
 from ...core.time import local_midnight
 from ...extensions import db
@@ -20,7 +21,18 @@ from ..rules import CATALOGUE, category_name, leverage_floor, threshold_for
 from .read import Document
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
+NO_DATABASE = "数据库尚未建立（请先运行 flask --app server db upgrade）"
 CATEGORY_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+def existing_codes() -> set[str] | None:
+    """The campaign codes the database holds; None when there is no database to ask yet (not
+    migrated, or not reachable): checking a file needs none."""
+    try:
+        return set(db.session.scalars(sa.select(Campaign.code)))
+    except sa.exc.DBAPIError:
+        rollback_quietly()
+        return None
 
 
 @dataclass(frozen=True)
@@ -100,10 +112,12 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         settings[key] = value.strip() if isinstance(value, str) else value
     if isinstance(settings.get("code"), str) and not CODE_RE.match(settings["code"]):
         problem("campaign.code", "活动代码只能用小写字母、数字、-和_，以字母开头")
-    elif isinstance(settings.get("code"), str) and db.session.scalar(
-        sa.select(Campaign.id).where(Campaign.code == settings["code"])
-    ):
-        problem("campaign.code", f"活动代码 {settings['code']} 已存在")
+    elif isinstance(settings.get("code"), str):
+        codes = existing_codes()
+        if codes is None:
+            doc.notes.append(NO_DATABASE + "，未检查活动代码是否已存在")
+        elif settings["code"] in codes:
+            problem("campaign.code", f"活动代码 {settings['code']} 已存在")
     budget = fen(campaign.get("budget_yuan"))
     if budget is None or budget == 0:
         problem("campaign.budget_yuan", "总预算必须是大于0的金额（元，最多两位小数）")

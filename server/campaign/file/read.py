@@ -24,6 +24,7 @@ class Document:
     data: dict[str, Any]
     source: str
     places: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the check could not look at, and why
 
     def place(self, path: str) -> str:
         return self.places.get(path, path)
