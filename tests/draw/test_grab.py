@@ -7,11 +7,12 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from server.auth import tokens
 from server.extensions import db
-from server.models import Campaign, Coupon, Draw, Tier
+from server.models import Campaign, Coupon, Draw, Round, Tier
 from server.pool import jobs as scheduler
 from tests.helpers import ROOT, at_once, auth
 
@@ -21,8 +22,12 @@ GEERMU_OPENS = datetime(2026, 2, 12, 2, 0, tzinfo=UTC)
 HUATING_OPENS = datetime(2023, 1, 15, 2, 0, tzinfo=UTC)
 
 
-def example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+def example(name: str, fenced: bool = False) -> dict:
+    """An example campaign file; without its geofence unless asked (the fence has a test of its own)."""
+    doc = json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+    if not fenced:
+        doc["campaign"].pop("geofence", None)
+    return doc
 
 
 def tiers_of(app, campaign_id: int) -> dict[str, int]:
@@ -184,3 +189,28 @@ def test_racing_grabs_never_oversell_a_tier_nor_give_one_resident_two(app, make_
             sa.select(Coupon.resident_id).where(Coupon.tier_id == tier_id, Coupon.state == "claimed")
         ).all()
     assert len(holders) == 10 and len(set(holders)) == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "inside", "outside"),
+    [
+        ("geermu-2026.json", {"lat": 36.41, "lng": 94.90}, {"lat": 36.62, "lng": 101.78}),  # Golmud; Xining
+        ("huating-2023.json", {"lat": 35.22, "lng": 106.65}, {"lat": 35.54, "lng": 106.67}),  # Huating; Pingliang
+        ("youhao-2023.json", {"lat": 47.85, "lng": 128.84}, {"lat": 45.80, "lng": 126.53}),  # Youhao; Harbin
+    ],
+)
+def test_the_seeds_grab_only_for_residents_located_where_the_plan_says(
+    app, client, make_campaign, make_resident, clock, name, inside, outside
+):
+    """Geermu, Huating and Youhao give their coupons to people located in the city (格尔木市,
+    华亭市, 友好区): their example files carry a fence."""
+    doc = example(name, fenced=True)
+    campaign_id = make_campaign(doc)
+    with app.app_context():
+        first = db.session.scalar(sa.select(sa.func.min(Round.opens_at)).where(Round.campaign_id == campaign_id))
+    clock.move_to(first + timedelta(minutes=1))
+    tier_id = min(tiers_of(app, campaign_id).values())
+    _, token = make_resident()
+    assert grab(client, token, tier_id).get_json()["error"]["code"] == "LOCATION_REQUIRED"
+    assert grab(client, token, tier_id, location=outside).get_json()["error"]["code"] == "OUTSIDE_REGION"
+    assert grab(client, token, tier_id, location=inside).status_code == 200
