@@ -75,6 +75,9 @@ class Campaign(db.Model):
     subsidy_brackets: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
     # When the bureau published the results on the campaign's public page (None: not yet).
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The campaign's end (Huating: 截止3月31日24时): nothing is drawn, grabbed or redeemed after it,
+    # and no coupon is valid past it (None: the end of its last round).
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

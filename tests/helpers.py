@@ -50,6 +50,7 @@ def campaign_doc(**overrides) -> dict:
             "allocate",
             "rollover",
             "release",
+            "ends",
         }:
             doc["campaign"][key] = value
         else:

@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError
 from ..campaign.enrolment import STATUS_NAMES
 from ..core.errors import Refusal, page_errors
 from ..core.money import yuan
-from ..core.time import local
+from ..core.time import local, moment
 from ..extensions import db
 from ..models import Campaign
 from . import bp
@@ -42,6 +42,7 @@ def console_globals():
         "STATUS_NAMES": STATUS_NAMES,
         "yuan": lambda fen: yuan(fen, grouped=True),
         "local": local,
+        "moment": moment,
         "COUNT_LIMIT": COUNT_LIMIT,
     }
 

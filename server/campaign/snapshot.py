@@ -13,7 +13,7 @@ import sqlalchemy.orm
 
 from ..core import cache
 from ..core.money import yuan
-from ..core.time import zone
+from ..core.time import moment, zone
 from ..extensions import db
 from ..models import Campaign, Round, Tier
 
@@ -69,6 +69,7 @@ class Snapshot:
     grab_limit: str = "tier"  # a grab campaign's rule: once per tier, or once per round
     screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
     brackets: tuple[dict, ...] = ()  # a purchase subsidy's bracket table (models.Campaign.subsidy_brackets)
+    ends_at: datetime | None = None  # the campaign's end, if its file set one (its rounds end by then)
 
     def tier(self, tier_id: int) -> TierView | None:
         return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
@@ -93,7 +94,7 @@ class Snapshot:
         return None
 
     def local(self, instant: datetime) -> str:
-        return instant.astimezone(self.tz).strftime("%-m月%-d日 %H:%M")
+        return moment(instant)
 
     def local_time(self, instant: datetime) -> str:
         return instant.astimezone(self.tz).strftime("%H:%M:%S")
@@ -150,6 +151,7 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
         grab_limit=campaign.grab_limit,
         screen_qr=campaign.screen_qr,
         brackets=tuple(campaign.subsidy_brackets or ()),
+        ends_at=campaign.ends_at,
     )
 
 

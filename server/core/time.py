@@ -52,6 +52,27 @@ def local(instant: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return instant.astimezone(zone()).strftime(fmt) if instant else ""
 
 
+def _as_written(instant: datetime) -> tuple[date, str]:
+    """A moment's local day and clock as the plans write them: a deadline at midnight is 24:00 of
+    the day before (Qian'an: "第五天24:00"), so its day is the last one it still counts for."""
+    moment_ = instant.astimezone(zone())
+    if (moment_.hour, moment_.minute, moment_.second) == (0, 0, 0):
+        return (moment_ - timedelta(days=1)).date(), "24:00"
+    return moment_.date(), moment_.strftime("%H:%M")
+
+
+def moment(instant: datetime) -> str:
+    """6月25日 09:00; a midnight deadline is 3月31日 24:00."""
+    day_, clock = _as_written(instant)
+    return f"{day_.month}月{day_.day}日 {clock}"
+
+
+def day(instant: datetime) -> str:
+    """2026年6月25日 (a midnight deadline counts for the day before)."""
+    day_, _ = _as_written(instant)
+    return f"{day_.year}年{day_.month}月{day_.day}日"
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
 

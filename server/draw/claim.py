@@ -94,6 +94,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
         "current_round": current.number if current else None,
         "release": [{"seconds": seconds, "percent": percent} for seconds, percent in snap.release],
         "subsidy_brackets": bracket_rows(list(snap.brackets)),
+        "ends_at": isoformat(snap.ends_at),
     }
 
 
@@ -143,6 +144,8 @@ def _open_round(snap: Snapshot, now: datetime):
             f"第{upcoming.number}{period}{act}将于{snap.local(upcoming.opens_at)}开始，请届时再来",
             opens_at=isoformat(upcoming.opens_at),
         )
+    if snap.ends_at is not None and now >= snap.ends_at:
+        raise RoundClosed(f"本期活动已于{snap.local(snap.ends_at)}结束，感谢参与")
     raise RoundClosed(f"本期活动{act}已全部结束，感谢参与")
 
 

@@ -117,6 +117,14 @@ class CampaignOut(Schema):
     subsidy_brackets = fields.List(
         fields.Nested(BracketOut), required=True, metadata={"description": "A purchase subsidy's bracket table"}
     )
+    ends_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "The campaign's end: nothing is drawn, grabbed or redeemed after it",
+        },
+    )
 
 
 class SegmentOut(Schema):

@@ -8,13 +8,13 @@ the results (admin/campaigns.py) it also shows what came of the money (campaign/
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from flask import abort, render_template
 
 from ..campaign import results
 from ..core.money import yuan
-from ..core.time import local, utcnow, zone
+from ..core.time import day, local, moment, utcnow
 from ..models import Campaign
 from . import bp
 
@@ -39,26 +39,6 @@ def _status(campaign: Campaign, now: datetime) -> str:
     return "已结束" if now >= max(last.closes_at, last.valid_until) else "进行中"
 
 
-def _local_day(local: datetime) -> tuple[date, str]:
-    """A local time's day and clock as people write them: a deadline at midnight is 24:00 of
-    the day before (Qian'an: "第五天24:00"), so its day is the last one the coupons are good for."""
-    if (local.hour, local.minute, local.second) == (0, 0, 0):
-        return (local - timedelta(days=1)).date(), "24:00"
-    return local.date(), local.strftime("%H:%M")
-
-
-def _moment(local: datetime) -> str:
-    """6月25日 09:00"""
-    day, clock = _local_day(local)
-    return f"{day.month}月{day.day}日 {clock}"
-
-
-def _day(local: datetime) -> str:
-    """2026年6月25日"""
-    day, _ = _local_day(local)
-    return f"{day.year}年{day.month}月{day.day}日"
-
-
 @bp.get("/public/<code>")
 def campaign_page(code: str):
     """A campaign's public page: merchants per category, rounds, and the results once published."""
@@ -66,7 +46,6 @@ def campaign_page(code: str):
     if campaign is None:
         abort(404)
     now = utcnow()
-    tz = zone()  # 北京时间, as the page says
     tiers: dict[int, list] = defaultdict(list)
     for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
         tiers[tier.category_id].append(tier)
@@ -80,8 +59,8 @@ def campaign_page(code: str):
         results=results.results(campaign) if campaign.published_at else None,
         generated_at=now,
         local=local,
-        moment=lambda instant: _moment(instant.astimezone(tz)),
-        day=lambda instant: _day(instant.astimezone(tz)),
+        moment=moment,
+        day=day,
         yuan=lambda fen: yuan(fen, grouped=True),
     )
     return response, 200, {"Cache-Control": f"public, max-age={PUBLIC_CACHE_S}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -194,7 +194,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover", "release", "kind", "grab_limit", "screen_qr",
+            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -293,8 +293,11 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     if kind == "grab" and settings["grab_limit"] == "round" and len(declared) > 1:
         problem("campaign.grab_limit", "「每期一张」的抢券活动只能有一个品类（多个品类请用「每档每期一张」）")
 
-    # -- rounds
+    # -- rounds, and the campaign's end
     rounds = _check_rounds(data.get("rounds"), tz, problem)
+    settings["ends_at"] = end = _check_end(campaign.get("ends"), rounds, tz, problem)
+    if end is not None:  # a round, and its coupons, end with the campaign at the latest
+        rounds = [(opens, min(closes, end), min(valid, end)) for opens, closes, valid in rounds]
 
     # -- money: what the rounds put on the wheel must fit the budget
     per_round = sum(t["face_fen"] * t["quantity"] for t in tiers)
@@ -314,6 +317,33 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     settings["allocate"] = allocate
     plan = Plan(settings, list(declared.items()), tiers, rounds)
     return plan, []
+
+
+def _check_end(raw: Any, rounds: list[tuple[datetime, datetime, datetime]], tz: ZoneInfo, problem) -> datetime | None:
+    """The campaign's end: a date (its 24:00, as the plans write 截止3月31日24时) or a local time.
+    Every round must open before it; a round reaching past it is cut there, and with it the
+    validity of its coupons, so draws, grabs, redemptions and the jobs all stop at the end."""
+    if raw is None:
+        return None
+    here = "campaign.ends"
+    day = _date(raw)
+    end = local_midnight(day + timedelta(days=1), tz) if day else _local_time(raw, tz)
+    if end is None:
+        problem(here, "活动截止应为日期（如 2023-03-31，即当日24时）或时间（如 2023-03-31T18:00）")
+        return None
+    for number, (opens, _, _) in enumerate(rounds, start=1):
+        if opens >= end:
+            problem(here, f"第{number}轮在活动截止之后才开始：请删去该轮或推后截止时间")
+    return end
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def _check_brackets(raw: Any, kind: str, problem) -> list[dict] | None:

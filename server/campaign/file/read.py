@@ -7,7 +7,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ XLSX_LABELS = {
     "活动类型": "campaign.kind",
     "抢券限制": "campaign.grab_limit",
     "现场大屏扫码": "campaign.screen_qr",
+    "活动截止": "campaign.ends",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -153,7 +154,9 @@ def _read_xlsx(path: Path) -> Document:
             value = _xlsx_rollover(str(value))
         if key == "release":
             value = _xlsx_release(str(value))
-        if isinstance(value, datetime):
+        if isinstance(value, datetime) and key == "ends" and value.time() == time(0):
+            value = value.date().isoformat()  # a date cell: the campaign ends at its 24:00
+        elif isinstance(value, datetime):
             value = value.isoformat(timespec="minutes")
         data[section][key] = value
         places[f"{section}.{key}"] = f"活动!B{row[1].row}"
