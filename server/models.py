@@ -78,6 +78,9 @@ class Campaign(db.Model):
     # The campaign's end (Huating: 截止3月31日24时): nothing is drawn, grabbed or redeemed after it,
     # and no coupon is valid past it (None: the end of its last round).
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When in the day coupons may be spent, "09:00-22:00" local (Youhao: 每日9:00-22:00); None: any
+    # time. A tier may set its own (Tier.usage_hours).
+    usage_hours: Mapped[str | None] = mapped_column(sa.String(11))
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -120,6 +123,7 @@ class Tier(db.Model):
     threshold_fen: Mapped[int]
     threshold_explicit: Mapped[bool] = mapped_column(default=False)
     odds_weight: Mapped[int | None]
+    usage_hours: Mapped[str | None] = mapped_column(sa.String(11))  # instead of the campaign's
 
     campaign: Mapped[Campaign] = relationship(back_populates="tiers")
     category: Mapped[Category] = relationship()

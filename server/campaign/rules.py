@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, time
 from decimal import Decimal
+
+from ..core.time import zone
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
 CATALOGUE: dict[str, tuple[str, ...]] = {
@@ -39,3 +44,46 @@ def threshold_for(face_fen: int, multiple: Decimal) -> int:
 def leverage_floor(face_fen: int, min_leverage: Decimal | None) -> int:
     """The least threshold the campaign's minimum leverage allows for this face value."""
     return 0 if min_leverage is None else threshold_for(face_fen, min_leverage)
+
+
+@dataclass(frozen=True)
+class Hours:
+    """When in the day a coupon may be spent, local time: from `start` (inclusive) to `end`
+    (exclusive; 24:00 is the day's end). Written "09:00-22:00", as the plans write 9:00-22:00."""
+
+    start: time
+    end: time | None  # None: 24:00
+
+    PATTERN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–—~至到]\s*(\d{1,2}):(\d{2})\s*$")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Hours | None:
+        """The window a text writes, or None when it writes none (or one that is not a window)."""
+        found = cls.PATTERN.match(str(text or ""))
+        if not found:
+            return None
+        h1, m1, h2, m2 = (int(n) for n in found.groups())
+        if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+            return None
+        start, end = time(h1, m1), (None if h2 == 24 else time(h2, m2))
+        if end is not None and end <= start:
+            return None
+        return cls(start, end)
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-" + ("24:00" if self.end is None else f"{self.end:%H:%M}")
+
+    def allow(self, instant: datetime) -> bool:
+        clock = instant.astimezone(zone()).time()
+        return self.start <= clock and (self.end is None or clock < self.end)
+
+
+def usage_hours(tier_hours: str | None, campaign_hours: str | None) -> Hours | None:
+    """The hours a coupon may be spent in: its tier's, else its campaign's, else any time."""
+    return Hours.parse(tier_hours or campaign_hours)
+
+
+def usage_hours_text(tier_hours: str | None, campaign_hours: str | None) -> str | None:
+    """The same, as a coupon shows it ("09:00-22:00"), or None."""
+    hours = usage_hours(tier_hours, campaign_hours)
+    return str(hours) if hours else None

@@ -16,6 +16,7 @@ from ..core.money import yuan
 from ..core.time import moment, zone
 from ..extensions import db
 from ..models import Campaign, Round, Tier
+from .rules import usage_hours_text
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TierView:
     face_fen: int
     threshold_fen: int
     odds_weight: int | None
+    hours: str | None = None  # when in the day its coupons may be spent (rules.usage_hours)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,14 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
     tiers_by_category: dict[str, list[TierView]] = {c.code: [] for c in campaign.categories}
     for tier in sorted(campaign.tiers, key=lambda t: (t.face_fen, t.threshold_fen)):
         tiers_by_category[tier.category.code].append(
-            TierView(tier.id, tier.category.code, tier.face_fen, tier.threshold_fen, tier.odds_weight)
+            TierView(
+                tier.id,
+                tier.category.code,
+                tier.face_fen,
+                tier.threshold_fen,
+                tier.odds_weight,
+                usage_hours_text(tier.usage_hours, campaign.usage_hours),
+            )
         )
     tiers = {code: tuple(views) for code, views in tiers_by_category.items()}
     rounds = tuple(

@@ -18,6 +18,11 @@ class CouponOut(Schema):
     valid_until = fields.String(required=True, metadata={"format": "date-time"})
     claimed_at = fields.String(required=True, metadata={"format": "date-time"})
     merchants = fields.String(metadata={"description": "Path of the merchants that accept it"})
+    usable_hours = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": 'When in the day it may be spent, e.g. "09:00-22:00" (null: any time)'},
+    )
 
 
 class ErrorDetail(Schema):

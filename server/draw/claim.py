@@ -66,6 +66,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
             "threshold_fen": tier.threshold_fen,
             "quantity": shown.quantities.get(tier.id, 0) if shown else 0,
             "remaining": remaining.get(tier.id, 0),
+            "usable_hours": tier.hours,
         }
         for code, views in snap.tiers.items()
         for tier in views
@@ -255,8 +256,9 @@ def _take(snap: Snapshot, current, resident_id: int, code: str, slot: int, tier_
 def _won(snap: Snapshot, code: str, row, current, now: datetime, valid_until: datetime) -> dict:
     """The coupon just won, in the API's shape."""
     category = (code, snap.category_names[code])
+    hours = snap.tier(row.tier_id).hours
     return coupons.coupon_json(
-        row.id, category, row.face_fen, row.threshold_fen, current.number, Status.UNUSED, valid_until, now
+        row.id, category, row.face_fen, row.threshold_fen, current.number, Status.UNUSED, valid_until, now, hours
     )
 
 

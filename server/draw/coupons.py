@@ -8,6 +8,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from ..auth import paycode
+from ..campaign.rules import usage_hours_text
 from ..campaign.snapshot import Snapshot
 from ..core.errors import CouponExpired, CouponUsed, NotFound
 from ..extensions import db
@@ -22,7 +23,11 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
     query = (
         sa.select(Coupon)
         .where(Coupon.resident_id == resident_id)
-        .options(sa.orm.joinedload(Coupon.category), sa.orm.joinedload(Coupon.round).joinedload(Round.campaign))
+        .options(
+            sa.orm.joinedload(Coupon.category),
+            sa.orm.joinedload(Coupon.tier),
+            sa.orm.joinedload(Coupon.round).joinedload(Round.campaign),
+        )
         .order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
     )
     if wanted in (Status.USED, Status.UNUSED, Status.EXPIRED):
@@ -37,6 +42,7 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
             coupons.status(c, now),
             c.valid_until,
             c.claimed_at,
+            usage_hours_text(c.tier.usage_hours, c.round.campaign.usage_hours),
             merchants=f"/api/v1/categories/{c.category.code}/merchants?code={c.round.campaign.code}",
         )
         for c in db.session.scalars(query).unique()

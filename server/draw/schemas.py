@@ -53,6 +53,9 @@ class TierOut(Schema):
     threshold_fen = fields.Integer(required=True)
     quantity = fields.Integer(required=True)
     remaining = fields.Integer(required=True)
+    usable_hours = fields.String(
+        required=True, allow_none=True, metadata={"description": 'When in the day its coupons may be spent'}
+    )
 
 
 class RoundOut(Schema):

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..auth import paycode, tokens
+from ..campaign.rules import Hours, usage_hours
 from ..core.errors import (
     BelowThreshold,
     CategoryMismatch,
@@ -24,6 +25,7 @@ from ..core.errors import (
     MerchantSuspended,
     NoQualifyingCoupon,
     NotFound,
+    OutsideHours,
     PaycodeExpired,
     Refusal,
     Unauthorized,
@@ -31,7 +33,18 @@ from ..core.errors import (
 from ..core.money import yuan
 from ..core.time import isoformat
 from ..extensions import db
-from ..models import Campaign, Category, Coupon, Merchant, Redemption, RefusedRedemption, Resident, Round, Staff
+from ..models import (
+    Campaign,
+    Category,
+    Coupon,
+    Merchant,
+    Redemption,
+    RefusedRedemption,
+    Resident,
+    Round,
+    Staff,
+    Tier,
+)
 from ..models import merchant_categories as categories_of
 from ..pool import coupons, rollup
 
@@ -68,18 +81,27 @@ def till(bearer: tokens.Bearer) -> Till:
 
 @dataclass(frozen=True)
 class Held:
-    """A coupon as the till sees it, with its category and its resident's phone (one query)."""
+    """A coupon as the till sees it, with its category, its resident's phone, its tier's hours and
+    its campaign (one query)."""
 
     coupon: Coupon
     category: Category
     resident_phone: str | None
+    tier_hours: str | None
+    campaign: Campaign
+
+    @property
+    def hours(self) -> Hours | None:
+        return usage_hours(self.tier_hours, self.campaign.usage_hours)
 
 
 def _held():
     return (
-        sa.select(Coupon, Category, Resident.phone)
+        sa.select(Coupon, Category, Resident.phone, Tier.usage_hours, Campaign)
         .join(Category, Category.id == Coupon.category_id)
         .join(Resident, Resident.id == Coupon.resident_id)
+        .join(Tier, Tier.id == Coupon.tier_id)
+        .join(Campaign, Campaign.id == Tier.campaign_id)
     )
 
 
@@ -108,6 +130,9 @@ def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | Non
         return CategoryMismatch(f"这是{held.category.name}券，本店不能使用")
     if held.resident_phone == till_.staff_phone:
         return Forbidden("店员不能核销自己的消费券")
+    hours = held.hours
+    if hours is not None and not hours.allow(now):
+        return OutsideHours(f"这张消费券仅限每日{hours}使用，现在不在使用时段内")
     if spend_fen is not None and spend_fen < coupon.threshold_fen:
         return BelowThreshold(
             f"消费满{yuan(coupon.threshold_fen)}元才能使用这张券，本次消费{yuan(spend_fen, cents=True)}元"
@@ -123,6 +148,7 @@ def coupon_for_till(held: Held) -> dict:
         "face_fen": coupon.face_fen,
         "threshold_fen": coupon.threshold_fen,
         "valid_until": isoformat(coupon.valid_until),
+        "usable_hours": str(held.hours) if held.hours else None,
     }
 
 

@@ -64,6 +64,9 @@ class TillCouponOut(Schema):
     face_fen = fields.Integer(required=True)
     threshold_fen = fields.Integer(required=True)
     valid_until = fields.String(required=True)
+    usable_hours = fields.String(
+        required=True, allow_none=True, metadata={"description": 'When in the day it may be spent, e.g. "09:00-22:00"'}
+    )
 
 
 class RefusalOut(Schema):

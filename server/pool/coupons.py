@@ -84,9 +84,11 @@ def coupon_json(
     status_: str,
     valid_until: datetime,
     claimed_at: datetime,
+    usable_hours: str | None,
     **more,
 ) -> dict:
-    """A coupon in the API (API.md `coupon`): category is (code, name)."""
+    """A coupon in the API (API.md `coupon`): category is (code, name); usable_hours the window of
+    the day it may be spent in (campaign.rules.usage_hours), if it has one."""
     code, name = category
     return {
         "id": coupon_id,
@@ -97,6 +99,7 @@ def coupon_json(
         "status": str(status_),
         "valid_until": isoformat(valid_until),
         "claimed_at": isoformat(claimed_at),
+        "usable_hours": usable_hours,
         **more,
     }
 

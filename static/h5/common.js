@@ -27,6 +27,7 @@ export const REFUSALS = {
   COUPON_EXPIRED: ["这张券已经过期。", "请换一张在有效期内的券。"],
   PAYCODE_EXPIRED: ["付款码已失效。", "请让顾客刷新付款码后重新扫描或输入。"],
   CATEGORY_MISMATCH: ["这张券不能在本店使用。", "请顾客到该券对应品类的商户使用。"],
+  OUTSIDE_HOURS: ["现在不在这张券的使用时段内。", "请在券上写明的时段内使用。"],
   BELOW_THRESHOLD: ["消费金额没有达到使用门槛。", "请核对金额，达到门槛后再核销。"],
   MERCHANT_SUSPENDED: ["本店目前不能核销消费券。", "请联系商务局了解原因。"],
   BINDING_CODE_INVALID: ["绑定码无效或已经用过。", "请向店长或商务局索取新的绑定码。"],
@@ -108,6 +109,8 @@ export function client(tokenKey) {
 }
 
 export const yuan = (fen) => (fen % 100 === 0 ? String(fen / 100) : (fen / 100).toFixed(2));
+// When in the day a coupon may be spent, as its card says it ("" for any time).
+export const hours = (coupon) => (coupon.usable_hours ? ` · 每日${coupon.usable_hours}可用` : "");
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 

@@ -3,7 +3,7 @@
 // for a pass before anything else and sends it with every grab; a purchase subsidy is an
 // application form beside its bracket table. The server decides every outcome, and nothing here
 // compares the phone's clock with the server's: a phone's clock may be wrong.
-import { $, ApiError, el, local, sentence, toast, yuan } from "./common.js";
+import { $, ApiError, el, hours, local, sentence, toast, yuan } from "./common.js";
 
 // ---------------------------------------------------------------- money, exactly
 
@@ -143,7 +143,12 @@ export function kinds(ctx) {
           "div",
           { class: "tier-terms" },
           el("b", {}, tierLabel(tier)),
-          el("span", {}, tier.threshold_fen ? `${tier.category.name}券 · 满${yuan(tier.threshold_fen)}元可用` : `${tier.category.name}券 · 无门槛`),
+          el(
+            "span",
+            {},
+            (tier.threshold_fen ? `${tier.category.name}券 · 满${yuan(tier.threshold_fen)}元可用` : `${tier.category.name}券 · 无门槛`) +
+              hours(tier),
+          ),
           el("small", {}, left),
         ),
         button,
@@ -176,7 +181,7 @@ export function kinds(ctx) {
       result.className = "result ok";
       result.replaceChildren(
         el("b", {}, `抢到了！${coupon.category.name} ${tierLabel(coupon)} 券`),
-        el("p", {}, `已放入“我的券”，有效期至 ${local(coupon.valid_until)}`),
+        el("p", {}, `已放入“我的券”，有效期至 ${local(coupon.valid_until)}${hours(coupon)}`),
         el("button", { type: "button", onclick: () => ctx.openPaycode(coupon) }, "立即出示付款码"),
       );
     } catch (error) {

@@ -2,7 +2,7 @@
 // purchase subsidy: kinds.js), see my coupons, show a pay code, find merchants, answer the survey.
 // The server decides every outcome; the wheel only shows it. `?campaign=CODE` names the campaign
 // for everything on the page; an on-site event's QR adds `&screen=CODE`.
-import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, yuan } from "./common.js";
 import { exchangeScreen, kinds } from "./kinds.js";
 
 const api = client("huigou.resident");
@@ -223,7 +223,7 @@ async function spin() {
     result.className = "result ok";
     result.replaceChildren(
       el("b", {}, `恭喜！获得 ${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用，有效期至 ${local(c.valid_until)}`),
+      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用，有效期至 ${local(c.valid_until)}${hours(c)}`),
       el("button", { onclick: () => openPaycode(c) }, "立即出示付款码"),
     );
   } else {
@@ -251,7 +251,7 @@ async function loadCoupons(status) {
           { class: "terms" },
           el("b", {}, `${c.category.name}消费券`),
           el("span", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 第 ${c.round} 轮`),
-          el("small", {}, `有效期至 ${local(c.valid_until)}`),
+          el("small", {}, `有效期至 ${local(c.valid_until)}${hours(c)}`),
         ),
         c.status === "unused"
           ? el("button", { onclick: () => openPaycode(c) }, "付款码")

@@ -1,7 +1,7 @@
 // The shop assistant's page: bind with the merchant's code, scan the resident's pay code (camera,
 // or the short code typed by hand), check the coupon, enter amount and category, redeem once even
 // when the network fails mid-way (one Idempotency-Key per coupon shown), see today's redemptions.
-import { $, $$, client, el, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, yuan } from "./common.js";
 
 const api = client("huigou.staff");
 const MERCHANT = "huigou.staff.merchant";
@@ -125,7 +125,7 @@ async function preview(code) {
     } else {
       $("#preview-coupon").replaceChildren(
         el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-        el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}`),
+        el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}${hours(c)}`),
       );
     }
     $("#redeem-form").reset();

@@ -199,3 +199,48 @@ def test_the_wallet_code_needs_a_bound_resident(client, make_resident, app):
     with app.app_context():
         staff = tokens.issue("staff", 1, bound=True)
     assert client.get("/api/v1/wallet/paycode", headers=auth(staff)).status_code == 403
+
+
+def test_youhao_coupons_are_spent_between_9_and_22_only_and_say_so(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    """Youhao: 活动期间每天9:00-22:00使用. Outside the hours the till is refused in words, before
+    the spend is typed; the coupon says its hours on the resident's page and at the till."""
+    _, token, held = youhao_resident(app, client, make_campaign, make_resident, clock)
+    _, till = make_till("general")
+    mine = client.get("/api/v1/coupons?status=unused", headers=auth(token)).get_json()["items"]
+    assert {c["usable_hours"] for c in mine} == {"09:00-22:00"}
+
+    clock.move_to(OPENS + timedelta(hours=14, minutes=30))  # 23:30
+    code = wallet_code(client, token)
+    scanned = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(till)).get_json()
+    assert scanned["accepted"] is False and scanned["coupon"]["usable_hours"] == "09:00-22:00"
+    refused = redeem(client, till, code, 40000, category="百货")
+    assert refused.status_code == 409
+    assert refused.get_json()["error"] == {
+        "code": "OUTSIDE_HOURS",
+        "message": "这张消费券仅限每日09:00-22:00使用，现在不在使用时段内",
+    }
+    clock.move_to(OPENS + timedelta(days=1, hours=-1, minutes=30))  # 08:30 the next day
+    assert redeem(client, till, wallet_code(client, token), 40000, category="百货").status_code == 409
+    clock.move_to(OPENS + timedelta(days=1, hours=12, minutes=59))  # 21:59
+    assert redeem(client, till, wallet_code(client, token), 40000, category="百货").status_code == 200
+
+
+def test_a_tiers_own_hours_and_hours_a_file_cannot_mean(app, make_campaign):
+    from server.campaign import file as campaign_file
+    from tests.helpers import campaign_doc
+
+    doc = campaign_doc()
+    doc["campaign"]["hours"] = "09:00-22:00"
+    doc["tiers"][0]["hours"] = "10:00-24:00"
+    campaign_id = make_campaign(doc)
+    with app.app_context():
+        tiers = {t.face_fen: t.usage_hours for t in db.session.get(Campaign, campaign_id).tiers}
+    assert tiers[5000] == "10:00-24:00" and tiers[10000] is None  # the others follow the campaign
+    for wrong in ("22:00-09:00", "9点到22点", "09:00-24:30", "25:00-26:00"):
+        bad = campaign_doc(code="test-other")
+        bad["campaign"]["hours"] = wrong
+        with app.app_context():
+            _, problems = campaign_file.check(campaign_file.Document(bad, "test"))
+        assert [p.place for p in problems] == ["campaign.hours"], wrong

@@ -17,7 +17,7 @@ from ...core.money import fen, yuan
 from ...core.time import local_midnight
 from ...extensions import db
 from ...models import VEHICLE_KINDS, Campaign
-from ..rules import CATALOGUE, category_name, leverage_floor, threshold_for
+from ..rules import CATALOGUE, Hours, category_name, leverage_floor, threshold_for
 from .read import Document
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
@@ -190,11 +190,12 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     elif settings["screen_qr"] and kind != "grab":
         problem("campaign.screen_qr", "现场大屏扫码只用于抢券活动（如年货大集）")
     settings["subsidy_brackets"] = _check_brackets(data.get("subsidy_brackets"), kind, problem)
+    settings["usage_hours"] = _check_hours(campaign.get("hours"), "campaign.hours", problem)
     for key in campaign:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends",
+            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -277,7 +278,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             continue
         seen[key] = i
         for extra in entry:
-            if extra not in {"category", "face_yuan", "quantity", "threshold_yuan", "odds_weight"}:
+            if extra not in {"category", "face_yuan", "quantity", "threshold_yuan", "odds_weight", "hours"}:
                 problem(f"{here}.{extra}", f"未知的设置「{extra}」")
         tiers.append(
             {
@@ -287,6 +288,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
                 "threshold_explicit": explicit is not None,
                 "quantity": quantity,
                 "odds_weight": _count(odds),
+                "usage_hours": _check_hours(entry.get("hours"), f"{here}.hours", problem),
             }
         )
 
@@ -317,6 +319,17 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     settings["allocate"] = allocate
     plan = Plan(settings, list(declared.items()), tiers, rounds)
     return plan, []
+
+
+def _check_hours(raw: Any, here: str, problem) -> str | None:
+    """When in the day coupons may be spent (Youhao: 每日9:00-22:00), written "09:00-22:00"."""
+    if raw is None:
+        return None
+    hours = Hours.parse(raw)
+    if hours is None:
+        problem(here, "使用时段应写成「09:00-22:00」，结束晚于开始，最晚到24:00")
+        return None
+    return str(hours)
 
 
 def _check_end(raw: Any, rounds: list[tuple[datetime, datetime, datetime]], tz: ZoneInfo, problem) -> datetime | None:

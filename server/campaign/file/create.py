@@ -28,6 +28,7 @@ def create(plan: Plan, *, status: str = "active") -> Campaign:
             threshold_fen=spec["threshold_fen"],
             threshold_explicit=spec["threshold_explicit"],
             odds_weight=spec["odds_weight"],
+            usage_hours=spec["usage_hours"],
         )
         tiers.append((tier, spec["quantity"]))
     rounds = [

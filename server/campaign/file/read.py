@@ -67,6 +67,7 @@ XLSX_LABELS = {
     "抢券限制": "campaign.grab_limit",
     "现场大屏扫码": "campaign.screen_qr",
     "活动截止": "campaign.ends",
+    "使用时段": "campaign.hours",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
