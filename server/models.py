@@ -81,6 +81,10 @@ class Campaign(db.Model):
     # When in the day coupons may be spent, "09:00-22:00" local (Youhao: 每日9:00-22:00); None: any
     # time. A tier may set its own (Tier.usage_hours).
     usage_hours: Mapped[str | None] = mapped_column(sa.String(11))
+    # What the till may record a spend as, per coupon category ("*": every category), some marked
+    # excluded (Geermu: 不得用于交付定金、充值、预存): {"*": [{"name": "餐饮", "excluded": false}, ...]}.
+    # None: any words the till types.
+    spend_categories: Mapped[dict[str, list[dict[str, Any]]] | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
 
+from ..core.errors import InvalidInput, Refusal, SpendExcluded
 from ..core.time import zone
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
@@ -81,6 +82,29 @@ class Hours:
 def usage_hours(tier_hours: str | None, campaign_hours: str | None) -> Hours | None:
     """The hours a coupon may be spent in: its tier's, else its campaign's, else any time."""
     return Hours.parse(tier_hours or campaign_hours)
+
+
+def spend_choices(spend_categories: dict | None, category_code: str) -> list[dict] | None:
+    """What the till may record a spend of this coupon category as ({"name", "excluded"}), or None
+    when the campaign lets it type any words."""
+    if not spend_categories:
+        return None
+    return spend_categories.get(category_code) or spend_categories.get("*")
+
+
+def spend_refusal(choices: list[dict] | None, name: str) -> Refusal | None:
+    """Why a spend of this name may not be paid with the coupon (Geermu: 不得用于交付定金、充值、
+    预存), or None."""
+    if choices is None:
+        return None
+    chosen = next((c for c in choices if c["name"] == name.strip()), None)
+    excluded = "、".join(c["name"] for c in choices if c["excluded"])
+    if chosen is None:
+        allowed = "、".join(c["name"] for c in choices if not c["excluded"])
+        return InvalidInput(f"消费品类请从本活动的列表中选择：{allowed}")
+    if chosen["excluded"]:
+        return SpendExcluded(f"消费券不得用于{chosen['name']}（本活动不得用于{excluded}）")
+    return None
 
 
 def usage_hours_text(tier_hours: str | None, campaign_hours: str | None) -> str | None:

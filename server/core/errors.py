@@ -106,6 +106,7 @@ OutsideRegion = refusal("OUTSIDE_REGION", 403, "您不在活动区域内，无�
 CouponUsed = refusal("COUPON_USED", 409, "该消费券已使用")
 CouponExpired = refusal("COUPON_EXPIRED", 409, "该消费券已过期")
 PaycodeExpired = refusal("PAYCODE_EXPIRED", 400, "付款码已失效，请刷新后重试")
+SpendExcluded = refusal("SPEND_EXCLUDED", 409, "消费券不能用于这类消费")
 OutsideHours = refusal("OUTSIDE_HOURS", 409, "现在不在这张消费券的使用时段内")
 CategoryMismatch = refusal("CATEGORY_MISMATCH", 409, "该消费券不能在本店使用")
 BelowThreshold = refusal("BELOW_THRESHOLD", 409, "消费金额未达到使用门槛")

@@ -54,7 +54,7 @@ class TierOut(Schema):
     quantity = fields.Integer(required=True)
     remaining = fields.Integer(required=True)
     usable_hours = fields.String(
-        required=True, allow_none=True, metadata={"description": 'When in the day its coupons may be spent'}
+        required=True, allow_none=True, metadata={"description": "When in the day its coupons may be spent"}
     )
 
 

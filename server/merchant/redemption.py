@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..auth import paycode, tokens
-from ..campaign.rules import Hours, usage_hours
+from ..campaign.rules import Hours, spend_choices, spend_refusal, usage_hours
 from ..core.errors import (
     BelowThreshold,
     CategoryMismatch,
@@ -94,6 +94,10 @@ class Held:
     def hours(self) -> Hours | None:
         return usage_hours(self.tier_hours, self.campaign.usage_hours)
 
+    @property
+    def spend_choices(self) -> list[dict] | None:
+        return spend_choices(self.campaign.spend_categories, self.category.code)
+
 
 def _held():
     return (
@@ -112,8 +116,10 @@ def _coupon_of(code: paycode.PayCode) -> Held | None:
     return Held(*found) if found else None
 
 
-def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | None) -> Refusal | None:
-    """Why this till may not take this coupon now, or None."""
+def _refusal(
+    till_: Till, held: Held | None, now: datetime, spend_fen: int | None, spend_category: str | None = None
+) -> Refusal | None:
+    """Why this till may not take this coupon now (for this spend, when it is given), or None."""
     coupon = held.coupon if held else None
     if till_.merchant_status != "approved":
         return MerchantSuspended("本店已被暂停参加活动，不能核销，请联系商务局")
@@ -137,6 +143,8 @@ def _refusal(till_: Till, held: Held | None, now: datetime, spend_fen: int | Non
         return BelowThreshold(
             f"消费满{yuan(coupon.threshold_fen)}元才能使用这张券，本次消费{yuan(spend_fen, cents=True)}元"
         )
+    if spend_category is not None:
+        return spend_refusal(held.spend_choices, spend_category)
     return None
 
 
@@ -149,6 +157,7 @@ def coupon_for_till(held: Held) -> dict:
         "threshold_fen": coupon.threshold_fen,
         "valid_until": isoformat(coupon.valid_until),
         "usable_hours": str(held.hours) if held.hours else None,
+        "spend_categories": held.spend_choices,
     }
 
 
@@ -229,7 +238,7 @@ def redeem(
         for _ in range(5):  # a wallet's choice lost to another till: choose again
             held = _best_coupon(till_, code.resident_id, spend_fen, now) if code.wallet else _coupon_of(code)
             named = held.coupon.id if held else code.coupon_id or None
-            refusal = _refusal(till_, held, now, spend_fen)
+            refusal = _refusal(till_, held, now, spend_fen, spend_category)
             if refusal:
                 raise refusal
             coupon = held.coupon

@@ -58,6 +58,11 @@ class ScanIn(Schema):
     paycode = fields.String(required=True, validate=validators.Length(1, 300))
 
 
+class SpendCategoryOut(Schema):
+    name = fields.String(required=True)
+    excluded = fields.Boolean(required=True, metadata={"description": "A coupon may not pay for it (押金、充值…)"})
+
+
 class TillCouponOut(Schema):
     id = fields.Integer(required=True)
     category = fields.Nested(CategoryOut, required=True)
@@ -66,6 +71,12 @@ class TillCouponOut(Schema):
     valid_until = fields.String(required=True)
     usable_hours = fields.String(
         required=True, allow_none=True, metadata={"description": 'When in the day it may be spent, e.g. "09:00-22:00"'}
+    )
+    spend_categories = fields.List(
+        fields.Nested(SpendCategoryOut),
+        required=True,
+        allow_none=True,
+        metadata={"description": "What the spend may be recorded as (excluded: not payable with it); null: any words"},
     )
 
 

@@ -129,11 +129,30 @@ async function preview(code) {
       );
     }
     $("#redeem-form").reset();
+    offerSpendCategories((state.wallet ? state.wallet[0] : c).spend_categories);
     checkThreshold();
     show("preview");
   } catch (error) {
     failed(error);
   }
+}
+
+// Where the campaign lists what a spend may be recorded as, the assistant picks from the list;
+// what a coupon may not pay for (押金、充值…) is shown, not chosen.
+function offerSpendCategories(choices) {
+  const typed = $("#redeem-form [name=spend_category]");
+  const picked = $("#redeem-form [name=spend_choice]");
+  typed.hidden = Boolean(choices);
+  typed.required = !choices;
+  picked.hidden = !choices;
+  picked.required = Boolean(choices);
+  if (!choices) return;
+  picked.replaceChildren(
+    el("option", { value: "" }, "请选择消费品类"),
+    ...choices.map((c) =>
+      c.excluded ? el("option", { value: c.name, disabled: "" }, `${c.name}（不能用券）`) : el("option", { value: c.name }, c.name),
+    ),
+  );
 }
 
 function amountFen() {
@@ -172,7 +191,9 @@ async function submit(event) {
   const body = {
     paycode: state.code,
     spend_fen: fen,
-    spend_category: $("#redeem-form [name=spend_category]").value.trim(),
+    spend_category: $("#redeem-form [name=spend_choice]").hidden
+      ? $("#redeem-form [name=spend_category]").value.trim()
+      : $("#redeem-form [name=spend_choice]").value,
   };
   const button = $("#redeem-button");
   button.disabled = true;

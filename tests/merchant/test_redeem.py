@@ -245,3 +245,78 @@ def test_a_code_naming_a_coupon_its_holder_does_not_hold_is_logged_with_that_cou
     with app.app_context():
         logged = db.session.scalars(sa.select(RefusedRedemption.coupon_id).order_by(RefusedRedemption.id)).all()
     assert logged == [won["id"], None]
+
+
+def test_the_campaigns_spend_categories_are_the_tills_and_excluded_ones_are_refused(
+    client, app, make_campaign, make_resident, make_till, coupon, clock
+):
+    """Geermu: 不得用于交付定金、充值、预存. The till picks what the spend was from the campaign's list;
+    a deposit or a top-up is refused in words, and words off the list are not taken."""
+    from tests.helpers import campaign_doc
+
+    doc = campaign_doc()
+    doc["campaign"]["spend_categories"] = {
+        "*": ["住宿", "餐饮", {"name": "押金", "excluded": True}, {"name": "充值", "excluded": True}],
+        "fuel": ["92号汽油", "95号汽油"],
+    }
+    make_campaign(doc)
+    _, staff = make_till("hotel")
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    scanned = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(staff)).get_json()
+    assert scanned["coupon"]["spend_categories"] == [
+        {"name": "住宿", "excluded": False},
+        {"name": "餐饮", "excluded": False},
+        {"name": "押金", "excluded": True},
+        {"name": "充值", "excluded": True},
+    ]
+    deposit = redeem(client, staff, code, won["threshold_fen"], category="押金")
+    assert deposit.status_code == 409
+    assert deposit.get_json()["error"] == {
+        "code": "SPEND_EXCLUDED",
+        "message": "消费券不得用于押金（本活动不得用于押金、充值）",
+    }
+    off_list = redeem(client, staff, code, won["threshold_fen"], category="房费")
+    assert off_list.get_json()["error"] == {
+        "code": "INVALID_INPUT",
+        "message": "消费品类请从本活动的列表中选择：住宿、餐饮",
+    }
+    assert redeem(client, staff, code, won["threshold_fen"], category="住宿").status_code == 200
+    with app.app_context():
+        logged = db.session.scalars(sa.select(RefusedRedemption.code).order_by(RefusedRedemption.id)).all()
+    assert logged == ["SPEND_EXCLUDED", "INVALID_INPUT"]
+
+
+def test_spend_categories_a_file_cannot_mean_are_its_problems(app):
+    from server.campaign import file as campaign_file
+    from tests.helpers import campaign_doc
+
+    cases = {
+        "列表": ["campaign.spend_categories"],
+        '{"nosuch": ["x"]}': ["campaign.spend_categories.nosuch"],
+        '{"*": [{"name": "押金", "excluded": true}]}': ["campaign.spend_categories.*"],
+        '{"*": ["餐饮", "餐饮"]}': ["campaign.spend_categories.*"],
+    }
+    import json
+
+    for raw, places in cases.items():
+        doc = campaign_doc()
+        doc["campaign"]["spend_categories"] = json.loads(raw) if raw.startswith("{") else raw
+        with app.app_context():
+            _, problems = campaign_file.check(campaign_file.Document(doc, "test"))
+        assert [p.place for p in problems] == places, raw
+
+
+def test_a_workbook_writes_the_spend_categories_in_one_cell(tmp_path):
+    from openpyxl import load_workbook
+
+    from server.campaign import file as campaign_file
+    from tests.helpers import ROOT
+
+    book = load_workbook(ROOT / "examples" / "qianan-2022-annex1-as-printed.xlsx")
+    book["活动"].append(["消费品类", "住宿、餐饮；不可用：押金、充值"])
+    book.save(tmp_path / "plan.xlsx")
+    doc = campaign_file.read(tmp_path / "plan.xlsx")
+    assert doc.data["campaign"]["spend_categories"] == {
+        "*": ["住宿", "餐饮", {"name": "押金", "excluded": True}, {"name": "充值", "excluded": True}]
+    }

@@ -288,3 +288,41 @@ def test_the_camera_reads_the_pay_code(
         page.wait_for_selector("#preview:not([hidden])", timeout=15000)
         assert f"{won['face_fen'] // 100} 元消费券" in page.inner_text("#preview-coupon")
         screenshot(page, "h5-staff-scanned-by-camera")
+
+
+def test_the_till_picks_the_spend_from_the_campaigns_list(
+    app, client, browser, live_server, make_campaign, make_resident, make_till, clock
+):
+    """Geermu lists what a spend may be: the till offers a list instead of a free field, shows
+    押金 as 不能用券 without letting it be chosen, and records the choice."""
+    from server.models import Redemption
+    from tests.helpers import campaign_doc
+
+    doc = campaign_doc()
+    doc["campaign"]["spend_categories"] = {"*": ["住宿", "餐饮", {"name": "押金", "excluded": True}]}
+    make_campaign(doc)
+    _, staff_token = make_till("hotel")
+    _, resident = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(resident)).get_json()["coupon"]
+    short = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()["short_code"]
+
+    context = browser.new_context(**PHONE, locale="zh-CN")
+    context.add_init_script(f"localStorage.setItem('huigou.staff', {staff_token!r})")
+    page = context.new_page()
+    page.goto(f"{live_server}/h5/staff")
+    page.fill("#manual-form [name=paycode]", short)
+    page.click("#manual-form button[type=submit]")
+    page.wait_for_selector("#preview:not([hidden])")
+    assert page.is_hidden("#redeem-form [name=spend_category]")
+    options = page.eval_on_selector_all(
+        "#redeem-form [name=spend_choice] option", "os => os.map(o => [o.textContent, o.disabled])"
+    )
+    assert options == [["请选择消费品类", False], ["住宿", False], ["餐饮", False], ["押金（不能用券）", True]]
+    page.fill("#redeem-form [name=amount]", str(won["threshold_fen"] // 100))
+    page.select_option("#redeem-form [name=spend_choice]", "餐饮")
+    screenshot(page, "h5-staff-spend-list")
+    page.click("#redeem-button")
+    page.wait_for_selector("#result:not([hidden])")
+    assert "核销成功" in page.inner_text("#result-box")
+    with app.app_context():
+        assert db.session.scalars(sa.select(Redemption.spend_category)).all() == ["餐饮"]

@@ -556,7 +556,15 @@ def test_a_spent_pay_code_is_refused_at_another_merchant(app, client, world):
         scanned = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(world.y)).get_json()
         assert scanned["accepted"] is False and scanned["refusal"]["code"] == "COUPON_USED"
         # The till sees the coupon it was shown, nothing of where or when it was spent.
-        assert set(scanned["coupon"]) == {"id", "category", "face_fen", "threshold_fen", "valid_until", "usable_hours"}
+        assert set(scanned["coupon"]) == {
+            "id",
+            "category",
+            "face_fen",
+            "threshold_fen",
+            "valid_until",
+            "usable_hours",
+            "spend_categories",
+        }
         again = redeem(client, world.y, code, world.b_spent["threshold_fen"], key=f"again-{code[:8]}")
         assert error(again) == (409, "COUPON_USED")
     assert rows(app) == before

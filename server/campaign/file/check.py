@@ -195,7 +195,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours",
+            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours", "spend_categories",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -292,6 +292,8 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             }
         )
 
+    settings["spend_categories"] = _check_spend(campaign.get("spend_categories"), declared, problem)
+
     if kind == "grab" and settings["grab_limit"] == "round" and len(declared) > 1:
         problem("campaign.grab_limit", "「每期一张」的抢券活动只能有一个品类（多个品类请用「每档每期一张」）")
 
@@ -319,6 +321,40 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     settings["allocate"] = allocate
     plan = Plan(settings, list(declared.items()), tiers, rounds)
     return plan, []
+
+
+def _check_spend(raw: Any, declared: dict[str, str], problem) -> dict | None:
+    """The till's spend categories: per coupon category code ("*" for all), a list of names; a name
+    written {"name", "excluded": true} (or a list of them under "excluded") may not be paid with a
+    coupon (Geermu: 不得用于交付定金、充值、预存)."""
+    if raw is None:
+        return None
+    here = "campaign.spend_categories"
+    if not isinstance(raw, dict) or not raw:
+        problem(here, '消费品类应按券的品类列出，如 {"*": ["餐饮", {"name": "充值", "excluded": true}]}')
+        return None
+    lists = {}
+    for code, items in raw.items():
+        place = f"{here}.{code}"
+        if code != "*" and code not in declared:
+            problem(place, f"未知的品类「{code}」")
+            continue
+        choices, seen = [], set()
+        for item in items if isinstance(items, list) else [None]:
+            name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+            excluded = isinstance(item, dict) and item.get("excluded") is True
+            if not isinstance(name, str) or not name.strip() or len(name.strip()) > 40:
+                problem(place, "每个消费品类须有名称（不超过40字）")
+                continue
+            if name.strip() in seen:
+                problem(place, f"消费品类「{name.strip()}」重复")
+                continue
+            seen.add(name.strip())
+            choices.append({"name": name.strip(), "excluded": excluded})
+        if choices and all(c["excluded"] for c in choices):
+            problem(place, "至少要有一个可用券的消费品类")
+        lists[code] = choices
+    return lists
 
 
 def _check_hours(raw: Any, here: str, problem) -> str | None:

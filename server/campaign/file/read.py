@@ -68,6 +68,7 @@ XLSX_LABELS = {
     "现场大屏扫码": "campaign.screen_qr",
     "活动截止": "campaign.ends",
     "使用时段": "campaign.hours",
+    "消费品类": "campaign.spend_categories",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -125,6 +126,17 @@ def _xlsx_release(text: str) -> list | str:
     return steps
 
 
+def _xlsx_spend(text: str) -> dict:
+    """「超市购物、餐饮；不可用：定金、充值、预存」: the till's spend categories for every coupon category,
+    those after 不可用 excluded."""
+    usable, _, excluded = re.sub(r"[；;]?\s*不可用[：:]", "\0", text, count=1).partition("\0")
+
+    def names(part: str) -> list[str]:
+        return [n.strip() for n in re.split(r"[、，,]", part) if n.strip()]
+
+    return {"*": [*names(usable), *({"name": n, "excluded": True} for n in names(excluded))]}
+
+
 def _read_xlsx(path: Path) -> Document:
     from openpyxl import load_workbook
     from openpyxl.utils import get_column_letter
@@ -155,6 +167,8 @@ def _read_xlsx(path: Path) -> Document:
             value = _xlsx_rollover(str(value))
         if key == "release":
             value = _xlsx_release(str(value))
+        if key == "spend_categories":
+            value = _xlsx_spend(str(value))
         if isinstance(value, datetime) and key == "ends" and value.time() == time(0):
             value = value.date().isoformat()  # a date cell: the campaign ends at its 24:00
         elif isinstance(value, datetime):
