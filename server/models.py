@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_login import UserMixin
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .core.time import UTCDateTime, utcnow
@@ -27,6 +28,7 @@ class Campaign(db.Model):
         sa.CheckConstraint("budget_fen >= 0", name="budget_not_negative"),
         sa.CheckConstraint("draw_strategy IN ('weighted', 'fixed_odds')", name="draw_strategy"),
         sa.CheckConstraint("refund_policy IN ('return', 'forfeit')", name="refund_policy"),
+        sa.CheckConstraint("short_sale IN ('refuse', 'settle')", name="short_sale"),
         sa.CheckConstraint(
             "(validity_kind = 'round_deadline' AND validity_days IS NULL)"
             " OR (validity_kind = 'days_from_claim' AND validity_days > 0)",
@@ -54,6 +56,9 @@ class Campaign(db.Model):
     validity_kind: Mapped[str] = mapped_column(sa.String(20), default="round_deadline")
     validity_days: Mapped[int | None]
     refund_policy: Mapped[str] = mapped_column(sa.String(10), default="return")
+    # A spend below the coupon's face (不得找零): "refuse" it, or "settle" the coupon at the spend,
+    # the rest of its face back to the pool. Never settled above the spend.
+    short_sale: Mapped[str] = mapped_column(sa.String(8), default="refuse", server_default="refuse")
     # {"kind": "circle", "lat", "lng", "radius_m"} or {"kind": "polygon", "points": [[lat, lng], ...]}
     geofence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # What a round's returned value becomes in the next round: the same tiers in proportion, or
@@ -442,6 +447,9 @@ class Redemption(db.Model):
             sqlite_where=sa.text("paycode_nonce IS NOT NULL"),
         ),
         sa.CheckConstraint("spend_fen >= 0", name="spend_not_negative"),
+        sa.CheckConstraint("paid_fen <= face_fen", name="paid_within_face"),
+        sa.CheckConstraint("refunded_spend_fen <= spend_fen", name="refunds_within_sale"),
+        sa.CheckConstraint("returned_fen + withheld_fen <= paid_fen", name="shares_within_paid"),
         sa.Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),
         # The console's searches: newest first, alone or by staff, buyer or category.
         sa.Index("ix_redemptions_created", "created_at", "id"),
@@ -459,6 +467,9 @@ class Redemption(db.Model):
     face_fen: Mapped[int]
     threshold_fen: Mapped[int]
     spend_fen: Mapped[int]
+    # What the coupon paid of the sale: its face, or the spend where the campaign settles a spend
+    # below the face at the spend (Campaign.short_sale).
+    paid_fen: Mapped[int]
     spend_category: Mapped[str] = mapped_column(sa.String(40))
     note: Mapped[str | None] = mapped_column(sa.String(200))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(64))
@@ -469,11 +480,44 @@ class Redemption(db.Model):
     # 撤回: a mistaken redemption undone within the window; the coupon is usable again.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(sa.String(200))
-    # 退货: goods returned; under the "return" policy the coupon is voided and owes nothing,
-    # under "forfeit" it stays spent and is still settled.
+    # 退货, in whole or in parts (Refund): the spend refunded so far, and the coupon's share of it
+    # (campaign.rules.refund_share) given back to the pool under the "return" policy or withheld
+    # from the merchant under "forfeit" (the coupon stays used for the resident). The merchant is
+    # owed paid - returned - withheld (owed_fen).
+    refunded_spend_fen: Mapped[int] = mapped_column(default=0, server_default="0")
+    returned_fen: Mapped[int] = mapped_column(default=0, server_default="0")
+    withheld_fen: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the whole spend was refunded (under "return" the coupon is then voided).
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     refund_reason: Mapped[str | None] = mapped_column(sa.String(200))
     refund_policy: Mapped[str | None] = mapped_column(sa.String(10))
+
+    @hybrid_property
+    def owed_fen(self) -> int:
+        """What the merchant is owed for it (in SQL too): what the coupon paid, less the shares
+        refunds returned or withheld."""
+        return self.paid_fen - self.returned_fen - self.withheld_fen
+
+
+class Refund(db.Model):
+    """One refund of (part of) a redemption's sale at the till (退货): how much of the spend, and
+    the coupon's share of it, returned to the pool or withheld from the merchant by the policy."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        sa.CheckConstraint("spend_fen >= 0 AND share_fen >= 0", name="amounts_not_negative"),
+        sa.Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    redemption_id: Mapped[int] = mapped_column(sa.ForeignKey("redemptions.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"))
+    staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    spend_fen: Mapped[int]  # of the sale, refunded now
+    share_fen: Mapped[int]  # of the coupon's value
+    policy: Mapped[str] = mapped_column(sa.String(10))
+    reason: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RefusedRedemption(db.Model):
@@ -510,6 +554,8 @@ LEDGER_MOVES = {
     "revoke": ("redeemed", "claimed"),  # a mistaken redemption undone
     "refund_return": ("redeemed", "pool"),  # goods returned, "return" policy: the coupon is voided
     "refund_forfeit": ("redeemed", "forfeited"),  # goods returned, "forfeit" policy: stays spent
+    "short": ("claimed", "pool"),  # a coupon settled at a spend below its face: the rest (不找零)
+    "revoke_short": ("pool", "claimed"),  # that redemption undone: the rest is the coupon's again
     "treasury": ("pool", "treasury"),  # after the last round, what is left goes back (返还财政)
     "subsidy": ("pool", "subsidy"),  # a purchase subsidy approved by the bureau (购车补贴)
 }

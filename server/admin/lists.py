@@ -125,7 +125,7 @@ def parse_filters(args, names: tuple[str, ...]) -> dict:
 
 # ---------------------------------------------------------------- redemptions (核销记录)
 
-REDEMPTION_STATES = {"valid": "有效", "revoked": "已撤回", "refunded": "已退货"}
+REDEMPTION_STATES = {"valid": "有效", "revoked": "已撤回", "refunded": "有退货（全部或部分）"}
 
 
 # The auditors' sample: a fixed tenth of the redemptions, chosen by a seeded hash of the id that
@@ -152,7 +152,8 @@ def _redemption_state():
     return sa.case(
         (Redemption.revoked_at.is_not(None), "已撤回"),
         (sa.and_(refunded, Redemption.refund_policy == "return"), "已退货（退回资金池）"),
-        (refunded, "已退货（视为已用）"),
+        (refunded, "已退货（视为已用，不予结算）"),
+        (Redemption.refunded_spend_fen > 0, "部分退货"),
         else_="有效",
     )
 
@@ -174,6 +175,9 @@ def _redemptions(filters: dict, role: str) -> sa.Select:
             yuan_text(Redemption.face_fen),
             yuan_text(Redemption.threshold_fen),
             yuan_text(Redemption.spend_fen),
+            yuan_text(Redemption.paid_fen),
+            yuan_text(Redemption.refunded_spend_fen),
+            yuan_text(Redemption.owed_fen),
             Redemption.spend_category,
             _redemption_state(),
         )
@@ -199,11 +203,11 @@ def _redemptions(filters: dict, role: str) -> sa.Select:
         query = query.where(in_sample(Redemption.id, filters["sample"]))
     state = filters.get("state")
     if state == "valid":
-        query = query.where(Redemption.revoked_at.is_(None), Redemption.refunded_at.is_(None))
+        query = query.where(Redemption.revoked_at.is_(None), Redemption.refunded_spend_fen == 0)
     elif state == "revoked":
         query = query.where(Redemption.revoked_at.is_not(None))
     elif state == "refunded":
-        query = query.where(Redemption.refunded_at.is_not(None))
+        query = query.where(Redemption.refunded_spend_fen > 0)
     return query.order_by(Redemption.created_at.desc(), Redemption.id.desc())
 
 
@@ -226,6 +230,9 @@ REDEMPTIONS = Listing(
         "面额(元)",
         "门槛(元)",
         "消费金额(元)",
+        "券抵扣(元)",
+        "退货金额(元)",
+        "应结算(元)",
         "消费品类",
         "状态",
     ),  # fmt: skip

@@ -8,7 +8,11 @@ Each rule is a query over a period's redemptions or bindings, with its threshold
   residents and redeemed by the shop);
 - many residents bound from one network address in a day, or from one device (scalpers with
   borrowed phone numbers; an address may be a carrier's shared exit, so the page says so);
-- redemptions far from the merchant, where both positions are known.
+- redemptions far from the merchant, where both positions are known;
+- refunds after redemption, per merchant (a forfeited refund is a way to turn a coupon into cash:
+  the sale is taken back and the shop would still be paid);
+- one resident's coupons redeemed at one merchant within minutes (一次消费限用一张券: a bill split
+  to use two).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from flask_login import current_user
 
 from ..campaign import geo
 from ..core.db import epoch_of, local_text
+from ..core.money import yuan
 from ..core.time import utcnow
 from ..extensions import db
-from ..models import Merchant, Redemption, Resident, Staff
+from ..models import Merchant, Redemption, Refund, Resident, Staff
 from ..pool import rollup
 from . import bp
 from .access import READ, role_required
@@ -40,6 +45,8 @@ RULES = {
     "address": {"residents": 20},
     "device": {"residents": 3},
     "far": {"metres": 3000},
+    "refund": {"count": 1},
+    "repeat": {"minutes": 5},
 }
 
 
@@ -234,12 +241,87 @@ def far_from_shop(since: datetime, until: datetime) -> list[Flag]:
     return flags
 
 
+def refunds_after_redemption(since: datetime, until: datetime) -> list[Flag]:
+    """Every merchant's refunds of the period: how many, of how many sales, and the coupons' shares
+    returned to the pool or withheld from its settlement."""
+    withheld = sa.func.sum(sa.case((Refund.policy == "forfeit", Refund.share_fen), else_=0))
+    rows = db.session.execute(
+        sa.select(
+            Refund.merchant_id,
+            sa.func.count(),
+            sa.func.count(sa.distinct(Refund.redemption_id)),
+            sa.func.sum(Refund.spend_fen),
+            sa.func.sum(Refund.share_fen),
+            withheld,
+            sa.func.min(Refund.created_at),
+            sa.func.max(Refund.created_at),
+        )
+        .where(Refund.created_at >= since, Refund.created_at <= until)
+        .group_by(Refund.merchant_id)
+        .having(sa.func.count() >= RULES["refund"]["count"])
+        .order_by(sa.func.count().desc())
+    ).all()
+    names = _merchant_names(r[0] for r in rows)
+    flags = []
+    for merchant, n, sales, spend, share, kept, first, last in rows:
+        detail = f"{n}次退货（{sales}笔核销），退货金额{yuan(spend, cents=True)}元，对应券值{yuan(share, cents=True)}元"
+        if kept:
+            detail += f"，其中{yuan(kept, cents=True)}元视为已用、不予结算"
+        flags.append(Flag(names[merchant], detail, first, last, {"merchant": merchant, "state": "refunded"}))
+    return flags
+
+
+def repeated_at_one_shop(since: datetime, until: datetime, role: str) -> list[Flag]:
+    """One resident's coupons redeemed at one merchant within minutes of each other."""
+    minutes = RULES["repeat"]["minutes"]
+    earlier = (
+        sa.func.lag(Redemption.created_at)
+        .over(
+            partition_by=(Redemption.resident_id, Redemption.merchant_id),
+            order_by=(Redemption.created_at, Redemption.id),
+        )
+        .label("earlier")
+    )
+    inner = (
+        sa.select(Redemption.resident_id, Redemption.merchant_id, Redemption.created_at.label("at"), earlier)
+        .where(_standing(since, until))
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(
+            inner.c.merchant_id,
+            Resident.phone,
+            phone_text(Resident.phone, role),
+            sa.func.count(),
+            sa.func.min(inner.c.earlier, type_=Redemption.created_at.type),
+            sa.func.max(inner.c.at),
+        )
+        .join(Resident, Resident.id == inner.c.resident_id)
+        .where(inner.c.earlier.is_not(None), epoch_of(inner.c.at) - epoch_of(inner.c.earlier) <= minutes * 60)
+        .group_by(inner.c.merchant_id, inner.c.resident_id, Resident.phone)
+        .order_by(sa.func.count().desc())
+    ).all()
+    names = _merchant_names(r[0] for r in rows)
+    return [
+        Flag(
+            f"{names[merchant]} · 居民{phone}",
+            f"{n + 1}张券在{minutes}分钟内先后核销（每次消费限用一张券）"
+            if n == 1
+            else f"{n}次在{minutes}分钟内接连核销第二张券",
+            first,
+            last,
+            {"merchant": merchant} | ({"phone": raw} if phone == raw else {}),  # a masked phone is no filter
+        )
+        for merchant, raw, phone, n, first, last in rows
+    ]
+
+
 def flags(days: int, now: datetime, role: str) -> list[Rule]:
     """Every rule's flags over the last `days` days."""
     since, until = now - timedelta(days=days), now
     addresses, devices = shared_origins(since, until)
-    burst, exact, staff, address, device, far = (
-        RULES[k] for k in ("burst", "exact", "staff", "address", "device", "far")
+    burst, exact, staff, address, device, far, repeat = (
+        RULES[k] for k in ("burst", "exact", "staff", "address", "device", "far", "repeat")
     )
     rules = [
         Rule(
@@ -272,6 +354,18 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
             "核销地点远离门店",
             f"收银手机位置距门店超过{far['metres'] / 1000:g}公里（双方位置已知时）",
             far_from_shop(since, until),
+        ),  # fmt: skip
+        Rule(
+            "refund",
+            "核销后退货",
+            "商户在核销后办理的退货（按商户汇总）；退货视为已用时，券值不予结算",
+            refunds_after_redemption(since, until),
+        ),  # fmt: skip
+        Rule(
+            "repeat",
+            "同一顾客同店连用多券",
+            f"同一居民的消费券在同一商户{repeat['minutes']}分钟内先后核销（每次消费限用一张券，可能拆单）",
+            repeated_at_one_shop(since, until, role),
         ),  # fmt: skip
     ]
     for rule in rules:  # a link without days of its own shows the flag's days

@@ -1,5 +1,6 @@
-"""Settlement (结算): what the bureau owes each merchant for a period -- 100% of the face value of its
-settled redemptions (pool.coupons.settled_clause) -- and each merchant's statement as XLSX."""
+"""Settlement (结算): what the bureau owes each merchant for a period -- 100% of what the coupons of
+its settled redemptions (pool.coupons.settled_clause) paid, less their shares of refunds
+(Redemption.owed_fen) -- and each merchant's statement as XLSX."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def statement_rows(merchant_id: int, period: dict):
                 Redemption.coupon_id,
                 Redemption.face_fen,
                 Redemption.spend_fen,
+                Redemption.paid_fen,
+                Redemption.refunded_spend_fen,
+                (Redemption.returned_fen + Redemption.withheld_fen).label("refund_share_fen"),
+                Redemption.owed_fen.label("owed_fen"),
                 Redemption.spend_category,
                 Staff.name,
             )
@@ -81,12 +86,14 @@ def statement_xlsx(merchant, period: str, rows):
     sheet.append(["统一社会信用代码", merchant.credit_code])
     sheet.append(["结算期间", period])
     sheet.append([])
-    sheet.append(["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "消费品类", "店员"])
+    sheet.append(["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "券抵扣(元)", "退货金额(元)",
+                  "退货扣减(元)", "应结算(元)", "消费品类", "店员"])  # fmt: skip
     count = owed = spend = 0
     for row in rows:
         sheet.append([row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
-                      row.spend_category, row.name])  # fmt: skip
-        count, owed, spend = count + 1, owed + row.face_fen, spend + row.spend_fen
+                      row.paid_fen / 100, row.refunded_spend_fen / 100, row.refund_share_fen / 100,
+                      row.owed_fen / 100, row.spend_category, row.name])  # fmt: skip
+        count, owed, spend = count + 1, owed + row.owed_fen, spend + row.spend_fen
     sheet.append([])
     sheet.append(["合计笔数", count])
     sheet.append(["应结算金额(元)", owed / 100])
@@ -106,7 +113,8 @@ def _period_args() -> tuple[dict, str]:
 @bp.get("/settlement")
 @role_required(*READ)
 def settlement():
-    """What the bureau owes each merchant for a period (100% of the face of settled redemptions)."""
+    """What the bureau owes each merchant for a period (what the coupons of its settled redemptions
+    paid, less refunds' shares)."""
     period, label = _period_args()
     rows = merchant_periods(period)
     return render_template(

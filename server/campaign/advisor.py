@@ -325,15 +325,15 @@ def history(round_: Round, now: datetime) -> History:
         sa.select(
             Redemption.category_id,
             sa.func.count(),
-            sa.func.sum(Redemption.face_fen),
+            sa.func.sum(Redemption.paid_fen),
             sa.func.sum(Redemption.spend_fen),
         )
         .join(Coupon, Coupon.id == Redemption.coupon_id)
         .where(Coupon.round_id.in_(ids), Redemption.revoked_at.is_(None))
         .group_by(Redemption.category_id)
     ).all()
-    for category_id, count, face, spend in spent:
-        figures[category_id] |= {"redeemed": count, "redeemed_fen": int(face or 0), "spend_fen": int(spend or 0)}
+    for category_id, count, paid, spend in spent:
+        figures[category_id] |= {"redeemed": count, "redeemed_fen": int(paid or 0), "spend_fen": int(spend or 0)}
 
     categories = {}
     for category_id, row in figures.items():

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
 
-from ..core.errors import InvalidInput, Refusal, SpendExcluded
+from ..core.errors import BelowThreshold, InvalidInput, Refusal, SpendExcluded
+from ..core.money import yuan
 from ..core.time import zone
 
 # Categories the seed plans use, with the Chinese names (and aliases) people write in files.
@@ -111,3 +112,13 @@ def usage_hours_text(tier_hours: str | None, campaign_hours: str | None) -> str 
     """The same, as a coupon shows it ("09:00-22:00"), or None."""
     hours = usage_hours(tier_hours, campaign_hours)
     return str(hours) if hours else None
+
+
+def short_refusal(face_fen: int, spend_fen: int, short_sale: str) -> Refusal | None:
+    """不得找零: a spend below the coupon's face is refused, unless the campaign settles it at the
+    spend (then the coupon pays the spend and the rest of its face goes back to the pool)."""
+    if spend_fen >= face_fen or short_sale == "settle":
+        return None
+    return BelowThreshold(
+        f"消费金额不足券面额，本券不找零（券面{yuan(face_fen)}元，本次消费{yuan(spend_fen, cents=True)}元）"
+    )

@@ -212,13 +212,13 @@ class yuan_text(FunctionElement):  # noqa: N801 - reads as the SQL function it s
 @compiles(yuan_text, "postgresql")
 def _yuan_text_pg(element, compiler, **kw):
     (column,) = element.clauses
-    return f"coalesce(to_char({compiler.process(column, **kw)} / 100.0, 'FM999999999990.00'), '')"
+    return f"coalesce(to_char(({compiler.process(column, **kw)}) / 100.0, 'FM999999999990.00'), '')"
 
 
 @compiles(yuan_text, "sqlite")
 def _yuan_text_sqlite(element, compiler, **kw):
     (column,) = element.clauses
-    return f"coalesce(printf('%.2f', {compiler.process(column, **kw)} / 100.0), '')"
+    return f"coalesce(printf('%.2f', ({compiler.process(column, **kw)}) / 100.0), '')"
 
 
 class hour_of(FunctionElement):  # noqa: N801

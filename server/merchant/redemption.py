@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..auth import paycode, tokens
-from ..campaign.rules import Hours, spend_choices, spend_refusal, usage_hours
+from ..campaign.rules import Hours, short_refusal, spend_choices, spend_refusal, usage_hours
 from ..core.errors import (
     BelowThreshold,
     CategoryMismatch,
@@ -39,6 +39,7 @@ from ..models import (
     Coupon,
     Merchant,
     Redemption,
+    Refund,
     RefusedRedemption,
     Resident,
     Round,
@@ -46,7 +47,7 @@ from ..models import (
     Tier,
 )
 from ..models import merchant_categories as categories_of
-from ..pool import coupons, rollup
+from ..pool import coupons, ledger, rollup
 
 WALLET_CODE_USED = "这个付款码已用过一次，请让顾客刷新付款码后再扫"
 USED_TWICE = "该消费券已使用，不能重复核销"
@@ -143,6 +144,8 @@ def _refusal(
         return BelowThreshold(
             f"消费满{yuan(coupon.threshold_fen)}元才能使用这张券，本次消费{yuan(spend_fen, cents=True)}元"
         )
+    if spend_fen is not None and (short := short_refusal(coupon.face_fen, spend_fen, held.campaign.short_sale)):
+        return short
     if spend_category is not None:
         return spend_refusal(held.spend_choices, spend_category)
     return None
@@ -158,6 +161,7 @@ def coupon_for_till(held: Held) -> dict:
         "valid_until": isoformat(coupon.valid_until),
         "usable_hours": str(held.hours) if held.hours else None,
         "spend_categories": held.spend_choices,
+        "short_sale": held.campaign.short_sale,
     }
 
 
@@ -307,16 +311,20 @@ def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -
     if till_.merchant_status != "approved":
         return None
     usable = _wallet(till_, resident_id, now)
-    found = db.session.execute(usable.where(Coupon.threshold_fen <= spend_fen).order_by(*BEST_FIRST).limit(1)).first()
+    reaches = sa.and_(
+        Coupon.threshold_fen <= spend_fen, sa.or_(Coupon.face_fen <= spend_fen, Campaign.short_sale == "settle")
+    )
+    found = db.session.execute(usable.where(reaches).order_by(*BEST_FIRST).limit(1)).first()
     if found is not None:
         return Held(*found)
     nearest = db.session.execute(usable.order_by(Coupon.threshold_fen, Coupon.face_fen.desc()).limit(1)).first()
     if nearest is None:
         raise NoQualifyingCoupon("顾客没有可在本店使用的消费券")
-    need = nearest[0].threshold_fen
+    coupon, settles = nearest[0], nearest[4].short_sale == "settle"
+    need = coupon.threshold_fen if settles else max(coupon.threshold_fen, coupon.face_fen)
     raise NoQualifyingCoupon(
         f"本次消费{yuan(spend_fen, cents=True)}元，未达到顾客消费券的使用门槛：最低消费满{yuan(need)}元可用"
-        f"{yuan(nearest[0].face_fen)}元券",
+        f"{yuan(coupon.face_fen)}元券",
     )
 
 
@@ -365,6 +373,11 @@ def redemption_json(done: Redeemed) -> dict:
         "face_fen": redemption.face_fen,
         "threshold_fen": redemption.threshold_fen,
         "spend_fen": redemption.spend_fen,
+        "paid_fen": redemption.paid_fen,
+        "refunded_spend_fen": redemption.refunded_spend_fen,
+        "returned_fen": redemption.returned_fen,
+        "withheld_fen": redemption.withheld_fen,
+        "owed_fen": redemption.owed_fen,
         "spend_category": redemption.spend_category,
         "note": redemption.note,
         "created_at": isoformat(redemption.created_at),
@@ -380,12 +393,13 @@ def _own(till_: Till, redemption_id: int) -> Redeemed:
         .join(Category, Category.id == Redemption.category_id)
         .where(Redemption.id == redemption_id, Redemption.merchant_id == till_.merchant_id)
         .with_for_update(of=Redemption)
+        .execution_options(populate_existing=True)
     ).first()
     if found is None:
         raise NotFound("找不到这笔核销记录")
     redemption, *category = found
     if redemption.revoked_at or redemption.refunded_at:
-        raise CouponUsed("这笔核销已撤回或已退货")
+        raise CouponUsed("这笔核销已撤回或已全部退货")
     return Redeemed(redemption, tuple(category))
 
 
@@ -395,6 +409,11 @@ def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s
     redemption = done.redemption
     if (now - redemption.created_at).total_seconds() > window_s:
         raise Forbidden(f"核销超过{window_s // 60}分钟，不能撤回；如顾客退货请办理退货")
+    if redemption.refunded_spend_fen:
+        raise Forbidden("这笔核销已部分退货，不能撤回；请为其余商品办理退货")
+    rest = redemption.face_fen - redemption.paid_fen
+    if rest and ledger.pool_fen(_campaign_of(redemption).id) < rest:  # its rest has gone to the treasury
+        raise Forbidden("这张券找零部分的余额已返还财政，不能撤回，请联系商务局")
     redemption.revoked_at, redemption.revoke_reason = now, reason.strip()
     if not coupons.unuse(redemption, now):
         raise CouponUsed("这张消费券已不是已核销状态，不能撤回")
@@ -402,19 +421,41 @@ def revoke(till_: Till, redemption_id: int, reason: str, now: datetime, window_s
     return done
 
 
-def refund(till_: Till, redemption_id: int, reason: str, now: datetime) -> Redeemed:
-    """Goods returned (退货): per the campaign's policy the coupon is voided, or stays spent."""
-    done = _own(till_, redemption_id)
-    redemption = done.redemption
-    policy = db.session.scalar(
-        sa.select(Campaign.refund_policy)
+def _campaign_of(redemption: Redemption) -> Campaign:
+    return db.session.scalars(
+        sa.select(Campaign)
         .join(Round, Round.campaign_id == Campaign.id)
         .join(Coupon, Coupon.round_id == Round.id)
         .where(Coupon.id == redemption.coupon_id)
-    )
-    redemption.refunded_at, redemption.refund_reason, redemption.refund_policy = now, reason.strip(), policy
-    if not coupons.refund(redemption, policy, now):
+    ).one()
+
+
+def refund(till_: Till, redemption_id: int, reason: str, now: datetime, spend_fen: int | None = None) -> Redeemed:
+    """Goods returned (退货), the whole sale or `spend_fen` of it: the coupon's share of the refund is
+    returned to the pool or withheld from the merchant, by the campaign's policy (pool.coupons.refund)."""
+    done = _own(till_, redemption_id)
+    redemption = done.redemption
+    left = redemption.spend_fen - redemption.refunded_spend_fen
+    amount = left if spend_fen is None else spend_fen
+    if left and not 0 < amount <= left:
+        raise InvalidInput(f"退货金额应大于0，且不超过尚未退货的{yuan(left, cents=True)}元")
+    policy = _campaign_of(redemption).refund_policy
+    share = coupons.refund(redemption, amount, policy, now)
+    if share is None:
         raise CouponUsed("这张消费券已不是已核销状态，不能退货")
+    db.session.add(
+        Refund(
+            redemption_id=redemption.id,
+            merchant_id=till_.merchant_id,
+            staff_id=till_.staff_id,
+            spend_fen=amount,
+            share_fen=share,
+            policy=policy,
+            reason=reason.strip(),
+            created_at=now,
+        )
+    )
+    redemption.refund_reason = reason.strip()
     rollup.mark_stale(redemption.created_at)
     return done
 

@@ -78,6 +78,14 @@ class TillCouponOut(Schema):
         allow_none=True,
         metadata={"description": "What the spend may be recorded as (excluded: not payable with it); null: any words"},
     )
+    short_sale = fields.String(
+        required=True,
+        validate=validators.OneOf(("refuse", "settle")),
+        metadata={
+            "description": "A spend below the face (不找零): refused, or settled at the spend with the rest "
+            "of the face back to the pool"
+        },
+    )
 
 
 class RefusalOut(Schema):
@@ -124,6 +132,18 @@ class RedemptionOut(Schema):
     face_fen = fields.Integer(required=True)
     threshold_fen = fields.Integer(required=True)
     spend_fen = fields.Integer(required=True)
+    paid_fen = fields.Integer(
+        required=True, metadata={"description": "What the coupon paid: its face, at most the spend"}
+    )
+    refunded_spend_fen = fields.Integer(required=True, metadata={"description": "Of the spend, refunded so far"})
+    returned_fen = fields.Integer(
+        required=True,
+        metadata={"description": "The coupon's share of the refunds returned to the pool (policy return)"},
+    )
+    withheld_fen = fields.Integer(
+        required=True, metadata={"description": "The coupon's share of the refunds withheld from the shop (forfeit)"}
+    )
+    owed_fen = fields.Integer(required=True, metadata={"description": "What the shop is owed: paid less the shares"})
     spend_category = fields.String(required=True)
     note = fields.String(allow_none=True)
     created_at = fields.String(required=True)
@@ -137,6 +157,14 @@ class RedeemOut(Schema):
 
 class ReasonIn(Schema):
     reason = fields.String(required=True, validate=validators.Length(1, 200))
+
+
+class RefundIn(ReasonIn):
+    spend_fen = fields.Integer(
+        load_default=None,
+        validate=validators.Range(min=1),
+        metadata={"description": "The part of the sale refunded, in fen; omitted: all of it not yet refunded"},
+    )
 
 
 class RedemptionsQuery(Schema):

@@ -1,4 +1,5 @@
-"""What the merchant is owed: 100% of the face value of its settled redemptions (SPEC 4.5)."""
+"""What the merchant is owed: 100% of what the coupons of its settled redemptions paid, less the
+coupons' shares of refunds (SPEC 4.5; models.Redemption.owed_fen)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .redemption import Till
 def owed(till_: Till, now: datetime) -> dict:
     """Per local day and in total; and today by the server's clock (a till's phone may be set wrong)."""
     rows = db.session.execute(
-        sa.select(Redemption.created_at, Redemption.face_fen).where(
+        sa.select(Redemption.created_at, Redemption.owed_fen).where(
             Redemption.merchant_id == till_.merchant_id, settled_clause()
         )
     ).all()

@@ -22,6 +22,7 @@ from .schemas import (
     RedeemOut,
     RedemptionsOut,
     RedemptionsQuery,
+    RefundIn,
     ScanIn,
     ScanOut,
     SettlementOut,
@@ -96,13 +97,14 @@ def revoke(redemption_id, body):
 
 
 @bp.post("/redemptions/<id:redemption_id>/refund")
-@bp.input(ReasonIn, arg_name="body")
+@bp.input(RefundIn, arg_name="body")
 @bp.output(RedeemOut)
 @bp.doc(security=BEARER, responses={401: "No staff token", 404: "Not this shop's", 409: "Done"})
 def refund(redemption_id, body):
-    """Goods returned (退货): handled by the campaign's refund policy (return or forfeit)."""
+    """Goods returned (退货), all of the sale or `spend_fen` of it: the coupon's proportional share is
+    returned to the pool or withheld from the shop, by the campaign's refund policy."""
     till = redemption.till(tokens.require_bearer("staff"))
-    done = redemption.refund(till, redemption_id, body["reason"], utcnow())
+    done = redemption.refund(till, redemption_id, body["reason"], utcnow(), body["spend_fen"])
     return {"redemption": redemption.redemption_json(done)}
 
 

@@ -383,7 +383,7 @@ _USE = sa.text(
 _UNDO_USE = sa.text("UPDATE coupons SET state = 'claimed' WHERE id = :coupon_id AND state = 'used'")
 _REDEMPTION_COLUMNS = (
     "coupon_id", "category_id", "merchant_id", "staff_id", "resident_id", "face_fen", "threshold_fen",
-    "spend_fen", "spend_category", "note", "idempotency_key", "paycode_nonce", "lat", "lng", "created_at",
+    "spend_fen", "paid_fen", "spend_category", "note", "idempotency_key", "paycode_nonce", "lat", "lng", "created_at",
 )  # fmt: skip
 _INSERT_REDEMPTION = sa.text(
     f"INSERT INTO redemptions ({', '.join(_REDEMPTION_COLUMNS)})"
@@ -398,24 +398,30 @@ class KeyTaken(Exception):
 
 def use(redemption: dict, now: datetime) -> Redemption | None:
     """Spend the coupon `redemption["coupon_id"]`: claimed -> used if it still is, and valid, with
-    its redemption row and ledger entry. None when it was not (another till took it first): nothing
-    written. KeyTaken when the redemption's Idempotency-Key or wallet code was taken at that moment.
+    its redemption row and ledger entries: it pays its face, never more than the spend, and the
+    rest of its face goes back to the pool (the till refused a short sale unless the campaign
+    settles it so). None when it was not (another till took it first): nothing written.
+    KeyTaken when the redemption's Idempotency-Key or wallet code was taken at that moment.
     """
     if db.session.execute(_USE, {"coupon_id": redemption["coupon_id"], "now": now}).rowcount != 1:
         return None
     values = {"note": None, "idempotency_key": None, "paycode_nonce": None, "lat": None, "lng": None}
     values |= redemption | {"created_at": now}
+    values["paid_fen"] = min(values["face_fen"], values["spend_fen"])  # never more than the sale
     redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar()
     if redemption_id is None:
         db.session.execute(_UNDO_USE, {"coupon_id": redemption["coupon_id"]})
         raise KeyTaken
-    ledger.coupon_moved("redeem", redemption["coupon_id"], now, redemption_id)
-    return Redemption(id=redemption_id, **values)
+    coupon_id, paid, rest = redemption["coupon_id"], values["paid_fen"], values["face_fen"] - values["paid_fen"]
+    ledger.coupon_moved("redeem", coupon_id, now, redemption_id, amount_fen=paid)
+    if rest:
+        ledger.coupon_moved("short", coupon_id, now, redemption_id, amount_fen=rest, coupons=0)
+    return Redemption(id=redemption_id, refunded_spend_fen=0, returned_fen=0, withheld_fen=0, **values)
 
 
 def unuse(redemption: Redemption, now: datetime) -> bool:
-    """A mistaken redemption revoked (撤回): the coupon is its holder's to use again. False (and
-    nothing booked) when the coupon was not used."""
+    """A mistaken redemption revoked (撤回): the coupon is its holder's to use again, whole. False
+    (and nothing booked) when the coupon was not used."""
     moved = db.session.execute(
         sa.update(Coupon)
         .where(Coupon.id == redemption.coupon_id, Coupon.state == State.USED)
@@ -423,25 +429,59 @@ def unuse(redemption: Redemption, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved == 1:
-        ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id)
+        ledger.coupon_moved("revoke", redemption.coupon_id, now, redemption.id, amount_fen=redemption.paid_fen)
+        rest = redemption.face_fen - redemption.paid_fen
+        if rest:
+            ledger.coupon_moved("revoke_short", redemption.coupon_id, now, redemption.id, amount_fen=rest, coupons=0)
     return moved == 1
 
 
-def refund(redemption: Redemption, policy: str, now: datetime) -> bool:
-    """Goods returned (退货): under "return" the coupon is voided and its value goes back to the pool;
-    under "forfeit" it stays used and its value stays spent. False (and nothing booked) when the
-    coupon was not used."""
+def refund_share(paid_fen: int, spend_fen: int, refunded_before: int, refunded_after: int) -> int:
+    """The coupon's share of a refund that brings the sale's refunded spend from `refunded_before`
+    to `refunded_after` (Jincheng: 部分退货按比例退回).
+
+    The shares are the cumulative proportion rounded down to the fen, each refund taking the
+    difference: floor(paid x after / spend) - floor(paid x before / spend). So however a sale is
+    refunded in parts, the shares add up to at most the coupon's value, exactly it when the whole
+    spend is refunded, and no refund's share is off by more than a fen. A sale without a spend
+    recorded is refunded whole, once.
+    """
+    if spend_fen <= 0:
+        return paid_fen
+    return paid_fen * refunded_after // spend_fen - paid_fen * refunded_before // spend_fen
+
+
+def refund(redemption: Redemption, spend_fen: int, policy: str, now: datetime) -> int | None:
+    """Goods returned (退货) for `spend_fen` of the sale: the coupon's share of it (rules.refund_share)
+    goes back to the pool under "return" -- and when the whole sale is refunded the coupon is
+    voided -- or under "forfeit" is withheld from the merchant while the coupon stays used. The
+    redemption's figures are updated; returns the share, or None (and nothing booked) when the
+    coupon was not used. The caller holds the redemption's lock and has checked the amount."""
+    before, after = redemption.refunded_spend_fen, redemption.refunded_spend_fen + spend_fen
+    whole = after >= redemption.spend_fen
+    share = refund_share(redemption.paid_fen, redemption.spend_fen, before, after)
     used = Coupon.id == redemption.coupon_id, Coupon.state == State.USED
-    if policy == "return":
+    if policy == "return" and whole:
         moved = db.session.execute(
             sa.update(Coupon).where(*used).values(state=State.VOID).execution_options(synchronize_session=False)
         ).rowcount
     else:  # nothing moves but the money: the coupon must be used still
         moved = len(db.session.execute(sa.select(Coupon.id).where(*used).with_for_update()).all())
-    if moved == 1:
-        kind = "refund_return" if policy == "return" else "refund_forfeit"
-        ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id)
-    return moved == 1
+    if moved != 1:
+        return None
+    if policy == "return":
+        redemption.returned_fen += share
+        kind, coupons = "refund_return", int(whole)
+    else:
+        redemption.withheld_fen += share
+        kind, coupons = "refund_forfeit", 0
+    if share or coupons:
+        ledger.coupon_moved(kind, redemption.coupon_id, now, redemption.id, amount_fen=share, coupons=coupons)
+    redemption.refunded_spend_fen = after
+    redemption.refund_policy = policy
+    if whole:
+        redemption.refunded_at = now
+    return share
 
 
 def revoke_claim(coupon_id: int, now: datetime) -> bool:

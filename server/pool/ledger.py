@@ -8,8 +8,8 @@ Every movement is one row of `ledger_entries` moving an amount from one account 
 holds after every transaction by construction. What can go wrong is the ledger disagreeing with
 the coupons, so `verify` checks each account against what should back it: the stock account
 against the coupons in stock, claimed against the coupons held and not yet used, redeemed and
-forfeited against the coupons spent, subsidy against the purchase subsidies approved, and no
-account below zero.
+forfeited against what the used coupons' redemptions paid and their refunds left, subsidy
+against the purchase subsidies approved, and no account below zero.
 
 Balances are sums over the entries, never a counter row: the draw and the till append and do
 not queue on one hot row.
@@ -57,6 +57,8 @@ KIND_NAMES = {
     "refund_forfeit": "退货视为已用",
     "treasury": "返还财政",
     "subsidy": "购车补贴",
+    "short": "不找零余额退回",
+    "revoke_short": "撤回核销取回余额",
 }
 # What each kind of entry does to the coupons it counts: (state they leave, state they enter).
 # Refunds under "forfeit" leave the coupon used; the budget and the treasury move no coupon.
@@ -142,16 +144,19 @@ def grouped(kind: str, campaign_id: int, coupons, now: datetime, **fields) -> li
     ]
 
 
-def coupon_entry_sql(kind: str, rows: str, *, campaign: str, redemption: str = "NULL") -> str:
+def coupon_entry_sql(
+    kind: str, rows: str, *, campaign: str, redemption: str = "NULL", amount: str = "c.face_fen", coupons: str = "1"
+) -> str:
     """The ledger row of one coupon's move, as SQL: `rows` yields the coupons moved as `c` (id,
-    round_id, category_id, tier_id, face_fen), `campaign` names their campaign. The one definition
-    of a coupon's entry: the till's moves below and the PostgreSQL draw's statement both use it."""
+    round_id, category_id, tier_id, face_fen), `campaign` names their campaign; the amount is the
+    coupon's face unless said. The one definition of a coupon's entry: the till's moves below and
+    the PostgreSQL draw's statement both use it."""
     source, target = LEDGER_MOVES[kind]
     return (
         "INSERT INTO ledger_entries (campaign_id, round_id, category_id, tier_id, kind, source, target,"
         " amount_fen, coupons, coupon_id, redemption_id, created_at)"
         f" SELECT {campaign}, c.round_id, c.category_id, c.tier_id, '{kind}', '{source}', '{target}',"
-        f" c.face_fen, 1, c.id, {redemption}, :created_at FROM {rows}"
+        f" {amount}, {coupons}, c.id, {redemption}, :created_at FROM {rows}"
     )
 
 
@@ -164,15 +169,37 @@ _COUPON_MOVES = {
             "coupons c JOIN rounds r ON r.id = c.round_id WHERE c.id = :coupon_id",
             campaign="r.campaign_id",
             redemption=":redemption_id",
+            amount="COALESCE(CAST(:amount_fen AS BIGINT), c.face_fen)",
+            coupons=":coupons",
         )
     ).bindparams(utc_param("created_at"))
-    for kind in ("claim", "redeem", "revoke", "refund_return", "refund_forfeit", "revoke_claim")
+    for kind in (
+        "claim",
+        "redeem",
+        "revoke",
+        "refund_return",
+        "refund_forfeit",
+        "revoke_claim",
+        "short",
+        "revoke_short",
+    )
 }
 
 
-def coupon_moved(kind: str, coupon_id: int, now: datetime, redemption_id: int | None = None) -> None:
-    """Record one coupon's face value moving (claim, redeem, revoke, refund, revoke_claim)."""
-    db.session.execute(_COUPON_MOVES[kind], {"coupon_id": coupon_id, "redemption_id": redemption_id, "created_at": now})
+def coupon_moved(
+    kind: str,
+    coupon_id: int,
+    now: datetime,
+    redemption_id: int | None = None,
+    *,
+    amount_fen: int | None = None,
+    coupons: int = 1,
+) -> None:
+    """Record one coupon's move (claim, redeem, revoke, refund, revoke_claim, short): its face
+    value unless `amount_fen` says what part of it moved, and whether the coupon itself changed
+    state (`coupons`: 1, or 0 for a part of its value alone)."""
+    params = {"coupon_id": coupon_id, "redemption_id": redemption_id, "created_at": now}
+    db.session.execute(_COUPON_MOVES[kind], params | {"amount_fen": amount_fen, "coupons": coupons})
 
 
 def subsidies_fen(campaign_id: int | None, status: str) -> int:
@@ -251,12 +278,14 @@ class Report:
 
 
 def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
-    """Face value of the coupons that should back each account, per (round, tier, account)."""
+    """What should back each account, per (round, tier, account): the face value of the coupons in
+    stock and held; of those used ("spent"), their face less what their redemptions did not pay
+    (a short sale's rest) and what refunds returned to the pool, and of that what refunds
+    withheld from the merchant ("forfeited")."""
     account = sa.case(
         (Coupon.state == State.STOCK, "stock"),
         (Coupon.state == State.CLAIMED, "claimed"),
-        (Coupon.state == State.USED, "spent"),
-        else_="gone",
+        else_="spent",
     )
     rows = db.session.execute(
         sa.select(Coupon.round_id, Coupon.tier_id, account, sa.func.sum(Coupon.face_fen))
@@ -265,19 +294,21 @@ def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
         .group_by(Coupon.round_id, Coupon.tier_id, account)
     )
     backing = {(r, t, a): int(v) for r, t, a, v in rows}
-    forfeited = db.session.execute(
-        sa.select(Redemption.coupon_id, Coupon.round_id, Coupon.tier_id, Redemption.face_fen)
+    spent = db.session.execute(
+        sa.select(
+            Coupon.round_id,
+            Coupon.tier_id,
+            sa.func.sum(Redemption.face_fen - Redemption.paid_fen + Redemption.returned_fen),
+            sa.func.sum(Redemption.withheld_fen),
+        )
         .join(Coupon, Coupon.id == Redemption.coupon_id)
         .join(Round, Round.id == Coupon.round_id)
-        .where(
-            Round.campaign_id == campaign_id,
-            Redemption.revoked_at.is_(None),
-            Redemption.refunded_at.is_not(None),
-            Redemption.refund_policy == "forfeit",
-        )
+        .where(Round.campaign_id == campaign_id, Redemption.revoked_at.is_(None), Coupon.state == State.USED)
+        .group_by(Coupon.round_id, Coupon.tier_id)
     )
-    for _, round_id, tier_id, face in forfeited:
-        backing[round_id, tier_id, "forfeited"] = backing.get((round_id, tier_id, "forfeited"), 0) + face
+    for round_id, tier_id, unpaid, withheld in spent:
+        backing[round_id, tier_id, "spent"] = backing.get((round_id, tier_id, "spent"), 0) - int(unpaid)
+        backing[round_id, tier_id, "forfeited"] = int(withheld)
     return backing
 
 
@@ -353,7 +384,7 @@ def _cell(text: str, width: int, right: bool = True) -> str:
 
 
 PUT_IN = ("allocate", "rollover", "adjust_up")  # kinds that put coupons on the wheel
-_GIVEN_BACK = ("withdraw", "expire", "revoke_claim", "refund_return", "adjust_down")
+_GIVEN_BACK = ("withdraw", "expire", "revoke_claim", "refund_return", "adjust_down", "short")
 
 
 def flows(campaign_id: int, column: str) -> dict[int, tuple[int, int]]:
@@ -361,7 +392,13 @@ def flows(campaign_id: int, column: str) -> dict[int, tuple[int, int]]:
     entries = LedgerEntry.__table__
     key = entries.c[column]
     put_in = sa.func.sum(sa.case((entries.c.kind.in_(PUT_IN), entries.c.amount_fen), else_=0))
-    given_back = sa.func.sum(sa.case((entries.c.kind.in_(_GIVEN_BACK), entries.c.amount_fen), else_=0))
+    given_back = sa.func.sum(
+        sa.case(
+            (entries.c.kind.in_(_GIVEN_BACK), entries.c.amount_fen),
+            (entries.c.kind == "revoke_short", -entries.c.amount_fen),  # a short sale's rest taken back
+            else_=0,
+        )
+    )
     rows = db.session.execute(
         sa.select(key, put_in, given_back).where(entries.c.campaign_id == campaign_id, key.is_not(None)).group_by(key)
     )

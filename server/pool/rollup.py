@@ -71,7 +71,6 @@ def claim_grain(where) -> sa.Select:
 def redemption_grain(where) -> sa.Select:
     hour = hour_of(Redemption.created_at)
     settled = settled_clause()
-    refunded = Redemption.refunded_at.is_not(None)
     return (
         sa.select(
             hour.label("hour"),
@@ -81,11 +80,11 @@ def redemption_grain(where) -> sa.Select:
             Round.campaign_id.label("campaign_id"),
             sa.func.count().label("redeemed"),
             sa.func.sum(Redemption.spend_fen).label("order_fen"),
-            sa.func.sum(Redemption.face_fen).label("redeemed_fen"),
+            sa.func.sum(Redemption.paid_fen).label("redeemed_fen"),
             sa.func.count(Redemption.refunded_at).label("refunded"),
-            sa.func.sum(sa.case((refunded, Redemption.face_fen), else_=0)).label("refunded_fen"),
+            sa.func.sum(Redemption.returned_fen + Redemption.withheld_fen).label("refunded_fen"),
             sa.func.sum(sa.case((settled, 1), else_=0)).label("settled"),
-            sa.func.sum(sa.case((settled, Redemption.face_fen), else_=0)).label("owed_fen"),
+            sa.func.sum(sa.case((settled, Redemption.owed_fen), else_=0)).label("owed_fen"),
         )
         .join(Coupon, Coupon.id == Redemption.coupon_id)
         .join(Round, Round.id == Coupon.round_id)

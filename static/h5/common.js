@@ -111,6 +111,8 @@ export function client(tokenKey) {
 
 export const yuan = (fen) => (fen % 100 === 0 ? String(fen / 100) : (fen / 100).toFixed(2));
 // When in the day a coupon may be spent, as its card says it ("" for any time).
+// A coupon's terms in words: its threshold, or none.
+export const usable = (coupon) => (coupon.threshold_fen ? `满 ${yuan(coupon.threshold_fen)} 元可用` : "无门槛");
 export const hours = (coupon) => (coupon.usable_hours ? ` · 每日${coupon.usable_hours}可用` : "");
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];

@@ -2,7 +2,7 @@
 // purchase subsidy: kinds.js), see my coupons, show a pay code, find merchants, answer the survey.
 // The server decides every outcome; the wheel only shows it. `?campaign=CODE` names the campaign
 // for everything on the page; an on-site event's QR adds `&screen=CODE`.
-import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan } from "./common.js";
 import { exchangeScreen, kinds } from "./kinds.js";
 
 const api = client("huigou.resident");
@@ -223,7 +223,7 @@ async function spin() {
     result.className = "result ok";
     result.replaceChildren(
       el("b", {}, `恭喜！获得 ${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-      el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用，有效期至 ${local(c.valid_until)}${hours(c)}`),
+      el("p", {}, `${usable(c)}，有效期至 ${local(c.valid_until)}${hours(c)}`),
       el("button", { onclick: () => openPaycode(c) }, "立即出示付款码"),
     );
   } else {
@@ -250,7 +250,7 @@ async function loadCoupons(status) {
           "div",
           { class: "terms" },
           el("b", {}, `${c.category.name}消费券`),
-          el("span", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 第 ${c.round} 轮`),
+          el("span", {}, `${usable(c)} · 第 ${c.round} 轮`),
           el("small", {}, `有效期至 ${local(c.valid_until)}${hours(c)}`),
         ),
         c.status === "unused"
@@ -269,7 +269,7 @@ async function openPaycode(coupon) {
   state.coupon = coupon;
   show("paycode");
   $("#tabs").hidden = false;
-  $("#paycode-coupon").textContent = `${coupon.category.name} ${yuan(coupon.face_fen)} 元券 · 满 ${yuan(coupon.threshold_fen)} 元可用`;
+  $("#paycode-coupon").textContent = `${coupon.category.name} ${yuan(coupon.face_fen)} 元券 · ${usable(coupon)}`;
   await refreshPaycode();
   clearInterval(state.paycodeTimer);
   state.paycodeTimer = setInterval(refreshPaycode, 45000); // a code lives 60 s: renew well before

@@ -1,7 +1,7 @@
 // The shop assistant's page: bind with the merchant's code, scan the resident's pay code (camera,
 // or the short code typed by hand), check the coupon, enter amount and category, redeem once even
 // when the network fails mid-way (one Idempotency-Key per coupon shown), see today's redemptions.
-import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan } from "./common.js";
 
 const api = client("huigou.staff");
 const MERCHANT = "huigou.staff.merchant";
@@ -125,7 +125,7 @@ async function preview(code) {
     } else {
       $("#preview-coupon").replaceChildren(
         el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-        el("p", {}, `满 ${yuan(c.threshold_fen)} 元可用 · 有效期至 ${local(c.valid_until)}${hours(c)}`),
+        el("p", {}, `${usable(c)} · 有效期至 ${local(c.valid_until)}${hours(c)}`),
       );
     }
     $("#redeem-form").reset();
@@ -164,22 +164,35 @@ function couponTerms(c) {
   return c.threshold_fen ? `满${yuan(c.threshold_fen)}减${yuan(c.face_fen)}` : `${yuan(c.face_fen)}元`;
 }
 
+// The least spend a coupon takes: its threshold, and its face where a campaign does not give change
+// (不找零: the shop cannot be paid more than the sale).
+function need(c) {
+  return c.short_sale === "settle" ? c.threshold_fen : Math.max(c.threshold_fen, c.face_fen);
+}
+
 // The coupon this spend would use: the shown one, or for a wallet the first (largest) it reaches.
 function couponFor(fen) {
-  if (!state.wallet) return fen !== null && fen >= state.coupon.threshold_fen ? state.coupon : null;
-  return fen === null ? null : state.wallet.find((w) => fen >= w.threshold_fen) || null;
+  if (fen === null) return null;
+  if (!state.wallet) return fen >= need(state.coupon) ? state.coupon : null;
+  return state.wallet.find((w) => fen >= need(w)) || null;
 }
 
 function checkThreshold() {
   const fen = amountFen();
   const used = couponFor(fen);
-  const threshold = state.wallet
-    ? Math.min(...state.wallet.map((w) => w.threshold_fen))
-    : state.coupon.threshold_fen;
+  const least = state.wallet ? Math.min(...state.wallet.map(need)) : need(state.coupon);
+  const short = !state.wallet && fen !== null && fen >= state.coupon.threshold_fen && fen < least;
   const hint = $("#threshold-hint");
-  if (fen === null) hint.textContent = `请输入消费金额，满 ${yuan(threshold)} 元可用${state.wallet ? "券" : "此券"}。`;
-  else if (!used) hint.textContent = `未达到使用门槛：满 ${yuan(threshold)} 元可用，还差 ${yuan(threshold - fen)} 元。`;
-  else hint.textContent = `${state.wallet ? `将使用${couponTerms(used)}券，` : ""}顾客实付 ${yuan(fen - used.face_fen)} 元（消费 ${yuan(fen)} 元，券抵 ${yuan(used.face_fen)} 元）。`;
+  if (fen === null) hint.textContent = `请输入消费金额，满 ${yuan(least)} 元可用${state.wallet ? "券" : "此券"}。`;
+  else if (short) hint.textContent = `消费金额不足券面额，本券不找零：满 ${yuan(least)} 元可用，还差 ${yuan(least - fen)} 元。`;
+  else if (!used) hint.textContent = `未达到使用门槛：满 ${yuan(least)} 元可用，还差 ${yuan(least - fen)} 元。`;
+  else {
+    const paid = Math.min(used.face_fen, fen);
+    const rest = used.face_fen - paid;
+    hint.textContent =
+      `${state.wallet ? `将使用${couponTerms(used)}券，` : ""}顾客实付 ${yuan(fen - paid)} 元（消费 ${yuan(fen)} 元，券抵 ${yuan(paid)} 元）` +
+      (rest ? `；券面余下 ${yuan(rest)} 元不找零，退回资金池。` : "。");
+  }
   hint.classList.toggle("warn", fen !== null && !used);
   $("#redeem-button").disabled = !used;
 }

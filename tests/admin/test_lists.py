@@ -219,4 +219,6 @@ def test_cells_are_formatted_for_people(app, redemptions):
     assert row[1] == "2026-06-25 09:00:00"  # 01:00 UTC, shown in Shanghai
     assert row[6] == redemptions["made"][0][2] and auditor[0][6] == "139****0000"
     assert re.fullmatch(r"\d+\.\d\d", row[10]) and row[10] == "50.00"
-    assert row[14] == "有效" and row[8] == 1
+    assert row[17] == "有效" and row[8] == 1
+    # What the coupon paid (its face), nothing refunded, all of it owed to the shop.
+    assert list(row[13:16]) == ["50.00", "0.00", "50.00"]

@@ -28,6 +28,8 @@ def small_rules(monkeypatch):
         "address": {"residents": 3},
         "device": {"residents": 2},
         "far": {"metres": 3000},
+        "refund": {"count": 1},
+        "repeat": {"minutes": 5},
     }
     monkeypatch.setattr(risk, "RULES", rules)
 
@@ -116,7 +118,7 @@ def test_ordinary_trade_raises_no_flag(app, client, make_campaign, make_resident
     for _ in range(3):  # below every threshold of small_rules
         redeem_one(client, make_resident, staff, clock, over=1000, minutes=30)
     assert {kind: rule.flags for kind, rule in rules_of(app).items()} == {
-        kind: [] for kind in ("burst", "exact", "staff", "address", "device", "far")
+        kind: [] for kind in ("burst", "exact", "staff", "address", "device", "far", "refund", "repeat")
     }
 
 
@@ -138,3 +140,56 @@ def test_the_console_page_lists_the_flags_with_links_to_the_redemptions(console,
     listed = console("admin").get(links[0].replace("&amp;", "&"))
     assert listed.status_code == 200
     assert listed.get_data(as_text=True).count("演示商户1") >= 6
+
+
+def test_two_coupons_of_one_resident_at_one_shop_within_minutes_and_refunds_are_flagged(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    """Qian'an 六(三) 一次消费只能使用一张券: a resident's hotel and fuel coupons spent at one shop a
+    minute apart are flagged; Youhao: refunds after redemption are listed per merchant, with what
+    was withheld from the shop under "forfeit"."""
+    from server.models import Category, merchant_categories
+
+    make_campaign(refund_policy="forfeit")
+    shop_id, staff = make_till("hotel")
+    with app.app_context():
+        fuel = db.session.scalar(sa.select(Category.id).where(Category.code == "fuel"))
+        db.session.execute(sa.insert(merchant_categories).values(merchant_id=shop_id, category_id=fuel))
+        db.session.commit()
+    phone, token = make_resident(phone="13900000077")
+    done = []
+    for category in ("hotel", "fuel"):
+        coupon = client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).get_json()["coupon"]
+        body = {
+            "paycode": paycode(client, token, coupon["id"]),
+            "spend_fen": coupon["threshold_fen"],
+            "spend_category": "住宿",
+        }
+        answer = client.post("/api/v1/merchant/redeem", json=body, headers=auth(staff))
+        assert answer.status_code == 200, answer.get_json()
+        done.append((coupon, answer.get_json()["redemption"]["id"]))
+        clock.shift(timedelta(minutes=1))
+    coupon, redemption_id = done[1]
+    refund = client.post(
+        f"/api/v1/merchant/redemptions/{redemption_id}/refund",
+        json={"reason": "退一半", "spend_fen": coupon["threshold_fen"] // 2},
+        headers=auth(staff),
+    )
+    assert refund.status_code == 200, refund.get_json()
+    found = rules_of(app)
+    (repeat,) = found["repeat"].flags
+    assert (repeat.subject, repeat.detail) == (
+        "演示商户1 · 居民13900000077",
+        "2张券在5分钟内先后核销（每次消费限用一张券）",
+    )
+    assert repeat.link == {"merchant": shop_id, "phone": "13900000077", "from": DAY, "to": DAY}
+    (masked,) = rules_of(app, "auditor")["repeat"].flags
+    assert masked.subject == "演示商户1 · 居民139****0077"
+    assert masked.link == {"merchant": shop_id, "from": DAY, "to": DAY}
+    (refunded,) = found["refund"].flags
+    half, share = coupon["threshold_fen"] // 2 / 100, coupon["face_fen"] // 2 / 100
+    assert refunded.subject == "演示商户1"
+    assert refunded.detail == (
+        f"1次退货（1笔核销），退货金额{half:.2f}元，对应券值{share:.2f}元，其中{share:.2f}元视为已用、不予结算"
+    )
+    assert refunded.link == {"merchant": shop_id, "state": "refunded", "from": DAY, "to": DAY}

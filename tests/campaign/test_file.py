@@ -142,6 +142,7 @@ def test_check_reports_an_allocation_over_budget(app):
 
 def test_check_reports_every_problem_at_once(app):
     doc = campaign_doc(budget_yuan="lots", refund_policy="maybe", colour="red")
+    doc["campaign"]["short_sale"] = "change"
     doc["tiers"][0]["face_yuan"] = 0.001
     doc["tiers"][1]["quantity"] = -3
     doc["tiers"].append(dict(doc["tiers"][2]))
@@ -150,6 +151,8 @@ def test_check_reports_every_problem_at_once(app):
         "colour: 未知的部分「colour」",
         "campaign.budget_yuan: 总预算必须是大于0的金额（元，最多两位小数）",
         "campaign.refund_policy: 退货政策应为 return（退回奖池）或 forfeit（视为已用）",
+        "campaign.short_sale: 消费不足券面额时应为 refuse（拒绝核销，本券不找零）"
+        "或 settle（按消费金额结算，余额退回资金池）",
         "tiers[0].face_yuan: 面额应为大于0的金额（元）",
         "tiers[1].quantity: 数量应为非负整数",
         "tiers[4]: 与 tiers[2] 重复：同一品类、面额和门槛",

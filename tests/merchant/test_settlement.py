@@ -55,8 +55,11 @@ def test_revoke_after_the_window_is_refused(client, redeemed, clock):
     assert "不能撤回" in answer.get_json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("policy", "state", "owed"), [("return", "void", 0), ("forfeit", "used", 1)])
-def test_refund_follows_the_campaign_policy(client, app, redeemed, policy, state, owed):
+@pytest.mark.parametrize(("policy", "state", "standing"), [("return", "void", 0), ("forfeit", "used", 1)])
+def test_refund_follows_the_campaign_policy(client, app, redeemed, policy, state, standing):
+    """Under "return" the coupon is voided and its value goes back to the pool; under "forfeit" it
+    stays used for the resident, and the shop is not paid for a sale it took back (Youhao: a
+    refunded coupon is treated as used -- not a way to turn a coupon into cash)."""
     staff, make = redeemed
     with app.app_context():
         db.session.execute(sa.update(Campaign).values(refund_policy=policy))
@@ -68,8 +71,12 @@ def test_refund_follows_the_campaign_policy(client, app, redeemed, policy, state
     with app.app_context():
         assert db.session.scalar(sa.select(Coupon.state).where(Coupon.id == won["id"])) == state
     settlement = client.get("/api/v1/merchant/settlement", headers=auth(staff)).get_json()
-    assert settlement["count"] == owed
-    assert settlement["owed_fen"] == owed * won["face_fen"]
+    assert settlement["count"] == standing
+    assert settlement["owed_fen"] == 0
+    refunded = answer.get_json()["redemption"]
+    share = {"returned_fen": won["face_fen"] * (1 - standing), "withheld_fen": won["face_fen"] * standing}
+    assert {key: refunded[key] for key in share} == share
+    assert refunded["owed_fen"] == 0
 
 
 def test_settlement_per_day_and_the_forfeit_rule(client, app, redeemed, clock):

@@ -82,10 +82,20 @@ def test_seven_rounds_balance_after_every_step_and_the_treasury_gets_budget_minu
             answer = client.post(path, json={"reason": reason}, headers=auth(tills[category]))
             assert answer.status_code == 200, answer.get_json()
             balanced(campaign_id)
-        totals = balanced(campaign_id)
-
         kept = [c for _, c, _ in spent[1:]] if policy == "forfeit" else [c for _, c, _ in spent[2:]]
         net_redeemed += sum(c["face_fen"] for c in kept)
+        # In the last round, a third of one sale is refunded (Jincheng: 部分退货按比例退回): its
+        # coupon stays used, and under "return" its share goes back to the pool.
+        if number == 7:
+            category, coupon, redemption_id = spent[2]
+            path = f"/api/v1/merchant/redemptions/{redemption_id}/refund"
+            body = {"reason": "部分退货", "spend_fen": coupon["threshold_fen"] // 3}
+            answer = client.post(path, json=body, headers=auth(tills[category]))
+            assert answer.status_code == 200, answer.get_json()
+            share = coupon["face_fen"] * (coupon["threshold_fen"] // 3) // coupon["threshold_fen"]
+            assert answer.get_json()["redemption"]["owed_fen"] == coupon["face_fen"] - share
+            net_redeemed -= share if policy == "return" else 0
+        totals = balanced(campaign_id)
         assert totals["redeemed"] + totals["forfeited"] == net_redeemed
 
         with app.app_context():

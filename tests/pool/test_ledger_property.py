@@ -1,6 +1,8 @@
 """Property: whatever residents, tills, the bureau and the clock do, in any order, the ledger
 agrees with the coupons after every step, and at the end the treasury gets back exactly the
-budget less what was spent for good.
+budget less what was spent for good. Sales reach the threshold, pass it, or fall short of a
+coupon's face (refused, or settled at the spend where the campaign says so); refunds take the
+whole sale or a part of it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ draw = st.tuples(st.just("draw"), st.integers(0, 3), st.sampled_from(CATEGORIES)
 operation = st.one_of(
     draw,
     draw,
-    st.tuples(st.just("redeem"), st.integers(0, 50)),
+    st.tuples(st.just("redeem"), st.integers(0, 50), st.sampled_from(["threshold", "more", "short"])),
     st.tuples(st.just("revoke"), st.integers(0, 50)),
-    st.tuples(st.just("refund"), st.integers(0, 50)),
+    st.tuples(st.just("refund"), st.integers(0, 50), st.one_of(st.none(), st.integers(1, 40000))),
     # Minutes: a few (inside the revoke window), or up to 2.5 days at once.
     st.tuples(st.just("advance"), st.one_of(st.integers(1, 20), st.integers(1, 60 * 60))),
     st.tuples(st.just("jobs")),
@@ -33,20 +35,28 @@ operation = st.one_of(
 )
 
 
-def fresh_campaign(app, policy: str, validity: dict) -> tuple[int, list[str]]:
-    """Empty the database and make a tiny 3-round campaign and 4 residents."""
+def fresh_campaign(app, policy: str, validity: dict, short_sale: str = "refuse") -> tuple[int, list[str]]:
+    """Empty the database and make a tiny 3-round campaign and 4 residents; its 20-yuan fuel
+    coupons have no threshold, so a sale can fall short of their face."""
     doc = campaign_doc(
         refund_policy=policy,
         validity=validity,
         budget_yuan=2000,
+        min_leverage=None,
         tiers=[
             {"category": "hotel", "face_yuan": 50, "quantity": 4},
             {"category": "hotel", "face_yuan": 100, "quantity": 2},
-            {"category": "fuel", "face_yuan": 100, "quantity": 3},
+            {"category": "fuel", "face_yuan": 100, "quantity": 2},
+            {"category": "fuel", "face_yuan": 20, "threshold_yuan": 0, "quantity": 2},
         ],
         rounds={"count": 3, "first_draw": "2026-06-25T09:00", "every_days": 2, "valid_days": 2},
     )
+    doc["campaign"]["short_sale"] = short_sale
     return fresh_world(app, doc, residents=4)
+
+
+SPENDS = {"threshold": lambda c: c["threshold_fen"], "more": lambda c: c["threshold_fen"] + 1234,
+          "short": lambda c: c["face_fen"] // 3}  # fmt: skip
 
 
 @settings(
@@ -57,6 +67,7 @@ def fresh_campaign(app, policy: str, validity: dict) -> tuple[int, list[str]]:
 @given(
     policy=st.sampled_from(["return", "forfeit"]),
     validity=st.sampled_from([{"kind": "round_deadline"}, {"kind": "days_from_claim", "days": 1}]),
+    short_sale=st.sampled_from(["refuse", "settle"]),
     operations=st.lists(operation, min_size=5, max_size=30),
 )
 # The paths a short random list may miss, always tried: a revoke and a refund inside the round,
@@ -64,22 +75,26 @@ def fresh_campaign(app, policy: str, validity: dict) -> tuple[int, list[str]]:
 @example(
     policy="return",
     validity={"kind": "round_deadline"},
-    operations=[("draw", 0, "hotel"), ("draw", 1, "hotel"), ("draw", 2, "fuel"), ("redeem", 0), ("redeem", 1),
-                ("redeem", 2), ("revoke", 0), ("refund", 1), ("advance", 3000), ("jobs",), ("adjust", 1, 2),
-                ("advance", 2000), ("jobs",), ("draw", 3, "hotel")],
+    short_sale="refuse",
+    operations=[("draw", 0, "hotel"), ("draw", 1, "hotel"), ("draw", 2, "fuel"), ("redeem", 0, "threshold"),
+                ("redeem", 1, "more"), ("redeem", 2, "short"), ("revoke", 0), ("refund", 1, None),
+                ("advance", 3000), ("jobs",), ("adjust", 1, 2), ("advance", 2000), ("jobs",), ("draw", 3, "hotel")],
 )  # fmt: skip
 @example(
     policy="forfeit",
     validity={"kind": "days_from_claim", "days": 1},
-    operations=[("draw", 0, "fuel"), ("redeem", 0), ("refund", 0), ("revoke", 0), ("draw", 1, "fuel"),
-                ("redeem", 1), ("revoke", 0), ("advance", 3600), ("jobs",), ("adjust", 2, -3), ("jobs",)],
+    short_sale="settle",
+    operations=[("draw", 0, "fuel"), ("draw", 1, "fuel"), ("draw", 2, "fuel"), ("redeem", 0, "short"),
+                ("redeem", 1, "short"), ("redeem", 2, "more"), ("refund", 2, 5000), ("refund", 2, 700),
+                ("refund", 1, None), ("revoke", 0), ("draw", 3, "fuel"), ("redeem", 3, "threshold"),
+                ("revoke", 0), ("advance", 3600), ("jobs",), ("adjust", 2, -3), ("jobs",)],
 )  # fmt: skip
 def test_the_ledger_balances_after_any_sequence_of_operations(
-    app, client, make_till, clock, policy, validity, operations
+    app, client, make_till, clock, policy, validity, short_sale, operations
 ):
     app.config["TOKEN_MAX_AGE_S"] = 60 * 24 * 3600
     clock.move_to(T0)
-    campaign_id, residents = fresh_campaign(app, policy, validity)
+    campaign_id, residents = fresh_campaign(app, policy, validity, short_sale)
     tills = {category: make_till(category)[1] for category in CATEGORIES}
     held: list[tuple[str, dict]] = []  # (resident token, coupon) won
     done: list[tuple[str, int]] = []  # (till token, redemption id)
@@ -102,14 +117,13 @@ def test_the_ledger_balances_after_any_sequence_of_operations(
             code = client.get(f"/api/v1/coupons/{coupon['id']}/paycode", headers=auth(token))
             if code.status_code == 200:
                 till = tills[coupon["category"]["code"]]
-                answer = redeem(client, till, code.get_json()["paycode"], coupon["threshold_fen"])
+                answer = redeem(client, till, code.get_json()["paycode"], SPENDS[op[2]](coupon))
                 if answer.status_code == 200:
                     done.append((till, answer.get_json()["redemption"]["id"]))
         elif kind in ("revoke", "refund") and done:
             till, redemption_id = done[op[1] % len(done)]
-            client.post(
-                f"/api/v1/merchant/redemptions/{redemption_id}/{kind}", json={"reason": "测试"}, headers=auth(till)
-            )
+            body = {"reason": "测试"} | ({"spend_fen": op[2]} if kind == "refund" and op[2] else {})
+            client.post(f"/api/v1/merchant/redemptions/{redemption_id}/{kind}", json=body, headers=auth(till))
         elif kind == "advance":
             clock.shift(timedelta(minutes=op[1]))
         elif kind == "jobs":
@@ -136,12 +150,14 @@ def test_the_ledger_balances_after_any_sequence_of_operations(
     run_all(app)
     totals = check()
     with app.app_context():
+        # What coupons paid, less the refunds' shares given back (those withheld stay spent).
         spent = db.session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(Redemption.face_fen), 0)).where(
-                Redemption.revoked_at.is_(None),
-                sa.or_(Redemption.refunded_at.is_(None), Redemption.refund_policy == "forfeit"),
+            sa.select(sa.func.coalesce(sa.func.sum(Redemption.paid_fen - Redemption.returned_fen), 0)).where(
+                Redemption.revoked_at.is_(None)
             )
         )
+        withheld = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Redemption.withheld_fen), 0)))
     assert totals["treasury"] == 200000 - spent
     assert totals["redeemed"] + totals["forfeited"] == spent
+    assert totals["forfeited"] == withheld
     assert (totals["pool"], totals["stock"], totals["claimed"]) == (0, 0, 0)

@@ -24,6 +24,22 @@ def sms_code(client, phone: str) -> str:
     return items[-1]["code"]
 
 
+def at_the_till(client, browser, live_server, make_resident, make_till) -> tuple[object, dict]:
+    """A resident's fresh hotel coupon typed in at a hotel's till: (the page at the preview, the coupon)."""
+    _, staff_token = make_till("hotel")
+    _, resident = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(resident)).get_json()["coupon"]
+    short = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()["short_code"]
+    context = browser.new_context(**PHONE, locale="zh-CN")
+    context.add_init_script(f"localStorage.setItem('huigou.staff', {staff_token!r})")
+    page = context.new_page()
+    page.goto(f"{live_server}/h5/staff")
+    page.fill("#manual-form [name=paycode]", short)
+    page.click("#manual-form button[type=submit]")
+    page.wait_for_selector("#preview:not([hidden])")
+    return page, won
+
+
 def bind_form(page, client, fields: dict, phone: str):
     for name, value in fields.items():
         page.fill(f"#bind-form [name={name}]", value)
@@ -301,18 +317,7 @@ def test_the_till_picks_the_spend_from_the_campaigns_list(
     doc = campaign_doc()
     doc["campaign"]["spend_categories"] = {"*": ["住宿", "餐饮", {"name": "押金", "excluded": True}]}
     make_campaign(doc)
-    _, staff_token = make_till("hotel")
-    _, resident = make_resident()
-    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(resident)).get_json()["coupon"]
-    short = client.get(f"/api/v1/coupons/{won['id']}/paycode", headers=auth(resident)).get_json()["short_code"]
-
-    context = browser.new_context(**PHONE, locale="zh-CN")
-    context.add_init_script(f"localStorage.setItem('huigou.staff', {staff_token!r})")
-    page = context.new_page()
-    page.goto(f"{live_server}/h5/staff")
-    page.fill("#manual-form [name=paycode]", short)
-    page.click("#manual-form button[type=submit]")
-    page.wait_for_selector("#preview:not([hidden])")
+    page, won = at_the_till(client, browser, live_server, make_resident, make_till)
     assert page.is_hidden("#redeem-form [name=spend_category]")
     options = page.eval_on_selector_all(
         "#redeem-form [name=spend_choice] option", "os => os.map(o => [o.textContent, o.disabled])"
@@ -326,3 +331,29 @@ def test_the_till_picks_the_spend_from_the_campaigns_list(
     assert "核销成功" in page.inner_text("#result-box")
     with app.app_context():
         assert db.session.scalars(sa.select(Redemption.spend_category)).all() == ["餐饮"]
+
+
+def test_the_till_holds_back_a_sale_below_the_coupons_face(
+    app, client, browser, live_server, make_campaign, make_resident, make_till, clock
+):
+    """不找零: a 10-yuan coupon without threshold on a 5-yuan sale; the page says why and holds the
+    button, as it does below a threshold; at 10 yuan it lets it through."""
+    from tests.helpers import campaign_doc
+
+    make_campaign(
+        campaign_doc(
+            threshold_multiple=None,
+            min_leverage=None,
+            tiers=[{"category": "hotel", "face_yuan": 10, "threshold_yuan": 0, "quantity": 5}],
+        )
+    )
+    page, won = at_the_till(client, browser, live_server, make_resident, make_till)
+    assert "无门槛 · 有效期至" in page.inner_text("#preview-coupon")
+    page.fill("#redeem-form [name=amount]", "5")
+    page.fill("#redeem-form [name=spend_category]", "住宿")
+    assert page.inner_text("#threshold-hint") == "消费金额不足券面额，本券不找零：满 10 元可用，还差 5 元。"
+    assert page.is_disabled("#redeem-button")
+    screenshot(page, "h5-staff-below-face")
+    page.fill("#redeem-form [name=amount]", "10")
+    assert page.inner_text("#threshold-hint") == "顾客实付 0 元（消费 10 元，券抵 10 元）。"
+    assert page.is_enabled("#redeem-button")

@@ -564,6 +564,7 @@ def test_a_spent_pay_code_is_refused_at_another_merchant(app, client, world):
             "valid_until",
             "usable_hours",
             "spend_categories",
+            "short_sale",
         }
         again = redeem(client, world.y, code, world.b_spent["threshold_fen"], key=f"again-{code[:8]}")
         assert error(again) == (409, "COUPON_USED")

@@ -169,6 +169,12 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
     if refund not in ("return", "forfeit"):
         problem("campaign.refund_policy", "退货政策应为 return（退回奖池）或 forfeit（视为已用）")
     settings["refund_policy"] = refund
+    settings["short_sale"] = campaign.get("short_sale", "refuse")
+    if settings["short_sale"] not in ("refuse", "settle"):
+        problem(
+            "campaign.short_sale",
+            "消费不足券面额时应为 refuse（拒绝核销，本券不找零）或 settle（按消费金额结算，余额退回资金池）",
+        )
     allocate = campaign.get("allocate", "first_round")
     if allocate not in ("first_round", "every_round"):
         problem(
@@ -196,6 +202,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
             "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours", "spend_categories",
+            "short_sale",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
