@@ -36,7 +36,8 @@ class Campaign(db.Model):
         ),
         sa.CheckConstraint("thanks_weight >= 0", name="thanks_weight"),
         sa.CheckConstraint("status IN ('draft', 'active', 'ended')", name="status"),
-        sa.CheckConstraint("rollover_policy IN ('same_tiers', 'mix')", name="rollover_policy"),
+        sa.CheckConstraint("rollover_policy IN ('same_tiers', 'mix', 'none')", name="rollover_policy"),
+        sa.CheckConstraint("leftover_after_days >= 0", name="leftover_after_days"),
         sa.CheckConstraint("kind IN ('wheel', 'grab', 'subsidy')", name="kind"),
         sa.CheckConstraint("grab_limit IN ('tier', 'round')", name="grab_limit"),
     )
@@ -62,7 +63,8 @@ class Campaign(db.Model):
     # {"kind": "circle", "lat", "lng", "radius_m"} or {"kind": "polygon", "points": [[lat, lng], ...]}
     geofence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # What a round's returned value becomes in the next round: the same tiers in proportion, or
-    # a chosen mix ([{"tier_id", "weight"}, ...]).
+    # a chosen mix ([{"tier_id", "weight"}, ...]), or nothing ("none": each period has its own
+    # allocation and what it leaves stays in the pool for the end, Geermu 每期发放15万元).
     rollover_policy: Mapped[str] = mapped_column(sa.String(12), default="same_tiers")
     rollover_mix: Mapped[list[dict[str, int]] | None] = mapped_column(sa.JSON)
     # Staged release: [{"seconds": 10, "percent": 50}, ...] -- in a round's first `seconds`, at
@@ -90,6 +92,11 @@ class Campaign(db.Model):
     # excluded (Geermu: 不得用于交付定金、充值、预存): {"*": [{"name": "餐饮", "excluded": false}, ...]}.
     # None: any words the till types.
     spend_categories: Mapped[dict[str, list[dict[str, Any]]] | None] = mapped_column(sa.JSON)
+    # What the pool holds after the campaign: when it moves (days after the last deadline; Geermu:
+    # 截止后两周) and where -- the treasury, or the campaign of this code (Qian'an 二: 结余资金可用于
+    # 下一期活动), as ledger moves (pool.rounds.return_leftover).
+    leftover_after_days: Mapped[int] = mapped_column(default=0, server_default="0")
+    leftover_to: Mapped[str | None] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -557,6 +564,8 @@ LEDGER_MOVES = {
     "short": ("claimed", "pool"),  # a coupon settled at a spend below its face: the rest (不找零)
     "revoke_short": ("pool", "claimed"),  # that redemption undone: the rest is the coupon's again
     "treasury": ("pool", "treasury"),  # after the last round, what is left goes back (返还财政)
+    "carry_out": ("pool", "carried"),  # ... or to the next campaign (结余转入下期活动), whose
+    "carry_in": ("carried_in", "pool"),  # pool it comes into, the two entries sharing a key
     "subsidy": ("pool", "subsidy"),  # a purchase subsidy approved by the bureau (购车补贴)
 }
 

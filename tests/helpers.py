@@ -51,6 +51,8 @@ def campaign_doc(**overrides) -> dict:
             "rollover",
             "release",
             "ends",
+            "leftover",
+            "short_sale",
         }:
             doc["campaign"][key] = value
         else:

@@ -56,6 +56,11 @@ class Results:
         return leverage(self.spend_fen, self.redeemed_fen)
 
     @property
+    def funds_fen(self) -> int:
+        """The budget, and what an earlier campaign's leftover brought in."""
+        return self.budget_fen - self.balances.get("carried_in", 0)
+
+    @property
     def treasury_fen(self) -> int:
         return self.balances.get("treasury", 0)
 
@@ -64,13 +69,15 @@ class Results:
         return self.balances.get("subsidy", 0)
 
     def use_of_money(self) -> list[tuple[str, int]]:
-        """The budget split over the ledger's accounts (they add up to it); empty lines left out
-        but for what was redeemed and returned to the treasury, which are always shown."""
+        """The budget (and leftover carried in from an earlier campaign) split over the ledger's
+        accounts (they add up to it); empty lines left out but for what was redeemed and returned
+        to the treasury, which are always shown."""
         b = self.balances
         lines = [
             ("消费者核销使用", b.get("redeemed", 0) + b.get("forfeited", 0)),
             ("已发放购车补贴", b.get("subsidy", 0)),
             ("已返还财政", b.get("treasury", 0)),
+            ("结余转入下期活动", b.get("carried", 0)),
             ("资金池结余（待投放或返还）", b.get("pool", 0)),
             ("库存（未领取）", b.get("stock", 0)),
             ("已领取未使用", b.get("claimed", 0)),

@@ -54,7 +54,7 @@ JOBS = (
     Job("close_rounds", rounds.close_rounds, 30, "轮次结束：未领取的库存退回资金池"),
     Job("expire_coupons", rounds.expire_coupons, 30, "到期未用的消费券作废，面额退回资金池"),
     Job("roll_over", rounds.roll_over, 30, "下一轮开始前：退回资金池的金额滚动为下一轮库存"),
-    Job("return_to_treasury", rounds.return_to_treasury, 300, "活动结束：资金池余额返还财政"),
+    Job("return_leftover", rounds.return_leftover, 300, "活动结束：资金池结余返还财政或转入下期活动"),
     Job("seal", chain.seal, 30, "封存：新的领取和核销记录加入防篡改哈希链"),
     Job("close_hours", rollup.close_hours, 60, "整点后：汇总已结束各小时的领取、核销与资金流水，供数据看板与结算使用"),
 )

@@ -3,7 +3,7 @@
 Every movement is one row of `ledger_entries` moving an amount from one account to another
 (`models.LEDGER_MOVES`), so the sum over the accounts never changes and
 
-    budget = pool + stock + claimed + redeemed + forfeited + treasury + subsidy
+    budget + carried in = pool + stock + claimed + redeemed + forfeited + treasury + carried + subsidy
 
 holds after every transaction by construction. What can go wrong is the ledger disagreeing with
 the coupons, so `verify` checks each account against what should back it: the stock account
@@ -30,7 +30,7 @@ from ..extensions import db
 from ..models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, SubsidyApplication, Tier
 from ..models import CouponState as State
 
-ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury", "subsidy")
+ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury", "carried", "subsidy")
 ACCOUNT_NAMES = {
     "budget": "总预算",
     "pool": "资金池（未投放）",
@@ -39,7 +39,9 @@ ACCOUNT_NAMES = {
     "redeemed": "已核销",
     "forfeited": "退货不退回",
     "treasury": "已返还财政",
+    "carried": "结转下期活动",
     "subsidy": "已发放补贴",
+    "carried_in": "上期结余转入",
 }
 KIND_NAMES = {
     "budget": "预算拨入",
@@ -57,6 +59,8 @@ KIND_NAMES = {
     "refund_forfeit": "退货视为已用",
     "treasury": "返还财政",
     "subsidy": "购车补贴",
+    "carry_out": "结余转入下期活动",
+    "carry_in": "上期结余转入",
     "short": "不找零余额退回",
     "revoke_short": "撤回核销取回余额",
 }
@@ -312,6 +316,23 @@ def _backing(campaign_id: int) -> dict[tuple[int, int, str], int]:
     return backing
 
 
+def _carries(campaign_id: int) -> list[tuple[str, int, int]]:
+    """Each carry of leftover this campaign sent or received: (key, amount out, amount in); the two
+    entries of a carry share its key, in the two campaigns."""
+    entries = LedgerEntry.__table__
+    mine = sa.select(entries.c.key).where(
+        entries.c.campaign_id == campaign_id, entries.c.kind.in_(("carry_out", "carry_in"))
+    )
+    out_fen = sa.func.sum(sa.case((entries.c.kind == "carry_out", entries.c.amount_fen), else_=0))
+    in_fen = sa.func.sum(sa.case((entries.c.kind == "carry_in", entries.c.amount_fen), else_=0))
+    rows = db.session.execute(
+        sa.select(entries.c.key, out_fen, in_fen)
+        .where(entries.c.key.in_(mine), entries.c.kind.in_(("carry_out", "carry_in")))
+        .group_by(entries.c.key)
+    )
+    return [(key, int(o), int(i)) for key, o, i in rows]
+
+
 def _summed(fine: dict[tuple, dict[str, int]], key) -> dict[tuple, dict[str, int]]:
     """Balances kept finer, added up by `key` of their keys."""
     summed: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACCOUNTS, 0))
@@ -335,9 +356,14 @@ def verify(campaign: Campaign) -> Report:
         problem(
             f"预算拨入 {yuan(-budget, grouped=True)} 元，与活动总预算 {yuan(campaign.budget_fen, grouped=True)} 元不符"
         )
+    carried_in = -totals.get("carried_in", 0)
     held = sum(totals.get(a, 0) for a in ACCOUNTS)
-    if held != campaign.budget_fen:
-        problem(f"各账户合计 {yuan(held, grouped=True)} 元，不等于总预算 {yuan(campaign.budget_fen, grouped=True)} 元")
+    if held != campaign.budget_fen + carried_in:
+        funds = yuan(campaign.budget_fen + carried_in, grouped=True)
+        problem(f"各账户合计 {yuan(held, grouped=True)} 元，不等于总预算与上期结余转入之和 {funds} 元")
+    for key, out_fen, in_fen in _carries(campaign.id):
+        if out_fen != in_fen:
+            problem(f"结余结转 {key}：转出 {yuan(out_fen, grouped=True)} 元，转入 {yuan(in_fen, grouped=True)} 元")
     for account in ACCOUNTS:
         if totals.get(account, 0) < 0:
             problem(f"{ACCOUNT_NAMES[account]} 为负：{yuan(totals[account], grouped=True)} 元")
@@ -410,6 +436,8 @@ def report_text(report: Report) -> str:
     the stock put in was used (put in = stock + claimed + redeemed + forfeited + given back)."""
     campaign = report.campaign
     lines = [f"{campaign.name}（{campaign.code}）总预算 {yuan(campaign.budget_fen, grouped=True)} 元"]
+    if report.totals.get("carried_in"):
+        lines[0] += f"，上期结余转入 {yuan(-report.totals['carried_in'], grouped=True)} 元"
     lines.append("  " + "  ".join(_cell(ACCOUNT_NAMES[a], 16) for a in ACCOUNTS))
     lines.append("  " + "  ".join(_cell(yuan(report.totals.get(a, 0), grouped=True), 16) for a in ACCOUNTS))
 
@@ -438,7 +466,10 @@ def report_text(report: Report) -> str:
         lines.append("  账实不符：")
         lines.extend(f"    - {p}" for p in report.problems)
     else:
-        lines.append("  账实相符：总预算 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政 + 已发放补贴")
+        lines.append(
+            "  账实相符：总预算 + 上期结余转入 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政"
+            " + 结转下期活动 + 已发放补贴"
+        )
     return "\n".join(lines)
 
 

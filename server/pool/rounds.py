@@ -6,8 +6,10 @@ till ever waits for these functions; they materialise state and move money:
 - `expire_coupons`: claimed coupons past their deadline -> expired, their value back to the pool;
 - `close_rounds`: a round's stock not drawn by its close -> withdrawn, back to the pool;
 - `roll_over`: before a round opens, the value returned to the pool becomes its extra stock,
-  by the campaign's policy (the same tiers in proportion, or a chosen tier mix);
-- `return_to_treasury`: after the last round's deadline, what the pool holds goes back (返还财政);
+  by the campaign's policy (the same tiers in proportion, or a chosen tier mix; or none, each
+  period having its own allocation);
+- `return_leftover`: after the last round's deadline and the campaign's delay, what the pool
+  holds goes back to the treasury (返还财政), or to the next campaign the plan names;
 - `adjust_quotas`: the bureau changes a future round's quota, paid from or back to the pool.
 
 Each is idempotent: coupons move by guarded state transitions and rounds carry markers, and
@@ -17,8 +19,9 @@ racing (or one job run twice) move money once. Each function flushes; the caller
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -31,6 +34,7 @@ from ..models import Allocation, Campaign, LedgerEntry, Round, Tier
 from . import coupons, ledger
 
 SCHEDULER = "scheduler"
+log = logging.getLogger(__name__)
 
 QuotaRefused = refusal("QUOTA_REFUSED", 409, "配额未调整", subject="未调整", api=False)
 
@@ -186,6 +190,8 @@ def roll_over(now: datetime, campaign_id: int | None = None) -> list[int]:
     rolled = []
     for cid in _campaigns(campaign_id):
         campaign = db.session.get(Campaign, cid)
+        if campaign.rollover_policy == "none":  # each period has its own allocation
+            continue
         for previous, round_ in zip(campaign.rounds, campaign.rounds[1:], strict=False):
             if round_.rolled_over_at or round_.closed_at or round_.closes_at <= now:
                 continue
@@ -216,26 +222,52 @@ def campaign_over(campaign: Campaign, now: datetime) -> bool:
     return now >= last.closes_at and now >= last.valid_until
 
 
-def return_to_treasury(now: datetime, campaign_id: int | None = None) -> int:
-    """After the campaign, what the pool holds goes back to the treasury. Returns fen moved.
+def leftover_due(campaign: Campaign) -> datetime:
+    """When what the pool holds after the campaign moves on: the last deadline, plus the delay the
+    plan gives (Geermu: 截止后两周)."""
+    last = campaign.rounds[-1]
+    return max(last.closes_at, last.valid_until) + timedelta(days=campaign.leftover_after_days)
 
-    Runs again harmlessly: later returns (a refund after the end) are returned by the next run.
-    What pending purchase-subsidy applications would be paid stays in the pool until the bureau has
+
+def return_leftover(now: datetime, campaign_id: int | None = None) -> int:
+    """After the campaign (and its delay), what the pool holds goes back to the treasury, or into
+    the pool of the campaign it names (two entries sharing a key). Returns fen moved.
+
+    Runs again harmlessly: later returns (a refund after the end) move with the next run. What
+    pending purchase-subsidy applications would be paid stays in the pool until the bureau has
     reviewed them (an application made on the last evening is still payable); a rejection frees
-    its share for the next run.
+    its share for the next run. Leftover named for a campaign not imported yet waits for it.
     """
     moved = 0
     for cid in _campaigns(campaign_id):
         campaign = db.session.get(Campaign, cid)
-        if not campaign.rounds or not campaign_over(campaign, now):
+        if not campaign.rounds or now < leftover_due(campaign):
             continue
+        target = None
+        if campaign.leftover_to:
+            target = db.session.scalar(sa.select(Campaign).where(Campaign.code == campaign.leftover_to))
+            if target is None or target.id == cid:
+                log.warning("campaign %s: its leftover waits for campaign %s", campaign.code, campaign.leftover_to)
+                continue
         close_rounds(now, cid)
         expire_coupons(now, cid)
         lock_campaign(cid)
         left = ledger.pool_fen(cid) - ledger.subsidies_fen(cid, "pending")
-        if left > 0:
+        if left <= 0:
+            continue
+        if target is None:
             ledger.record([ledger.entry("treasury", cid, left, now, actor=SCHEDULER, note="活动结束返还财政")])
-            moved += left
+        else:
+            key = f"carry:{cid}:{now.isoformat()}"
+            ledger.record(
+                [
+                    ledger.entry("carry_out", cid, left, now, actor=SCHEDULER, key=key, note=f"结余转入{target.name}"),
+                    ledger.entry(
+                        "carry_in", target.id, left, now, actor=SCHEDULER, key=key, note=f"{campaign.name}结余转入"
+                    ),
+                ]
+            )
+        moved += left
     return moved
 
 

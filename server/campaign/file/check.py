@@ -197,12 +197,15 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         problem("campaign.screen_qr", "现场大屏扫码只用于抢券活动（如年货大集）")
     settings["subsidy_brackets"] = _check_brackets(data.get("subsidy_brackets"), kind, problem)
     settings["usage_hours"] = _check_hours(campaign.get("hours"), "campaign.hours", problem)
+    settings["leftover_after_days"], settings["leftover_to"] = _check_leftover(campaign.get("leftover"), problem)
+    if settings["leftover_to"] is not None and settings["leftover_to"] == settings.get("code"):
+        problem("campaign.leftover.to", "结余不能转入本活动自身")
     for key in campaign:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
             "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours", "spend_categories",
-            "short_sale",
+            "short_sale", "leftover",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 
@@ -445,10 +448,10 @@ def _check_rollover(raw: Any, tiers: list[dict], problem) -> tuple[str, list[dic
         return "same_tiers", None
     here = "campaign.rollover"
     policy = raw.get("policy") if isinstance(raw, dict) else None
-    if policy == "same_tiers":
-        return "same_tiers", None
+    if policy in ("same_tiers", "none"):
+        return policy, None
     if policy != "mix":
-        problem(here, "滚动方式应为 same_tiers（同券种按比例）或 mix（指定券种比例）")
+        problem(here, "滚动方式应为 same_tiers（同券种按比例）、mix（指定券种比例）或 none（不滚动，每期独立投放）")
         return "same_tiers", None
     mix = []
     entries = raw.get("mix")
@@ -475,6 +478,26 @@ def _check_rollover(raw: Any, tiers: list[dict], problem) -> tuple[str, list[dic
         else:
             mix.append({"tier": matches[0], "weight": weight})
     return "mix", mix
+
+
+def _check_leftover(raw: Any, problem) -> tuple[int, str | None]:
+    """What becomes of the pool after the campaign: {"after_days": 14, "to": "next-code"}, both
+    optional (default: at the last deadline, to the treasury)."""
+    if raw is None:
+        return 0, None
+    here = "campaign.leftover"
+    if not isinstance(raw, dict) or set(raw) - {"after_days", "to"}:
+        problem(here, '结余处理应写为 {"after_days": 截止后天数, "to": "下期活动代码"}，两项均可省略')
+        return 0, None
+    days = raw.get("after_days", 0)
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 366:
+        problem(f"{here}.after_days", "结余返还的延后天数应为0到366之间的整数")
+        days = 0
+    target = raw.get("to")
+    if target is not None and not (isinstance(target, str) and CODE_RE.match(target)):
+        problem(f"{here}.to", "结余转入的活动应写活动代码（字母、数字和连字符）")
+        target = None
+    return days, target
 
 
 def _check_release(raw: Any, problem) -> list[dict] | None:

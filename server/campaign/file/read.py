@@ -70,6 +70,7 @@ XLSX_LABELS = {
     "活动截止": "campaign.ends",
     "使用时段": "campaign.hours",
     "消费品类": "campaign.spend_categories",
+    "结余处理": "campaign.leftover",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -107,6 +108,8 @@ def _xlsx_rollover(text: str) -> dict:
     """「同券种按比例」, or a mix such as 「宾馆100=2，餐饮200=1」 (category, face in yuan, weight)."""
     if text in ("同券种按比例", "同券种", "same_tiers"):
         return {"policy": "same_tiers"}
+    if text in ("不滚动", "每期独立投放", "none"):
+        return {"policy": "none"}
     mix = []
     for part in re.split(r"[，,；;]", text):
         found = re.fullmatch(r"\s*(\D+?)\s*(\d+(?:\.\d+)?)\s*元?\s*[=:：]\s*(\d+)\s*", part)
@@ -115,6 +118,15 @@ def _xlsx_rollover(text: str) -> dict:
         name, face, weight = found.groups()
         mix.append({"category": CATEGORY_BY_NAME.get(name, name), "face_yuan": face, "weight": int(weight)})
     return {"policy": "mix", "mix": mix}
+
+
+def _xlsx_leftover(text: str) -> dict | str:
+    """「截止后14天返还财政」, 「转入 qianan-2023」, 「截止后7天转入 qianan-2023」."""
+    found = re.fullmatch(r"\s*(?:截止后\s*(\d+)\s*天\s*)?(?:(返还财政)|转入\s*([A-Za-z0-9_-]+))\s*", text)
+    if not found:
+        return text  # reported by `check`
+    days, _, target = found.groups()
+    return {"after_days": int(days or 0)} | ({"to": target} if target else {})
 
 
 def _xlsx_release(text: str) -> list | str:
@@ -172,6 +184,8 @@ def _read_xlsx(path: Path) -> Document:
             value = _xlsx_release(str(value))
         if key == "spend_categories":
             value = _xlsx_spend(str(value))
+        if key == "leftover":
+            value = _xlsx_leftover(str(value))
         if isinstance(value, datetime) and key == "ends" and value.time() == time(0):
             value = value.date().isoformat()  # a date cell: the campaign ends at its 24:00
         elif isinstance(value, datetime):
