@@ -40,6 +40,14 @@ class Campaign(db.Model):
         sa.CheckConstraint("leftover_after_days >= 0", name="leftover_after_days"),
         sa.CheckConstraint("kind IN ('wheel', 'grab', 'subsidy')", name="kind"),
         sa.CheckConstraint("grab_limit IN ('tier', 'round')", name="grab_limit"),
+        # The bureau's default campaign: the one residents see without naming one. At most one.
+        sa.Index(
+            "uq_campaigns_default",
+            "is_default",
+            unique=True,
+            postgresql_where=sa.text("is_default"),
+            sqlite_where=sa.text("is_default"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -98,6 +106,9 @@ class Campaign(db.Model):
     leftover_after_days: Mapped[int] = mapped_column(default=0, server_default="0")
     leftover_to: Mapped[str | None] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
+    # Chosen by the bureau in the console (the first campaign imported until then); an import
+    # never changes it (campaign.snapshot.active_campaign).
+    is_default: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     categories: Mapped[list[Category]] = relationship(

@@ -33,6 +33,7 @@ ACTION_NAMES = {
     "campaign_import": "导入活动方案",
     "round_quota": "调整轮次配额",
     "campaign_publish": "公示活动结果",
+    "campaign_default": "设为默认活动",
     "campaign_unpublish": "撤回结果公示",
     "subsidy_approve": "批准购车补贴",
     "subsidy_reject": "驳回购车补贴",

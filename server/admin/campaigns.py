@@ -12,6 +12,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..campaign import file as campaign_file
+from ..campaign import snapshot
 from ..core import cache
 from ..core.errors import InvalidInput, refusal
 from ..core.time import local, utcnow
@@ -76,6 +77,25 @@ def set_published(admin: AdminUser, campaign: Campaign, action: str, now: dateti
     db.session.flush()
 
 
+DefaultRefused = refusal("DEFAULT_REFUSED", 409, "默认活动未变更", api=False)
+
+
+def set_default(admin: AdminUser, campaign: Campaign, now: datetime) -> None:
+    """Make the campaign the one residents see without naming one, audited."""
+    if campaign.status != "active":
+        raise DefaultRefused("只有进行中的活动可以设为默认活动", subject=campaign.name)
+    if not snapshot.for_everyone(campaign):
+        raise DefaultRefused("现场活动和购车补贴不能设为默认活动（居民须扫码或另行申请）", subject=campaign.name)
+    if campaign.is_default:
+        raise DefaultRefused("已经是默认活动", subject=campaign.name)
+    before = db.session.scalar(sa.select(Campaign.code).where(Campaign.is_default.is_(True)))
+    snapshot.make_default(campaign)
+    audit.record(
+        admin, "campaign_default", now, target=campaign, before={"default": before}, after={"default": campaign.code}
+    )
+    cache.forget()
+
+
 @bp.route("/campaigns", methods=["GET", "POST"])
 @role_required(*READ)
 def campaigns_page():
@@ -105,6 +125,19 @@ def campaigns_page():
         form=form,
         can_change=current_user.role in MONEY,
     )
+
+
+@bp.post("/campaigns/<id:campaign_id>/default")
+@role_required(*MONEY)
+def campaign_default(campaign_id: int):
+    """Make a campaign the default: what the resident page and GET /api/v1/campaign show unnamed."""
+    campaign = db.session.get(Campaign, campaign_id) or abort(404)
+    refusals_go_to(url_for("admin.campaigns_page"))
+    if not ActionForm().validate_on_submit():
+        raise InvalidInput("提交无效，请刷新页面后重试")
+    set_default(current_user._get_current_object(), campaign, utcnow())
+    flash(f"已将「{campaign.name}」设为默认活动：居民打开页面时首先看到它", "info")
+    return redirect(url_for("admin.campaigns_page"))
 
 
 @bp.post("/campaigns/<id:campaign_id>/publication/<action>")

@@ -13,7 +13,7 @@ import sqlalchemy.orm
 
 from ..core import cache
 from ..core.money import yuan
-from ..core.time import moment, zone
+from ..core.time import isoformat, moment, zone
 from ..extensions import db
 from ..models import Campaign, Round, Tier
 from .rules import usage_hours_text
@@ -164,16 +164,23 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
     )
 
 
+def for_everyone(campaign: Campaign) -> bool:
+    """Whether a campaign hands out coupons to all: not an on-site event's, not a subsidy's. Only
+    such a campaign is shown without being named, and may be the default."""
+    return campaign.kind != "subsidy" and not campaign.screen_qr
+
+
 def active_campaign(code: str | None = None) -> Campaign | None:
-    """The active campaign of that code; without one, the campaign residents see first: the most
-    recent active one that hands out coupons to all (not an on-site event, not a subsidy)."""
+    """The active campaign of that code; without one, the campaign residents see first: the one the
+    bureau made the default, or while it has none active, the most recent active one that hands
+    out coupons to all."""
     query = sa.select(Campaign).where(Campaign.status == "active")
     if code is None:
         query = query.where(Campaign.kind != "subsidy", Campaign.screen_qr.is_(False))
     else:
         query = query.where(Campaign.code == code)
     return db.session.scalar(
-        query.order_by(Campaign.id.desc())
+        query.order_by(Campaign.is_default.desc(), Campaign.id.desc())
         .limit(1)
         .options(
             sa.orm.selectinload(Campaign.categories),
@@ -181,6 +188,39 @@ def active_campaign(code: str | None = None) -> Campaign | None:
             sa.orm.selectinload(Campaign.rounds).selectinload(Round.allocations),
         )
     )
+
+
+def active_campaigns() -> tuple[dict, ...]:
+    """Every active campaign a resident can take part in from the page (an on-site event's only
+    through its screen): the default first, then the newest; kept as the snapshots are."""
+
+    def build() -> tuple[dict, ...]:
+        found = db.session.scalars(
+            sa.select(Campaign)
+            .where(Campaign.status == "active", Campaign.screen_qr.is_(False))
+            .order_by(Campaign.is_default.desc(), Campaign.id.desc())
+        )
+        return tuple(
+            {
+                "code": c.code,
+                "name": c.name,
+                "region": c.region,
+                "kind": c.kind,
+                "is_default": c.is_default,
+                "ends_at": isoformat(c.ends_at),
+            }
+            for c in found
+        )
+
+    return _cache.get("listed", build)
+
+
+def make_default(campaign: Campaign) -> None:
+    """The campaign residents see without naming one; the one before stops being it. Flushes."""
+    db.session.execute(sa.update(Campaign).where(Campaign.is_default.is_(True)).values(is_default=False))
+    db.session.flush()
+    campaign.is_default = True
+    db.session.flush()
 
 
 _cache = cache.ShortCache()

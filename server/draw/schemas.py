@@ -81,6 +81,23 @@ class CampaignQuery(Schema):
     code = CAMPAIGN_CODE
 
 
+class CampaignListedOut(Schema):
+    code = fields.String(
+        required=True, metadata={"description": "What GET /campaign?code= and the page's ?campaign= take"}
+    )
+    name = fields.String(required=True)
+    region = fields.String(required=True)
+    kind = fields.String(required=True, validate=validators.OneOf(["wheel", "grab", "subsidy"]))
+    is_default = fields.Boolean(
+        required=True, metadata={"description": "The bureau's default: what GET /campaign answers without a code"}
+    )
+    ends_at = fields.String(required=True, allow_none=True)
+
+
+class CampaignsOut(Schema):
+    items = fields.List(fields.Nested(CampaignListedOut), required=True)
+
+
 class BracketOut(Schema):
     vehicle = fields.String(required=True, metadata={"description": "new_energy, fuel, used or motorcycle"})
     vehicle_name = fields.String(required=True)

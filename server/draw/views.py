@@ -9,7 +9,7 @@ from flask import current_app, make_response, request
 from ..auth import paycode, screen, sms_codes, tokens
 from ..auth.limits import limited
 from ..campaign import survey
-from ..campaign.snapshot import snapshot
+from ..campaign.snapshot import active_campaigns, snapshot
 from ..core.api import BEARER
 from ..core.api import error_responses as _errors
 from ..core.time import isoformat, utcnow
@@ -20,6 +20,7 @@ from .schemas import (
     BindOut,
     CampaignOut,
     CampaignQuery,
+    CampaignsOut,
     CouponsOut,
     CouponsQuery,
     DrawIn,
@@ -95,6 +96,15 @@ def campaign(query):
     """The current campaign (or the active one of `code`): kind, categories, tiers with what is
     left, rounds, current round."""
     return claim.campaign_json(claim.current_snapshot(query.get("code")), utcnow())
+
+
+@bp.get("/campaigns")
+@bp.output(CampaignsOut)
+@bp.doc(responses=_errors())
+def campaigns():
+    """Every active campaign a resident can take part in from the page, the bureau's default first
+    (an on-site event's is reached through its screen, not listed)."""
+    return {"items": list(active_campaigns())}
 
 
 @bp.get("/draw/<string:category>/wheel")

@@ -107,9 +107,25 @@ async function fetchCampaign() {
   return campaign;
 }
 
+// Every active campaign the resident can join from here, the one shown marked: a county may run a
+// season's coupons and a fair at once.
+async function listCampaigns(shown) {
+  const { items } = await api.get("/campaigns");
+  const nav = $("#campaigns");
+  nav.hidden = items.length < 2;
+  nav.replaceChildren(
+    ...items.map((c) =>
+      c.code === shown.code
+        ? el("b", { "aria-current": "page" }, c.name)
+        : el("a", { href: `?campaign=${encodeURIComponent(c.code)}`, "data-campaign": c.code }, c.name),
+    ),
+  );
+}
+
 async function loadHome() {
   try {
     const campaign = await fetchCampaign();
+    listCampaigns(campaign).catch(() => {}); // the list is a convenience: the page works without it
     $("#grab-home").hidden = campaign.kind !== "grab";
     $("#subsidy-home").hidden = campaign.kind !== "subsidy";
     $("#wheel-home").hidden = campaign.kind === "grab" || campaign.kind === "subsidy";

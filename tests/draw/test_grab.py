@@ -162,12 +162,12 @@ def test_grab_refusals(app, client, make_campaign, make_resident, clock):
 
 
 def test_the_campaign_endpoint_shows_the_kind_and_a_chosen_campaign(app, client, make_campaign, clock):
-    make_campaign()  # the wheel campaign
+    make_campaign()  # the wheel campaign, the default (the first imported)
     make_campaign(example("geermu-2026.json"))
-    newest = client.get("/api/v1/campaign").get_json()
-    assert (newest["code"], newest["kind"], newest["grab_limit"]) == ("geermu-2026", "grab", "tier")
-    chosen = client.get("/api/v1/campaign?code=test-campaign").get_json()
-    assert (chosen["code"], chosen["kind"]) == ("test-campaign", "wheel")
+    default = client.get("/api/v1/campaign").get_json()
+    assert (default["code"], default["kind"]) == ("test-campaign", "wheel")
+    chosen = client.get("/api/v1/campaign?code=geermu-2026").get_json()
+    assert (chosen["code"], chosen["kind"], chosen["grab_limit"]) == ("geermu-2026", "grab", "tier")
     missing = client.get("/api/v1/campaign?code=no-such-campaign")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "NOT_FOUND"
 

@@ -337,3 +337,25 @@ def test_the_subsidy_form_applies_with_an_invoice_photo_and_lists_the_applicatio
     rejected = page.inner_text("#subsidy-list .application.rejected")
     assert "已驳回" in rejected and "驳回原因：发票照片模糊，请重新拍摄上传" in rejected
     screenshot(page, "h5-subsidy-reviewed")
+
+
+def test_the_page_offers_every_active_campaign_and_switches_between_them(
+    browser, live_server, make_campaign, make_resident, clock
+):
+    """Geermu runs its season's coupons beside a Qian'an-style wheel: the page names the default
+    and links the other; following it shows that campaign."""
+    from tests.helpers import campaign_doc
+
+    make_campaign(campaign_doc())  # the default: the first imported
+    make_campaign(example("geermu-2026.json"))
+    _, token = make_resident()
+    page = phone(browser, token)
+    page.goto(f"{live_server}/h5/")
+    page.wait_for_selector("#campaigns:not([hidden])")
+    assert page.inner_text("#campaigns b") == "测试消费券"
+    assert page.inner_text("#campaign-name") == "测试消费券"
+    screenshot(page, "h5-campaigns")
+    page.click("#campaigns a[data-campaign=geermu-2026]")
+    page.wait_for_function("() => document.querySelector('#campaign-name').textContent.includes('昆仑')")
+    assert page.inner_text("#campaigns b") == "昆仑启新岁·乐购暖冬春 商超餐饮消费券"
+    assert page.is_visible("#grab-home")

@@ -3,11 +3,14 @@ rounds, the stock of the rounds the plan stocks, and the ledger's first entries.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from ...core.time import utcnow
 from ...extensions import db
 from ...models import Allocation, Campaign, Category, Round, Tier
 from ...pool import ledger
 from ...pool.coupons import generate_stock
+from ..snapshot import for_everyone
 from .check import Plan
 
 
@@ -15,6 +18,13 @@ def create(plan: Plan, *, status: str = "active") -> Campaign:
     """Build the campaign, its rounds and its stock coupons; flushes, never commits."""
     settings = {k: v for k, v in plan.campaign.items() if k not in ("allocate", "rollover_mix")}
     campaign = Campaign(**settings, status=status)
+    # The first campaign for everyone is the default until the bureau chooses; later imports
+    # never change what residents see.
+    campaign.is_default = (
+        status == "active"
+        and for_everyone(campaign)
+        and not db.session.scalar(sa.select(Campaign.id).where(Campaign.is_default.is_(True)).limit(1))
+    )
     db.session.add(campaign)
     categories = {}
     for position, (code, name) in enumerate(plan.categories):
