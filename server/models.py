@@ -350,13 +350,10 @@ merchant_categories = sa.Table(
 
 
 class Merchant(db.Model):
+    """A legal entity (one credit code) that sells to residents; it takes part in a campaign by an
+    enrolment there (Enrolment), with its categories of that campaign."""
+
     __tablename__ = "merchants"
-    __table_args__ = (
-        sa.CheckConstraint(
-            "status IN ('applied', 'approved', 'rejected', 'suspended', 'blacklisted')",
-            name="status",
-        ),
-    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
@@ -364,16 +361,47 @@ class Merchant(db.Model):
     address: Mapped[str] = mapped_column(sa.String(200))
     contact_name: Mapped[str] = mapped_column(sa.String(40))
     contact_phone: Mapped[str] = mapped_column(sa.String(20))
+    lat: Mapped[float | None]  # the shop's position, when given at enrolment
+    lng: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Its categories of every campaign it applied to (each category is one campaign's).
+    categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
+    enrolments: Mapped[list[Enrolment]] = relationship(back_populates="merchant", order_by="Enrolment.id")
+
+
+class Enrolment(db.Model):
+    """A merchant's part in one campaign (报名): applied, then approved (with binding codes for its
+    staff), rejected, suspended or blacklisted by the bureau. Its staff take the coupons of every
+    campaign it is approved in (merchant/redemption.py)."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "campaign_id"),
+        sa.CheckConstraint(
+            "status IN ('applied', 'approved', 'rejected', 'suspended', 'blacklisted')",
+            name="status",
+        ),
+        sa.Index("ix_enrolments_status", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(sa.String(12), default="applied")
     # When the applicant accepted the integrity commitment (诚信承诺书).
     commitment_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     review_note: Mapped[str | None] = mapped_column(sa.String(200))
-    lat: Mapped[float | None]  # the shop's position, when given at enrolment
-    lng: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
+    merchant: Mapped[Merchant] = relationship(back_populates="enrolments")
+    campaign: Mapped[Campaign] = relationship()
+
+    @property
+    def categories(self) -> list[Category]:
+        """The merchant's categories of this campaign."""
+        return [c for c in self.merchant.categories if c.campaign_id == self.campaign_id]
 
 
 class Staff(db.Model):
@@ -392,12 +420,14 @@ class Staff(db.Model):
 
 
 class BindingCode(db.Model):
-    """A one-time code the bureau gives an approved merchant so its staff can bind their phones."""
+    """A one-time code the bureau gives an approved enrolment so the merchant's staff can bind
+    their phones (to the merchant: they take the coupons of all its approved campaigns)."""
 
     __tablename__ = "binding_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    enrolment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrolments.id", ondelete="CASCADE"), index=True)
     # Only a keyed hash is kept: the code is shown once, to the bureau, when it is issued.
     code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

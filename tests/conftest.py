@@ -201,9 +201,10 @@ def make_resident(app):
 
 @pytest.fixture
 def make_till(app):
-    """A factory of approved merchants of a category, each with one staff token: (merchant id, token)."""
+    """A factory of approved merchants of a category (of the newest campaign that has it), each
+    with one staff token: (merchant id, token)."""
     from server.merchant import credit_code
-    from server.models import BindingCode, Category, Merchant, Staff
+    from server.models import BindingCode, Category, Enrolment, Merchant, Staff
 
     counter = iter(range(1, 1000))
 
@@ -217,12 +218,14 @@ def make_till(app):
                 address="乾安县",
                 contact_name="演示联系人",
                 contact_phone="13900000000",
-                status=status,
                 categories=[cat],
             )
-            db.session.add(merchant)
+            enrolled = Enrolment(merchant=merchant, campaign_id=cat.campaign_id, status=status)
+            db.session.add_all([merchant, enrolled])
             db.session.flush()
-            code = BindingCode(merchant_id=merchant.id, code_hash=f"test-{n}", expires_at=T0, used_at=T0)
+            code = BindingCode(
+                merchant_id=merchant.id, enrolment_id=enrolled.id, code_hash=f"test-{n}", expires_at=T0, used_at=T0
+            )
             db.session.add(code)
             db.session.flush()
             staff = Staff(

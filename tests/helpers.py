@@ -174,3 +174,22 @@ def sign_in(client, username: str, password: str = PASSWORD, next_: str | None =
     token = csrf_token(page.get_data(as_text=True))
     url = "/admin/login" + (f"?next={next_}" if next_ else "")
     return client.post(url, data={"csrf_token": token, "username": username, "password": password})
+
+
+def enrolment_id(app, merchant_id: int) -> int:
+    """The id of a merchant's one enrolment (the tests' merchants apply to one campaign)."""
+    from server.extensions import db
+    from server.models import Merchant
+
+    with app.app_context():
+        (only,) = db.session.get(Merchant, merchant_id).enrolments
+        return only.id
+
+
+def enrolment_status(app, merchant_id: int) -> str:
+    from server.extensions import db
+    from server.models import Merchant
+
+    with app.app_context():
+        (only,) = db.session.get(Merchant, merchant_id).enrolments
+        return only.status

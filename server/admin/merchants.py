@@ -1,5 +1,6 @@
-"""Merchants (商户管理): the list by status and name, and the bureau's review of each -- approve,
-reject, suspend, blacklist, reinstate, or issue a new binding code (campaign/enrolment.py) -- audited."""
+"""Merchants (商户管理): their enrolments, one per merchant and campaign, by status, campaign and
+name, and the bureau's review of each -- approve, reject, suspend, blacklist, reinstate, or issue a
+new binding code (campaign/enrolment.py) -- audited."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..campaign import enrolment
 from ..core.errors import InvalidInput, ReviewRefused
 from ..core.time import utcnow
 from ..extensions import db
-from ..models import AdminUser, Merchant
+from ..models import AdminUser, Campaign, Enrolment, Merchant
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
 from .console import page_of, refusals_go_to, safe_next
@@ -33,51 +34,63 @@ MERCHANT_ACTIONS = {
 NEEDS_REASON = ("reject", "suspend", "blacklist", "reinstate")
 
 
-def review_merchant(admin: AdminUser, merchant: Merchant, action: str, reason: str, now: datetime) -> str | None:
-    """Apply a review action, audited; returns a new binding code when one was issued.
-
-    Refused (ReviewRefused, in Chinese) when the merchant's state does not allow it.
-    """
+def review_merchant(admin: AdminUser, enrolled: Enrolment, action: str, reason: str, now: datetime) -> str | None:
+    """Apply a review action to an enrolment, audited; returns a new binding code when one was
+    issued. Refused (ReviewRefused, in Chinese) when the enrolment's state does not allow it."""
+    name = enrolment.label(enrolled)
     if action not in MERCHANT_ACTIONS:
-        raise ReviewRefused("未知的操作", subject=merchant.name)
+        raise ReviewRefused("未知的操作", subject=name)
     reason = (reason or "").strip()
     if action in NEEDS_REASON and not reason:
-        raise ReviewRefused(f"请填写{MERCHANT_ACTIONS[action][1]}的理由", subject=merchant.name)
-    before = {"status": merchant.status}
+        raise ReviewRefused(f"请填写{MERCHANT_ACTIONS[action][1]}的理由", subject=name)
+    before = {"status": enrolled.status, "campaign": enrolled.campaign.code}
     code = None
     if action == "approve":
-        code = enrolment.approve(merchant, now, reason or None)
+        code = enrolment.approve(enrolled, now, reason or None)
     elif action == "reject":
-        enrolment.reject(merchant, now, reason)
+        enrolment.reject(enrolled, now, reason)
     elif action == "code":
-        code = enrolment.issue_binding_code(merchant, now)
+        code = enrolment.issue_binding_code(enrolled, now)
     else:
         status = {"suspend": "suspended", "blacklist": "blacklisted", "reinstate": "approved"}[action]
-        enrolment.set_standing(merchant, status, now, reason)
-    after = {"status": merchant.status} | ({"reason": reason} if reason else {})
-    audit.record(admin, MERCHANT_ACTIONS[action][0], now, target=merchant, before=before, after=after)
+        enrolment.set_standing(enrolled, status, now, reason)
+    after = {"status": enrolled.status, "campaign": enrolled.campaign.code} | ({"reason": reason} if reason else {})
+    audit.record(admin, MERCHANT_ACTIONS[action][0], now, target=enrolled.merchant, before=before, after=after)
     db.session.flush()
     return code
 
 
-def counts_by_status() -> dict[str, int]:
-    rows = db.session.execute(sa.select(Merchant.status, sa.func.count()).group_by(Merchant.status))
-    return defaultdict(int, {status: n for status, n in rows})
+def counts_by_status(campaign_id: int | None) -> dict[str, int]:
+    query = sa.select(Enrolment.status, sa.func.count()).group_by(Enrolment.status)
+    if campaign_id:
+        query = query.where(Enrolment.campaign_id == campaign_id)
+    return defaultdict(int, {status: n for status, n in db.session.execute(query)})
 
 
 @bp.get("/merchants")
 @role_required(*READ)
 def merchants():
+    """The enrolments, newest first: each merchant once per campaign it applied to."""
     status = request.args.get("status") or None
     if status and status not in enrolment.STATUS_NAMES:
         status = None
+    campaigns = db.session.execute(sa.select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all()
+    campaign_id = request.args.get("campaign", type=int)
+    if campaign_id not in {c.id for c in campaigns}:
+        campaign_id = None
     query = (request.args.get("q") or "").strip()[:50]
-    select = sa.select(Merchant).options(sa.orm.selectinload(Merchant.categories))  # every row's, in one query
+    select = sa.select(Enrolment).join(Merchant, Merchant.id == Enrolment.merchant_id)
+    select = select.options(  # every row's merchant, categories and campaign, in a few queries
+        sa.orm.selectinload(Enrolment.merchant).selectinload(Merchant.categories),
+        sa.orm.selectinload(Enrolment.campaign),
+    )
     if status:
-        select = select.where(Merchant.status == status)
+        select = select.where(Enrolment.status == status)
+    if campaign_id:
+        select = select.where(Enrolment.campaign_id == campaign_id)
     if query:
         select = select.where(Merchant.name.contains(query, autoescape=True))
-    shown = page_of(select.order_by(Merchant.created_at.desc(), Merchant.id.desc()), scalars=True)
+    shown = page_of(select.order_by(Enrolment.created_at.desc(), Enrolment.id.desc()), scalars=True)
     return render_template(
         "admin/merchants.html",
         items=shown.rows,
@@ -86,26 +99,31 @@ def merchants():
         pages=shown.pages,
         status=status,
         query=query,
-        counts=counts_by_status(),
+        campaigns=campaigns,
+        campaign_id=campaign_id,
+        counts=counts_by_status(campaign_id),
         form=ActionForm(),
         phone=lambda p: phone_for(p, current_user.role),
         can_review=current_user.role in MERCHANTS,
     )
 
 
-@bp.post("/merchants/<id:merchant_id>/<action>")
+@bp.post("/merchants/enrolments/<id:enrolment_id>/<action>")
 @role_required(*MERCHANTS)
-def merchant_action(merchant_id: int, action: str):
-    """Approve, reject, suspend, blacklist, reinstate, or issue a binding code."""
-    merchant = db.session.get(Merchant, merchant_id)
-    if merchant is None or action not in MERCHANT_ACTIONS:
+def merchant_action(enrolment_id: int, action: str):
+    """Approve, reject, suspend, blacklist, reinstate, or issue a binding code, for one enrolment."""
+    enrolled = db.session.get(Enrolment, enrolment_id)
+    if enrolled is None or action not in MERCHANT_ACTIONS:
         abort(404)
     back = safe_next(request.form.get("back")) or url_for("admin.merchants")
     refusals_go_to(back)
     form = ActionForm()
     if not form.validate_on_submit():
         raise InvalidInput("；".join(e for errors in form.errors.values() for e in errors) or "提交无效")
-    code = review_merchant(current_user._get_current_object(), merchant, action, form.reason.data, utcnow())
+    code = review_merchant(current_user._get_current_object(), enrolled, action, form.reason.data, utcnow())
     done = MERCHANT_ACTIONS[action][2]
-    flash(f"{merchant.name}：{done}" + (f"。店员绑定码 {code}（只显示这一次，30天内有效）" if code else ""), "info")
+    flash(
+        f"{enrolment.label(enrolled)}：{done}" + (f"。店员绑定码 {code}（只显示这一次，30天内有效）" if code else ""),
+        "info",
+    )
     return redirect(back)

@@ -14,7 +14,7 @@ from flask_login import current_user
 from ..core.db import local_text, snapshot
 from ..core.time import utcnow
 from ..extensions import db
-from ..models import Merchant, Redemption, Staff
+from ..models import Campaign, Category, Merchant, Redemption, Staff
 from ..pool import rollup
 from ..pool.coupons import settled_clause
 from . import audit, bp
@@ -34,17 +34,17 @@ class MerchantPeriod:
 
 
 def merchant_periods(period: dict) -> list[MerchantPeriod]:
-    """Per merchant for the period (filters "from"/"to", local days): redemptions, order amount,
-    and what the bureau owes it; hours that are over from their stored figures, the rest live."""
+    """Per merchant for the period (filters "from"/"to", local days, and "campaign": each campaign
+    is settled on its own): redemptions, order amount, and what the bureau owes it; hours that are
+    over from their stored figures, the rest live."""
     merchants = {m.id: m for m in db.session.scalars(sa.select(Merchant))}
     measures = ("redeemed", "order_fen", "settled", "owed_fen", "refunded")
     with snapshot() as connection:
         hours = rollup.figures(connection, "redemptions", rollup.Period(period.get("from"), period.get("to")))
-        totals = connection.execute(
-            sa.select(hours.c.merchant_id, *(sa.func.sum(hours.c[name]) for name in measures)).group_by(
-                hours.c.merchant_id
-            )
-        ).all()
+        query = sa.select(hours.c.merchant_id, *(sa.func.sum(hours.c[name]) for name in measures))
+        if period.get("campaign"):
+            query = query.where(hours.c.campaign_id == period["campaign"])
+        totals = connection.execute(query.group_by(hours.c.merchant_id)).all()
     rows = [MerchantPeriod(merchants[merchant_id], *(int(v) for v in values)) for merchant_id, *values in totals]
     return sorted(rows, key=lambda p: (-p.owed_fen, p.merchant.id))
 
@@ -67,7 +67,9 @@ def statement_rows(merchant_id: int, period: dict):
                 Staff.name,
             )
             .join(Staff, Staff.id == Redemption.staff_id)
+            .join(Category, Category.id == Redemption.category_id)
             .where(Redemption.merchant_id == merchant_id, settled_clause())
+            .where(Category.campaign_id == period["campaign"] if period.get("campaign") else sa.true())
         ),
         Redemption.created_at,
         period,
@@ -105,9 +107,11 @@ def statement_xlsx(merchant, period: str, rows):
 
 
 def _period_args() -> tuple[dict, str]:
-    """The settlement period's filters ("from", "to": local dates), and how to name it."""
-    filters = parse_filters(request.args, ("from", "to"))
-    return filters, f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+    """The settlement period's filters ("from", "to": local dates; "campaign"), and how to name it."""
+    filters = parse_filters(request.args, ("from", "to", "campaign"))
+    label = f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+    campaign = db.session.get(Campaign, filters["campaign"]) if filters.get("campaign") else None
+    return filters, (f"{campaign.name} " if campaign else "") + label
 
 
 @bp.get("/settlement")
@@ -125,6 +129,7 @@ def settlement():
         total_owed=sum(r.owed_fen for r in rows),
         total_order=sum(r.order_fen for r in rows),
         query=query_args(period),
+        campaigns=db.session.execute(sa.select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all(),
     )
 
 

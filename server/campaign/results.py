@@ -21,6 +21,7 @@ from ..extensions import db
 from ..models import Campaign, Category, LedgerEntry, Merchant, Redemption, merchant_categories
 from ..pool import ledger
 from ..pool.coupons import State, standing_clause
+from . import enrolment
 
 
 @dataclass
@@ -146,7 +147,10 @@ def results(campaign: Campaign) -> Results:
     for category_id, count in db.session.execute(
         sa.select(merchant_categories.c.category_id, sa.func.count())
         .join(Merchant, Merchant.id == merchant_categories.c.merchant_id)
-        .where(merchant_categories.c.category_id.in_(list(categories)), Merchant.status == "approved")
+        .where(
+            merchant_categories.c.category_id.in_(list(categories)),
+            enrolment.approved_in(merchant_categories.c.merchant_id, campaign.id),
+        )
         .group_by(merchant_categories.c.category_id)
     ):
         categories[category_id].merchants = count
@@ -165,7 +169,7 @@ def merchants_by_category(campaign: Campaign) -> dict[int, list[tuple[str, str]]
         sa.select(merchant_categories.c.category_id, Merchant.name, Merchant.address)
         .join(Merchant, Merchant.id == merchant_categories.c.merchant_id)
         .join(Category, Category.id == merchant_categories.c.category_id)
-        .where(Category.campaign_id == campaign.id, Merchant.status == "approved")
+        .where(Category.campaign_id == campaign.id, enrolment.approved_in(Merchant.id, campaign.id))
         .order_by(Category.position, Merchant.id)
     )
     for category_id, name, address in rows:

@@ -18,7 +18,7 @@ from ..core import cache
 from ..core.time import utcnow
 from ..extensions import db
 from ..merchant import credit_code
-from ..models import AdminUser, Campaign, Category, Merchant
+from ..models import AdminUser, Campaign, Category, Enrolment, Merchant
 from . import command
 from .campaign import describe
 
@@ -78,13 +78,12 @@ def lay_demo(now: datetime, admin_username: str = "admin") -> dict:
             address=address,
             contact_name=f"演示联系人{n:02d}",
             contact_phone=f"1000000{n:04d}",
-            status="applied",
-            commitment_accepted_at=now,
             categories=[categories[category]],
         )
-        db.session.add(merchant)
+        enrolled = Enrolment(merchant=merchant, campaign=campaign, status="applied", commitment_accepted_at=now)
+        db.session.add_all([merchant, enrolled])
         db.session.flush()
-        merchants.append((merchant, enrolment.approve(merchant, now, "演示数据")))
+        merchants.append((merchant, enrolment.approve(enrolled, now, "演示数据")))
     password = None
     if db.session.scalar(sa.select(AdminUser).where(AdminUser.username == admin_username)) is None:
         password = secrets.token_urlsafe(9)

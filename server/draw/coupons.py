@@ -8,6 +8,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from ..auth import paycode
+from ..campaign import enrolment
 from ..campaign.rules import usage_hours_text
 from ..campaign.snapshot import Snapshot
 from ..core.errors import CouponExpired, CouponUsed, NotFound
@@ -55,7 +56,9 @@ def merchants_of(snap: Snapshot, code: str) -> list[dict]:
     query = (
         sa.select(Merchant)
         .join(merchant_categories, merchant_categories.c.merchant_id == Merchant.id)
-        .where(merchant_categories.c.category_id == snap.category_ids[code], Merchant.status == "approved")
+        .where(
+            merchant_categories.c.category_id == snap.category_ids[code], enrolment.approved_in(Merchant.id, snap.id)
+        )
         .order_by(Merchant.name)
     )
     return [{"id": m.id, "name": m.name, "address": m.address} for m in db.session.scalars(query)]

@@ -16,14 +16,15 @@ from ..campaign.snapshot import snapshot
 from ..core.errors import InvalidInput, NoCampaign, NotFound, PhoneTaken
 from ..core.phone import check_phone
 from ..extensions import db
-from ..models import Merchant, Staff
+from ..models import Enrolment, Staff
 from . import credit_code
 
 STAFF_PURPOSE = "staff"
 
 
-def apply(data: dict, now: datetime) -> Merchant:
-    """A merchant's application (报名); it waits for the bureau's review."""
+def apply(data: dict, now: datetime) -> Enrolment:
+    """A merchant's application (报名) to a campaign (the default one unless named); it waits for
+    the bureau's review. A merchant known by its credit code is enrolled in one more campaign."""
     if data.get("accept_commitment") is not True:
         raise InvalidInput("请阅读并同意《诚信承诺书》后再提交")
     code = data["credit_code"].strip().upper()
@@ -47,10 +48,10 @@ def apply(data: dict, now: datetime) -> Merchant:
         "lat": location.get("lat"),
         "lng": location.get("lng"),
     }
-    return enrolment.enrol(application, [snap.category_ids[c] for c in wanted], now)
+    return enrolment.enrol(application, snap.id, [snap.category_ids[c] for c in wanted], now)
 
 
-def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -> tuple[str, Merchant]:
+def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -> tuple[str, Enrolment]:
     """Bind a shop assistant's phone to the merchant of a binding code; returns a staff token."""
     name = name.strip()
     if not 2 <= len(name) <= 20:
@@ -69,14 +70,25 @@ def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -
             db.session.flush()
     except sa.exc.IntegrityError as exc:
         raise PhoneTaken("该手机号已绑定为商户店员") from exc
-    return tokens.issue("staff", staff.id, bound=True), merchant
+    return tokens.issue("staff", staff.id, bound=True), db.session.get(Enrolment, binding.enrolment_id)
 
 
-def merchant_json(merchant: Merchant) -> dict:
+def merchant_json(focus: Enrolment) -> dict:
+    """The merchant as an application or a binding answers it: the enrolment in question (its
+    campaign, status and categories) and every enrolment of the merchant."""
+    merchant = focus.merchant
+
+    def part(e: Enrolment) -> dict:
+        return {
+            "campaign": {"code": e.campaign.code, "name": e.campaign.name},
+            "status": e.status,
+            "status_name": enrolment.STATUS_NAMES[e.status],
+            "categories": [{"code": c.code, "name": c.name} for c in e.categories],
+        }
+
     return {
         "id": merchant.id,
         "name": merchant.name,
-        "status": merchant.status,
-        "status_name": enrolment.STATUS_NAMES[merchant.status],
-        "categories": [{"code": c.code, "name": c.name} for c in merchant.categories],
+        **part(focus),
+        "enrolments": [part(e) for e in merchant.enrolments],
     }

@@ -37,7 +37,7 @@ from ..models import (
     Campaign,
     Category,
     Coupon,
-    Merchant,
+    Enrolment,
     Redemption,
     Refund,
     RefusedRedemption,
@@ -55,29 +55,41 @@ USED_TWICE = "该消费券已使用，不能重复核销"
 
 @dataclass(frozen=True)
 class Till:
-    """A shop assistant at the till: who, for which merchant, and the categories it takes."""
+    """A shop assistant at the till: who, for which merchant, and the categories it takes -- those
+    of every campaign the merchant is approved in -- and those of its other enrolments."""
 
     staff_id: int
     staff_phone: str
     merchant_id: int
-    merchant_status: str
-    category_ids: frozenset[int]
+    category_ids: frozenset[int]  # of its approved enrolments
+    held_back: frozenset[int] = frozenset()  # of its enrolments not approved (applied, suspended...)
+
+    @property
+    def merchant_status(self) -> str:
+        """ "approved" when it takes part in some campaign; else "suspended"."""
+        return "approved" if self.category_ids else "suspended"
 
 
 _TILL = (
-    sa.select(Staff.phone, Staff.merchant_id, Merchant.status, categories_of.c.category_id)
-    .join(Merchant, Merchant.id == Staff.merchant_id)
+    sa.select(Staff.phone, Staff.merchant_id, categories_of.c.category_id, Enrolment.status)
     .outerjoin(categories_of, categories_of.c.merchant_id == Staff.merchant_id)
+    .outerjoin(Category, Category.id == categories_of.c.category_id)
+    .outerjoin(
+        Enrolment, sa.and_(Enrolment.merchant_id == Staff.merchant_id, Enrolment.campaign_id == Category.campaign_id)
+    )
 )
 
 
 def till(bearer: tokens.Bearer) -> Till:
-    """The staff member behind a staff token, with their merchant and its categories: one query."""
+    """The staff member behind a staff token, with their merchant and its categories by whether
+    its enrolment in their campaign is approved: one query."""
     rows = db.session.execute(_TILL.where(Staff.id == bearer.id)).all()
     if not rows:
         raise Unauthorized("店员身份已失效，请重新绑定")
-    phone, merchant_id, status, _ = rows[0]
-    return Till(bearer.id, phone, merchant_id, status, frozenset(r[3] for r in rows if r[3] is not None))
+    phone, merchant_id, _, _ = rows[0]
+    approved = frozenset(r[2] for r in rows if r[2] is not None and r[3] == "approved")
+    others = frozenset(r[2] for r in rows if r[2] is not None and r[3] != "approved")
+    return Till(bearer.id, phone, merchant_id, approved, others)
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,8 @@ def _refusal(
         return CouponExpired("该消费券已过期")
     if status == coupons.Status.VOID:
         return CouponUsed("该消费券已作废")
+    if coupon.category_id in till_.held_back:
+        return MerchantSuspended(f"本店参加「{held.campaign.name}」的报名未获通过或已暂停，不能核销该活动的券")
     if coupon.category_id not in till_.category_ids:
         return CategoryMismatch(f"这是{held.category.name}券，本店不能使用")
     if held.resident_phone == till_.staff_phone:

@@ -30,12 +30,27 @@ class ApplyIn(Schema):
     )  # fmt: skip
 
 
-class EnrolledMerchantOut(Schema):
-    id = fields.Integer(required=True)
+class CampaignNamedOut(Schema):
+    code = fields.String(required=True)
     name = fields.String(required=True)
-    status = fields.String(required=True)
+
+
+class EnrolmentOut(Schema):
+    campaign = fields.Nested(CampaignNamedOut, required=True)
+    status = fields.String(
+        required=True, metadata={"description": "applied, approved, rejected, suspended, blacklisted"}
+    )
     status_name = fields.String(required=True)
     categories = fields.List(fields.Nested(CategoryOut), required=True)
+
+
+class EnrolledMerchantOut(EnrolmentOut):
+    """The enrolment applied for (or the binding code's), and every enrolment of the merchant: one
+    legal entity (credit code), one enrolment per campaign."""
+
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    enrolments = fields.List(fields.Nested(EnrolmentOut), required=True)
 
 
 class ApplyOut(Schema):
@@ -192,8 +207,19 @@ class SettlementDayOut(Schema):
     owed_fen = fields.Integer(required=True)
 
 
+class SettlementCampaignOut(Schema):
+    campaign = fields.Nested(CampaignNamedOut, required=True)
+    count = fields.Integer(required=True)
+    owed_fen = fields.Integer(required=True)
+
+
 class SettlementOut(Schema):
     days = fields.List(fields.Nested(SettlementDayOut), required=True)
+    campaigns = fields.List(
+        fields.Nested(SettlementCampaignOut),
+        required=True,
+        metadata={"description": "The same, per campaign the shop took coupons of (each settled on its own)"},
+    )
     count = fields.Integer(required=True)
     owed_fen = fields.Integer(required=True)
     today = fields.Nested(SettlementDayOut, required=True, metadata={"description": "Today, by the server's clock"})

@@ -36,8 +36,8 @@ from .settlement import owed
 @bp.doc(responses={400: "Invalid application", 404: "No campaign", 409: "Already applied"})
 def apply(body):
     """A merchant applies to take part (报名), accepting the integrity commitment."""
-    merchant = enrolment.apply(body, utcnow())
-    return {"merchant": enrolment.merchant_json(merchant)}
+    enrolled = enrolment.apply(body, utcnow())
+    return {"merchant": enrolment.merchant_json(enrolled)}
 
 
 @bp.post("/bind")
@@ -47,10 +47,10 @@ def apply(body):
 @bp.doc(responses={400: "Bad code or SMS code", 403: "Merchant suspended", 409: "Phone already staff"})
 def bind(body):
     """A shop assistant binds their phone to the merchant with its one-time binding code."""
-    token, merchant = enrolment.bind_staff(
+    token, enrolled = enrolment.bind_staff(
         body["binding_code"], body["name"], body["phone"], body["sms_code"], utcnow()
     )
-    return {"token": token, "merchant": enrolment.merchant_json(merchant)}
+    return {"token": token, "merchant": enrolment.merchant_json(enrolled)}
 
 
 @bp.post("/scan")

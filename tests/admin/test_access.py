@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from server.extensions import db
-from server.models import AuditEntry, Merchant
-from tests.helpers import PASSWORD, csrf_token, sign_in
+from server.models import AuditEntry
+from tests.helpers import PASSWORD, csrf_token, enrolment_id, enrolment_status, sign_in
 
 PAGES = [
     "/admin/",
@@ -79,12 +79,12 @@ def test_a_form_without_its_csrf_token_changes_nothing(app, console, make_till, 
     make_campaign()
     merchant_id, _ = make_till("hotel")
     client = console("admin")
-    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查"})
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}/suspend"
+    answer = client.post(path, data={"reason": "核查"})
     assert answer.status_code == 400 and "操作未执行" in answer.get_data(as_text=True)
-    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查", "csrf_token": "forged"})
+    answer = client.post(path, data={"reason": "核查", "csrf_token": "forged"})
     assert answer.status_code == 400
-    with app.app_context():
-        assert db.session.get(Merchant, merchant_id).status == "approved"
+    assert enrolment_status(app, merchant_id) == "approved"
 
 
 @pytest.mark.parametrize(("role", "allowed"), [("admin", True), ("operator", True), ("auditor", False)])
@@ -93,10 +93,10 @@ def test_only_admins_and_operators_review_merchants(app, console, make_till, mak
     merchant_id, _ = make_till("hotel")
     client = console(role)
     token = csrf_token(client.get("/admin/merchants").get_data(as_text=True))
-    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"reason": "核查", "csrf_token": token})
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}/suspend"
+    answer = client.post(path, data={"reason": "核查", "csrf_token": token})
     assert answer.status_code == (302 if allowed else 403)
-    with app.app_context():
-        assert db.session.get(Merchant, merchant_id).status == ("suspended" if allowed else "approved")
+    assert enrolment_status(app, merchant_id) == ("suspended" if allowed else "approved")
 
 
 def test_auditors_see_contact_phones_masked(console, make_till, make_campaign):

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from server.admin import coupons, dashboard
 from server.extensions import db
-from server.models import AuditEntry, Campaign, Merchant
-from tests.helpers import auth, csrf_token, paycode, redeem
+from server.models import AuditEntry, Campaign
+from tests.helpers import auth, csrf_token, enrolment_id, enrolment_status, paycode, redeem
 
 
 def test_approving_an_application_shows_its_binding_code_once_and_is_audited(app, console, make_till, make_campaign):
@@ -18,20 +18,22 @@ def test_approving_an_application_shows_its_binding_code_once_and_is_audited(app
     client = console("operator")
     page = client.get("/admin/merchants?status=applied").get_data(as_text=True)
     assert "演示商户1" in page and 'data-action="approve"' in page
-    answer = client.post(
-        f"/admin/merchants/{merchant_id}/approve", data={"csrf_token": csrf_token(page)}, follow_redirects=True
-    )
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}/approve"
+    answer = client.post(path, data={"csrf_token": csrf_token(page)}, follow_redirects=True)
     shown = answer.get_data(as_text=True)
-    assert re.search(r"演示商户1：已审核通过。店员绑定码 [A-Z0-9]{8}（只显示这一次", shown)
+    assert re.search(r"演示商户1（测试消费券）：已审核通过。店员绑定码 [A-Z0-9]{8}（只显示这一次", shown)
+    assert enrolment_status(app, merchant_id) == "approved"
     with app.app_context():
-        assert db.session.get(Merchant, merchant_id).status == "approved"
         entry = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "merchant_approve"))
         assert (entry.admin_name, entry.target_type, entry.target_id) == (
             "operator-user",
             "merchants",
             str(merchant_id),
         )
-        assert (entry.before, entry.after) == ({"status": "applied"}, {"status": "approved"})
+        assert (entry.before, entry.after) == (
+            {"status": "applied", "campaign": "test-campaign"},
+            {"status": "approved", "campaign": "test-campaign"},
+        )
     log = client.get("/admin/audit").get_data(as_text=True)
     assert "审核通过商户" in log and "operator-user" in log
 
@@ -41,13 +43,14 @@ def test_a_review_the_state_does_not_allow_is_refused_in_words(app, console, mak
     merchant_id, _ = make_till("hotel")
     client = console("admin")
     token = csrf_token(client.get("/admin/merchants").get_data(as_text=True))
-    answer = client.post(f"/admin/merchants/{merchant_id}/reject", data={"csrf_token": token, "reason": "资料不全"})
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}"
+    answer = client.post(f"{path}/reject", data={"csrf_token": token, "reason": "资料不全"})
     shown = client.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "商户当前状态为「已通过」，不能驳回" in shown
-    answer = client.post(f"/admin/merchants/{merchant_id}/suspend", data={"csrf_token": token, "reason": ""})
+    assert "报名当前状态为「已通过」，不能驳回" in shown
+    answer = client.post(f"{path}/suspend", data={"csrf_token": token, "reason": ""})
     assert "请填写暂停的理由" in client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert enrolment_status(app, merchant_id) == "approved"
     with app.app_context():
-        assert db.session.get(Merchant, merchant_id).status == "approved"
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
             AuditEntry.action.like("merchant_%"))) == 0  # fmt: skip
 

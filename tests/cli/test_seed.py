@@ -34,7 +34,8 @@ def test_seed_demo_lays_the_qianan_campaign_from_today(app, runner, client, make
             )
             assert db.session.scalar(sa.select(sa.func.count()).select_from(Round)) == 7
             merchants = db.session.scalars(sa.select(Merchant)).all()
-            assert len(merchants) == 12 and all(m.status == "approved" for m in merchants)
+            assert len(merchants) == 12
+            assert [[e.status for e in m.enrolments] for m in merchants] == [["approved"]] * 12
             assert all(credit_code.is_valid(m.credit_code) for m in merchants)
             # Contacts are fictitious, never the people printed in annex 2.
             assert all(m.contact_name.startswith("演示联系人") for m in merchants)

@@ -235,7 +235,7 @@ def test_campaign_shows_categories_tiers_rounds_and_what_is_left(client, make_ca
 
 
 def test_merchants_of_a_category_lists_only_approved_ones(client, app, make_campaign, clock):
-    from server.models import Category, Merchant
+    from server.models import Category, Enrolment, Merchant
 
     campaign_id = make_campaign()
     with app.app_context():
@@ -243,17 +243,15 @@ def test_merchants_of_a_category_lists_only_approved_ones(client, app, make_camp
             sa.select(Category).where(Category.campaign_id == campaign_id, Category.code == "hotel")
         )
         for n, status in enumerate(["approved", "applied", "suspended"]):
-            db.session.add(
-                Merchant(
-                    name=f"宾馆{n}",
-                    credit_code=f"91220723MA00000{n}XX",
-                    address="乾安县",
-                    contact_name="演示",
-                    contact_phone="10000000000",
-                    status=status,
-                    categories=[hotel],
-                )
+            merchant = Merchant(
+                name=f"宾馆{n}",
+                credit_code=f"91220723MA00000{n}XX",
+                address="乾安县",
+                contact_name="演示",
+                contact_phone="10000000000",
+                categories=[hotel],
             )
+            db.session.add_all([merchant, Enrolment(merchant=merchant, campaign_id=campaign_id, status=status)])
         db.session.commit()
     answer = client.get("/api/v1/categories/hotel/merchants").get_json()
     assert [m["name"] for m in answer["items"]] == ["宾馆0"]

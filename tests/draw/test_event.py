@@ -169,7 +169,8 @@ def test_the_fairs_merchants_enrol_for_it_and_are_listed_for_its_coupons(
     with app.app_context():
         from server.models import Merchant
 
-        db.session.get(Merchant, enrolled.get_json()["merchant"]["id"]).status = "approved"
+        (at_the_fair,) = db.session.get(Merchant, enrolled.get_json()["merchant"]["id"]).enrolments
+        at_the_fair.status = "approved"
         db.session.commit()
     clock.move_to(OPENS + timedelta(hours=1))
     _, token = make_resident()

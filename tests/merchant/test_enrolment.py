@@ -17,6 +17,12 @@ from tests.helpers import T0
 VALID_CODE = credit_code.make("220723", "MA000099")
 
 
+def enrolment_of(merchant_id: int):
+    """The merchant's one enrolment (each test applies to one campaign)."""
+    (only,) = db.session.get(Merchant, merchant_id).enrolments
+    return only
+
+
 def application(**overrides) -> dict:
     body = {
         "name": "乾安县演示超市有限公司",
@@ -39,8 +45,7 @@ def test_a_merchant_applies_and_waits_for_review(client, app, make_campaign, clo
     assert merchant["status"] == "applied" and merchant["status_name"] == "待审核"
     assert [c["code"] for c in merchant["categories"]] == ["hotel", "fuel"]
     with app.app_context():
-        stored = db.session.get(Merchant, merchant["id"])
-        assert stored.commitment_accepted_at == T0
+        assert enrolment_of(merchant["id"]).commitment_accepted_at == T0
     # Not listed to residents before approval.
     assert client.get("/api/v1/categories/hotel/merchants").get_json()["items"] == []
 
@@ -91,7 +96,7 @@ def test_approval_issues_a_one_time_code_that_expires(client, app, runner, make_
         with pytest.raises(Refusal) as used:
             services.binding_code_merchant(code, T0)
         assert used.value.code == "BINDING_CODE_INVALID"
-        fresh = services.issue_binding_code(db.session.get(Merchant, merchant_id), T0)
+        fresh = services.issue_binding_code(enrolment_of(merchant_id), T0)
         db.session.commit()
         with pytest.raises(Refusal):
             services.binding_code_merchant(fresh, T0 + timedelta(days=30))
@@ -108,11 +113,11 @@ def test_a_review_the_merchants_state_refuses_is_one_line_and_changes_nothing(
     assert runner.invoke(args=["merchant", "approve", str(merchant_id)]).exit_code == 0
     again = runner.invoke(args=["merchant", "approve", str(merchant_id)])
     assert again.exit_code == 1
-    assert again.output == "错误：商户当前状态为「已通过」，无需审核\n"
+    assert again.output == "错误：报名当前状态为「已通过」，无需审核\n"
     rejected = runner.invoke(args=["merchant", "reject", str(merchant_id), "--reason", "失信"])
-    assert (rejected.exit_code, rejected.output) == (1, "错误：商户当前状态为「已通过」，不能驳回\n")
+    assert (rejected.exit_code, rejected.output) == (1, "错误：报名当前状态为「已通过」，不能驳回\n")
     with app.app_context():
-        assert db.session.get(Merchant, merchant_id).status == "approved"
+        assert enrolment_of(merchant_id).status == "approved"
 
 
 def test_a_new_code_revokes_the_unused_old_one(client, app, runner, make_campaign, clock):
@@ -136,7 +141,7 @@ def test_reject_needs_a_reason_and_blocks_codes(client, app, runner, make_campai
     assert "只有已通过审核的商户可以发放绑定码" in refused.output
     assert runner.invoke(args=["merchant", "approve", "999"]).exit_code == 1
     with app.app_context():
-        assert db.session.get(Merchant, merchant_id).review_note == "列入失信被执行人名单"
+        assert enrolment_of(merchant_id).review_note == "列入失信被执行人名单"
 
 
 def test_a_suspended_merchant_code_is_refused(client, app, runner, make_campaign, clock):
@@ -144,7 +149,7 @@ def test_a_suspended_merchant_code_is_refused(client, app, runner, make_campaign
     merchant_id = apply_one(client)
     code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
     with app.app_context():
-        db.session.get(Merchant, merchant_id).status = "suspended"
+        enrolment_of(merchant_id).status = "suspended"
         db.session.commit()
         with pytest.raises(Refusal) as refused:
             services.binding_code_merchant(code, T0)

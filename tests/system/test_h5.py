@@ -52,7 +52,7 @@ def bind_form(page, client, fields: dict, phone: str):
 def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, live_server, make_campaign, clock):
     from server.campaign import enrolment as merchant_services
     from server.merchant import credit_code
-    from server.models import Category, Merchant
+    from server.models import Category, Enrolment, Merchant
 
     make_campaign()
     with app.app_context():
@@ -63,12 +63,12 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
             address="乾安县政府路 1 号",
             contact_name="王经理",
             contact_phone="13900000001",
-            status="applied",
             categories=[hotel],
         )
-        db.session.add(merchant)
+        enrolled = Enrolment(merchant=merchant, campaign_id=hotel.campaign_id, status="applied")
+        db.session.add_all([merchant, enrolled])
         db.session.flush()
-        binding_code = merchant_services.approve(merchant, T0)
+        binding_code = merchant_services.approve(enrolled, T0)
         db.session.commit()
 
     # ---- the resident

@@ -36,6 +36,7 @@ from server.models import (
     BindingCode,
     Coupon,
     Draw,
+    Enrolment,
     LedgerEntry,
     Merchant,
     Redemption,
@@ -327,10 +328,12 @@ def rows(app) -> dict:
                 Redemption,
                 *("id", "coupon_id", "merchant_id", "staff_id", "resident_id", "spend_fen", "note"),
                 *("idempotency_key", "revoked_at", "revoke_reason", "refunded_at", "refund_reason"),
+                "refunded_spend_fen",
             ),
             "residents": table(Resident, "id", "openid", "name", "phone", "bound_at"),
             "staff": table(Staff, "id", "merchant_id", "name", "phone", "binding_code_id"),
-            "merchants": table(Merchant, "id", "status"),
+            "merchants": table(Merchant, "id", "credit_code"),
+            "enrolments": table(Enrolment, "id", "merchant_id", "campaign_id", "status"),
             "binding_codes": table(BindingCode, "id", "merchant_id", "used_at", "revoked_at"),
             "draws": table(Draw, "id", "resident_id", "outcome"),
             "ledger": table(LedgerEntry, "id"),
@@ -580,7 +583,8 @@ def test_another_merchants_assistant_cannot_be_bound_away(app, client, world, cl
     from server.campaign import enrolment as services
 
     with app.app_context():
-        y_code = services.issue_binding_code(db.session.get(Merchant, world.y_merchant), datetime.now(UTC))
+        (y_enrolment,) = db.session.get(Merchant, world.y_merchant).enrolments
+        y_code = services.issue_binding_code(y_enrolment, datetime.now(UTC))
         db.session.commit()
         x_phone = db.session.get(Staff, world.x_staff).phone
     before = rows(app)
