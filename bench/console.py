@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.draw_burst import prepare  # noqa: E402
 
 LOAD = """
-INSERT INTO binding_codes (merchant_id, code_hash, created_at, expires_at, used_at)
-  SELECT id, 'bench-' || id, now(), now(), now() FROM merchants;
+INSERT INTO binding_codes (merchant_id, enrolment_id, code_hash, created_at, expires_at, used_at)
+  SELECT merchant_id, id, 'bench-' || id, now(), now(), now() FROM enrolments;
 INSERT INTO staff (merchant_id, name, phone, binding_code_id, bound_at)
   SELECT m.id, '店员' || m.id, '137' || lpad(m.id::text, 8, '0'), b.id, now()
   FROM merchants m JOIN binding_codes b ON b.merchant_id = m.id AND b.code_hash LIKE 'bench-%';
@@ -58,8 +58,8 @@ INSERT INTO coupons (round_id, tier_id, category_id, face_fen, threshold_fen, se
          d.resident_id, d.id, d.created_at, d.created_at + interval '5 days'
   FROM draws d JOIN bench_shop b ON b.category_id = d.category_id JOIN tiers t ON t.id = b.tier_id;
 INSERT INTO redemptions (coupon_id, category_id, merchant_id, staff_id, resident_id, face_fen,
-                         threshold_fen, spend_fen, spend_category, created_at)
-  SELECT c.id, c.category_id, b.merchant_id, b.staff_id, c.resident_id, c.face_fen, c.threshold_fen,
+                         paid_fen, threshold_fen, spend_fen, spend_category, created_at)
+  SELECT c.id, c.category_id, b.merchant_id, b.staff_id, c.resident_id, c.face_fen, c.face_fen, c.threshold_fen,
          c.threshold_fen + (c.id % 50) * 100, '压测', c.claimed_at + (c.id % 3600) * interval '1 second'
   FROM coupons c JOIN bench_shop b ON b.category_id = c.category_id WHERE c.state = 'used';
 INSERT INTO ledger_entries (campaign_id, round_id, category_id, tier_id, kind, source, target,

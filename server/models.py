@@ -778,6 +778,10 @@ class HourClaims(db.Model):
     category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     claimed: Mapped[int]
+    # Claims that were their resident's first in the campaign, and in the category: summed up to a
+    # moment, the residents who had claimed by then (coverage, 覆盖率).
+    first_in_campaign: Mapped[int] = mapped_column(default=0, server_default="0")
+    first_in_category: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class HourRedemptions(db.Model):

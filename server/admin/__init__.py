@@ -15,6 +15,7 @@ from . import (  # noqa: E402,F401  (routes register on bp)  # isort: skip
     console,
     signin,
     dashboard,
+    reports,
     coupons,
     lists,
     settlement,

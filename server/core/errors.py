@@ -95,6 +95,7 @@ SmsSendFailed = refusal("SMS_SEND_FAILED", 502, "短信发送失败，请稍后�
 PhoneTaken = refusal("PHONE_TAKEN", 409, "该手机号已被其他用户绑定")
 AlreadyBound = refusal("ALREADY_BOUND", 409, "您已绑定手机号")
 NotBound = refusal("NOT_BOUND", 403, "请先绑定姓名和手机号")
+ReportNotReady = refusal("REPORT_NOT_READY", 409, "该月尚未结束，月报次月1日起提供", api=False)
 NoCampaign = refusal("NO_CAMPAIGN", 404, "当前没有进行中的活动")
 RoundNotOpen = refusal("ROUND_NOT_OPEN", 409, "本轮抽奖尚未开始")
 RoundClosed = refusal("ROUND_CLOSED", 409, "本期活动已结束")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from ..core import db as database
 from ..core.db import hour_of
@@ -52,8 +53,34 @@ def local_date(hour: datetime) -> date:
 # ---------------------------------------------------------------- the source figures, per hour
 
 
+def _first_claim(same_scope) -> sa.ColumnElement:
+    """1 when the coupon is its resident's first claim in the scope (`same_scope` compares an
+    earlier coupon, `Earlier`, with this one), else 0: first claims add up over hours to the
+    residents who claimed, where a count of distinct residents would not."""
+    earlier = (
+        sa.select(sa.literal(1))
+        .where(
+            Earlier.resident_id == Coupon.resident_id,
+            sa.or_(
+                Earlier.claimed_at < Coupon.claimed_at,
+                sa.and_(Earlier.claimed_at == Coupon.claimed_at, Earlier.id < Coupon.id),
+            ),
+            same_scope,
+        )
+        .exists()
+    )
+    return sa.case((earlier, 0), else_=1)
+
+
+Earlier = aliased(Coupon, name="earlier")
+EarlierRound = aliased(Round, name="earlier_round")
+
+
 def claim_grain(where) -> sa.Select:
     hour = hour_of(Coupon.claimed_at)
+    in_campaign = Earlier.round_id.in_(
+        sa.select(EarlierRound.id).where(EarlierRound.campaign_id == Round.campaign_id).scalar_subquery()
+    )
     return (
         sa.select(
             hour.label("hour"),
@@ -61,6 +88,8 @@ def claim_grain(where) -> sa.Select:
             Coupon.category_id.label("category_id"),
             Round.campaign_id.label("campaign_id"),
             sa.func.count().label("claimed"),
+            sa.func.sum(_first_claim(in_campaign)).label("first_in_campaign"),
+            sa.func.sum(_first_claim(Earlier.category_id == Coupon.category_id)).label("first_in_category"),
         )
         .join(Round, Round.id == Coupon.round_id)
         .where(Coupon.claimed_at.is_not(None), where)

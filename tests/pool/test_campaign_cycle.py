@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from server.admin import dashboard
 from server.core.time import utcnow
 from server.extensions import db
 from server.models import Campaign, Coupon, LedgerEntry, Round
@@ -50,6 +51,7 @@ def test_seven_rounds_balance_after_every_step_and_the_treasury_gets_budget_minu
     budget = balanced(campaign_id)["pool"] + balanced(campaign_id)["stock"]
     net_redeemed = 0  # face value spent and not given back to the pool
     expected_stock = stock_by_tier(app, 1)
+    put_on_wheel = 0  # every round's stock at its opening: the coupons issued
 
     for number in range(1, 8):
         opens, closes, valid_until = round_times(app, number)
@@ -59,6 +61,7 @@ def test_seven_rounds_balance_after_every_step_and_the_treasury_gets_budget_minu
         # Round n's stock is round n-1's, less what was spent for good: everything else (not
         # drawn, drawn and expired, refunded under "return") came back through the pool.
         assert stock_by_tier(app, number) == expected_stock
+        put_on_wheel += sum(expected_stock.values())
 
         won = []
         for token in residents:
@@ -135,6 +138,13 @@ def test_seven_rounds_balance_after_every_step_and_the_treasury_gets_budget_minu
         assert states["claimed"] == 0 and states["stock"] == 0
         assert states["expired"] > 0 and states["withdrawn"] > 0
         kinds = set(db.session.scalars(sa.select(LedgerEntry.kind)))
+    # The dashboard's 投放量 counts the money once planned and then re-issued: shown apart, the
+    # plan is the first round's 100 coupons, the rest came back and went out again, and the
+    # bureau's change is its own line.
+    with app.app_context():
+        figures = dashboard.figures_of(db.session.get(Campaign, campaign_id)).total
+    assert (figures.planned, figures.adjusted, figures.issued) == (100, -5, put_on_wheel)
+    assert figures.reissued == put_on_wheel - 100 + 5 > 100
     must = {"budget", "allocate", "rollover", "claim", "redeem", "revoke", "expire", "withdraw", "treasury"}
     must |= {"adjust_up", "adjust_down", "refund_forfeit" if policy == "forfeit" else "refund_return"}
     assert must <= kinds

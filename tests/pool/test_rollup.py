@@ -46,6 +46,7 @@ def close_hours(app) -> int:
 def test_stored_hours_give_the_figures_of_the_source_and_follow_a_late_refund(app, client, redemptions, clock):
     live = figures(app)  # nothing stored yet: every figure from the source tables
     assert live[0][0].redeemed == 5 and live[0][0].refunded_fen > 0
+    assert live[0][0].claimants == 6  # six residents, a coupon each
     # Now is 2026-06-26 01:00 UTC: the hours from the first redemption to 23:00 are over.
     assert close_hours(app) == 23
     assert close_hours(app) == 0  # done once
