@@ -40,6 +40,7 @@ class Campaign(db.Model):
         sa.CheckConstraint("leftover_after_days >= 0", name="leftover_after_days"),
         sa.CheckConstraint("kind IN ('wheel', 'grab', 'subsidy')", name="kind"),
         sa.CheckConstraint("grab_limit IN ('tier', 'round')", name="grab_limit"),
+        sa.CheckConstraint("identity IN ('phone', 'id_card')", name="identity"),
         # The bureau's default campaign: the one residents see without naming one. At most one.
         sa.Index(
             "uq_campaigns_default",
@@ -96,6 +97,9 @@ class Campaign(db.Model):
     # When in the day coupons may be spent, "09:00-22:00" local (Youhao: 每日9:00-22:00); None: any
     # time. A tier may set its own (Tier.usage_hours).
     usage_hours: Mapped[str | None] = mapped_column(sa.String(11))
+    # Who a resident must be to take part: "phone" (name + phone by SMS) or "id_card" (and an ID
+    # card, one card to one resident: Youhao 一个用户 = 手机号 + 身份证 + 设备).
+    identity: Mapped[str] = mapped_column(sa.String(8), default="phone", server_default="phone")
     # What the till may record a spend as, per coupon category ("*": every category), some marked
     # excluded (Geermu: 不得用于交付定金、充值、预存): {"*": [{"name": "餐饮", "excluded": false}, ...]}.
     # None: any words the till types.
@@ -209,6 +213,10 @@ class Resident(db.Model):
     # Where the binding came from, for the bureau's risk flags (many residents from one place).
     bound_address: Mapped[str | None] = mapped_column(sa.String(45))
     bound_device: Mapped[str | None] = mapped_column(sa.String(64))
+    # The ID card, where a campaign asks for it (core/idcard.py): a keyed digest, unique so that
+    # one card binds one resident, and the masked number people recognise; never the number.
+    id_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    id_masked: Mapped[str | None] = mapped_column(sa.String(18))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -184,7 +184,10 @@ def make_resident(app):
     """A bound resident, returning (id, bearer token)."""
     counter = iter(range(10**6))
 
-    def make(*, bound: bool = True, phone: str | None = None) -> tuple[int, str]:
+    def make(*, bound: bool = True, phone: str | None = None, id_card: str | None = None) -> tuple[int, str]:
+        """`id_card`: the resident gave that ID card too (a campaign of identity id_card)."""
+        from server.core.idcard import id_digest, mask_id
+
         n = next(counter)
         with app.app_context():
             resident = Resident(openid=f"openid-{n}")
@@ -192,9 +195,11 @@ def make_resident(app):
                 resident.name = "测试居民"
                 resident.phone = phone or f"139{n:08d}"
                 resident.bound_at = datetime.now(UTC)
+            if id_card:
+                resident.id_hash, resident.id_masked = id_digest(id_card), mask_id(id_card)
             db.session.add(resident)
             db.session.commit()
-            return resident.id, tokens.issue("resident", resident.id, bound=bound)
+            return resident.id, tokens.issue("resident", resident.id, bound=bound, identified=bool(id_card))
 
     return make
 

@@ -53,6 +53,7 @@ def campaign_doc(**overrides) -> dict:
             "ends",
             "leftover",
             "short_sale",
+            "identity",
         }:
             doc["campaign"][key] = value
         else:
@@ -193,3 +194,11 @@ def enrolment_status(app, merchant_id: int) -> str:
     with app.app_context():
         (only,) = db.session.get(Merchant, merchant_id).enrolments
         return only.status
+
+
+def id_number(n: int, region: str = "230407", born: str = "19800101") -> str:
+    """A valid ID card number (GB 11643: its check character computed), the n-th of a region and day."""
+    from server.core.idcard import check_character
+
+    first17 = f"{region}{born}{n % 1000:03d}"
+    return first17 + check_character(first17)

@@ -317,6 +317,7 @@ def _residents(filters: dict, role: str) -> sa.Select:
         local_text(Resident.bound_at),
         held,
         used,
+        sa.func.coalesce(Resident.id_masked, ""),  # only the masked number exists (core/idcard.py)
     ).where(Resident.bound_at.is_not(None))
     query = within_days(query, Resident.bound_at, filters)
     if "resident" in filters:
@@ -331,7 +332,7 @@ RESIDENTS = Listing(
     title="居民",
     filters=("from", "to", "resident", "phone"),
     build=_residents,
-    titles=("编号", "姓名", "手机号", "绑定时间", "领取张数", "使用张数"),
+    titles=("编号", "姓名", "手机号", "绑定时间", "领取张数", "使用张数", "身份证"),
 )
 
 

@@ -16,17 +16,19 @@ class Bearer:
     kind: str  # "resident" or "staff"
     id: int
     bound: bool
+    identified: bool = False  # the resident gave an ID card (a campaign may ask for it)
 
 
-def issue(kind: str, subject_id: int, *, bound: bool) -> str:
-    return serializer("huigou-bearer").dumps({"k": kind, "i": subject_id, "b": int(bound)})
+def issue(kind: str, subject_id: int, *, bound: bool, identified: bool = False) -> str:
+    data = {"k": kind, "i": subject_id, "b": int(bound)} | ({"v": 1} if identified else {})
+    return serializer("huigou-bearer").dumps(data)
 
 
 def read(token: str) -> Bearer | None:
     """The bearer a token names, or None if it is forged, expired or malformed."""
     try:
         data = serializer("huigou-bearer").loads(token, max_age=current_app.config["TOKEN_MAX_AGE_S"])
-        return Bearer(kind=str(data["k"]), id=int(data["i"]), bound=bool(data["b"]))
+        return Bearer(kind=str(data["k"]), id=int(data["i"]), bound=bool(data["b"]), identified=bool(data.get("v")))
     except (SignatureExpired, BadSignature, KeyError, TypeError, ValueError):
         return None
 

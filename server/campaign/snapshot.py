@@ -72,6 +72,7 @@ class Snapshot:
     screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
     brackets: tuple[dict, ...] = ()  # a purchase subsidy's bracket table (models.Campaign.subsidy_brackets)
     ends_at: datetime | None = None  # the campaign's end, if its file set one (its rounds end by then)
+    identity: str = "phone"  # "id_card": residents take part once they gave an ID card (core/idcard.py)
 
     def tier(self, tier_id: int) -> TierView | None:
         return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
@@ -161,6 +162,7 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
         screen_qr=campaign.screen_qr,
         brackets=tuple(campaign.subsidy_brackets or ()),
         ends_at=campaign.ends_at,
+        identity=campaign.identity,
     )
 
 

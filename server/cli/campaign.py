@@ -51,8 +51,10 @@ def campaign_check(path: str) -> None:
             f"预算 {yuan(plan.campaign['budget_fen'])} 元，受理期 {len(plan.rounds)} 段。"
         )
         return
-    kind = {"wheel": "幸运转盘", "grab": "抢券"}[plan.campaign["kind"]] + (
-        "（现场大屏扫码）" if plan.campaign["screen_qr"] else ""
+    kind = (
+        {"wheel": "幸运转盘", "grab": "抢券"}[plan.campaign["kind"]]
+        + ("（现场大屏扫码）" if plan.campaign["screen_qr"] else "")
+        + ("，实名参与（一证一户）" if plan.campaign["identity"] == "id_card" else "")
     )
     click.echo(
         f"{path}：检查通过。{kind}，{len(plan.categories)} 个品类，{len(plan.tiers)} 个券种，"

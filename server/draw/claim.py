@@ -30,7 +30,7 @@ from ..core.money import coupon_label
 from ..core.time import isoformat
 from ..pool import coupons
 from ..pool.coupons import ALL_RELEASED, Status
-from .binding import ensure_bound
+from .binding import ensure_bound, ensure_identified
 
 # ---------------------------------------------------------------- the campaign as residents see it
 
@@ -81,6 +81,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
         "screen_qr": snap.screen_qr,
         "draw_strategy": snap.draw_strategy,
         "geofence_required": snap.geofence is not None,
+        "identity": snap.identity,
         "categories": [category_json(snap, code) for code in snap.category_ids],
         "tiers": tiers,
         "rounds": [
@@ -272,6 +273,7 @@ def draw(
     code = category_code_or_404(snap, code)
     current = _open_round(snap, now)
     ensure_bound(bearer)
+    ensure_identified(bearer, snap.identity)
     _check_location(snap, location)
 
     chosen = _fixed_odds_segment(snap, code) if snap.draw_strategy == "fixed_odds" else None
@@ -308,6 +310,7 @@ def grab(
         raise NotFound("没有这个券种")
     current = _open_round(snap, now)
     ensure_bound(bearer)
+    ensure_identified(bearer, snap.identity)
     if snap.screen_qr:
         screen.check_pass(screen_pass, snap.id, bearer.id, now)
     _check_location(snap, location)

@@ -33,12 +33,25 @@ class BindIn(Schema):
     name = fields.String(required=True, validate=validators.Length(1, 40))
     phone = fields.String(required=True, validate=validators.Length(1, 20))
     sms_code = fields.String(required=True, validate=validators.Length(1, 10))
+    id_number = fields.String(
+        validate=validators.Length(1, 30),
+        metadata={"description": "The ID card's 18 characters, where the campaign's identity is id_card; kept only "
+                  "as a keyed digest"},
+    )  # fmt: skip
+
+
+class IdentityIn(Schema):
+    name = fields.String(required=True, validate=validators.Length(1, 40))
+    id_number = fields.String(required=True, validate=validators.Length(1, 30))
 
 
 class ResidentOut(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     phone_masked = fields.String(required=True)
+    id_card_masked = fields.String(
+        required=True, allow_none=True, metadata={"description": "110***********123X, or null if none was given"}
+    )
 
 
 class BindOut(Schema):
@@ -125,6 +138,11 @@ class CampaignOut(Schema):
     )
     draw_strategy = fields.String(required=True)
     geofence_required = fields.Boolean(required=True)
+    identity = fields.String(
+        required=True,
+        metadata={"description": "phone: name and phone by SMS; id_card: and the ID card (POST /auth/bind or "
+                  "/auth/identity), one card to one resident"},
+    )  # fmt: skip
     categories = fields.List(fields.Nested(CategoryOut), required=True)
     tiers = fields.List(fields.Nested(TierOut), required=True)
     rounds = fields.List(fields.Nested(RoundOut), required=True)

@@ -27,6 +27,7 @@ from .schemas import (
     DrawOut,
     GrabIn,
     GrabOut,
+    IdentityIn,
     MerchantsOut,
     PaycodeOut,
     ScreenPassIn,
@@ -83,9 +84,22 @@ def bind(body):
         utcnow(),
         address=request.remote_addr,
         device=request.headers.get("X-Device-Id"),
+        id_number=body.get("id_number"),
     )
-    token = tokens.issue("resident", resident.id, bound=True)
-    return {"resident": binding.resident_json(resident), "token": token}
+    return {"resident": binding.resident_json(resident), "token": binding.token_for(resident)}
+
+
+@bp.post("/auth/identity")
+@limited("bind")
+@bp.input(IdentityIn, arg_name="body")
+@bp.output(BindOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 403, 409))
+def identity(body):
+    """A bound resident gives name and ID card, for a campaign that asks for it (identity
+    id_card): one card binds one resident, once. Answers a fresh token that says so."""
+    bearer = tokens.require_bearer("resident")
+    resident = binding.identify(bearer, body["name"], body["id_number"])
+    return {"resident": binding.resident_json(resident), "token": binding.token_for(resident)}
 
 
 @bp.get("/campaign")

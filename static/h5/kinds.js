@@ -185,7 +185,7 @@ export function kinds(ctx) {
         el("button", { type: "button", onclick: () => ctx.openPaycode(coupon) }, "立即出示付款码"),
       );
     } catch (error) {
-      if (error.code === "UNAUTHORIZED" || error.code === "NOT_BOUND") return ctx.failed(error);
+      if (["UNAUTHORIZED", "NOT_BOUND", "ID_REQUIRED"].includes(error.code)) return ctx.failed(error);
       if (error.code === "SCREEN_CODE_STALE" && campaign.screen_qr) {
         sessionStorage.removeItem(passKey(campaign.code));
         screenSaid = sentence(error);

@@ -21,7 +21,7 @@ function go(view) {
   clearInterval(state.paycodeTimer);
   if (view === "home") $("#grab-result").hidden = true;
   show(view);
-  $("#tabs").hidden = view === "bind";
+  $("#tabs").hidden = view === "bind" || view === "identity";
   ({ home: loadHome, coupons: () => loadCoupons("unused"), survey: loadSurvey })[view]?.();
 }
 
@@ -30,6 +30,7 @@ async function start() {
   $$("nav [data-view]").forEach((b) => b.addEventListener("click", () => go(b.dataset.view)));
   smsButton(api, $("#sms-button"), $("#bind-form [name=phone]"), "bind");
   $("#bind-form").addEventListener("submit", bind);
+  $("#identity-form").addEventListener("submit", identify);
   $("#spin-button").addEventListener("click", spin);
   $$("#coupon-tabs button").forEach((b) => b.addEventListener("click", () => loadCoupons(b.dataset.status)));
   $("#paycode-merchants").addEventListener("click", () => loadMerchants(state.coupon));
@@ -70,6 +71,7 @@ async function bind(event) {
   event.preventDefault();
   const form = new FormData(event.target);
   const body = Object.fromEntries(["name", "phone", "sms_code"].map((k) => [k, form.get(k).trim()]));
+  if (!$("#bind-id-field").hidden) body.id_number = form.get("id_number").trim();
   try {
     const answer = await api.post("/auth/bind", body);
     api.setToken(answer.token);
@@ -80,8 +82,24 @@ async function bind(event) {
   }
 }
 
+// A campaign that asks for the ID card: the card, once, then back to the campaign.
+async function identify(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { name: form.get("name").trim(), id_number: form.get("id_number").trim() };
+  try {
+    const answer = await api.post("/auth/identity", body);
+    api.setToken(answer.token);
+    toast(`实名认证完成（身份证 ${answer.resident.id_card_masked}），请继续参加活动。`, "info");
+    go("home");
+  } catch (error) {
+    toast(sentence(error));
+  }
+}
+
 function failed(error) {
   if (error.code === "UNAUTHORIZED" || error.code === "NOT_BOUND") go("bind");
+  if (error.code === "ID_REQUIRED") go("identity");
   toast(sentence(error));
 }
 
@@ -99,6 +117,9 @@ function roundLabel(campaign) {
 async function fetchCampaign() {
   const campaign = await api.get(state.code ? `/campaign?code=${encodeURIComponent(state.code)}` : "/campaign");
   state.campaign = campaign;
+  const askId = campaign.identity === "id_card";
+  $("#bind-id-field").hidden = !askId;
+  $("#bind-id-field input").required = askId;
   $("#campaign-name").textContent = campaign.name;
   $("#round-label").textContent = roundLabel(campaign);
   $("#home-tab").textContent = HOME_TABS[campaign.kind] || HOME_TABS.wheel;

@@ -14,7 +14,7 @@ from server.auth import tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Draw, Round, Tier
 from server.pool import jobs as scheduler
-from tests.helpers import ROOT, at_once, auth
+from tests.helpers import ROOT, at_once, auth, id_number
 
 EXAMPLES = ROOT / "examples"
 # Geermu round 1 opens 2026-02-12 10:00 Shanghai; Huating's first period 2023-01-15 10:00.
@@ -211,6 +211,9 @@ def test_the_seeds_grab_only_for_residents_located_where_the_plan_says(
     clock.move_to(first + timedelta(minutes=1))
     tier_id = min(tiers_of(app, campaign_id).values())
     _, token = make_resident()
+    if name == "youhao-2023.json":  # 一个用户 = 手机号 + 身份证 + 设备: the ID card first
+        assert grab(client, token, tier_id, location=inside).get_json()["error"]["code"] == "ID_REQUIRED"
+        _, token = make_resident(id_card=id_number(1))
     assert grab(client, token, tier_id).get_json()["error"]["code"] == "LOCATION_REQUIRED"
     assert grab(client, token, tier_id, location=outside).get_json()["error"]["code"] == "OUTSIDE_REGION"
     assert grab(client, token, tier_id, location=inside).status_code == 200

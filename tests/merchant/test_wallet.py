@@ -12,7 +12,7 @@ from server.auth import tokens
 from server.extensions import db
 from server.models import Campaign, Coupon, Redemption, Tier
 from server.pool import ledger
-from tests.helpers import ROOT, at_once, auth, redeem
+from tests.helpers import ROOT, at_once, auth, id_number, redeem
 
 YOUHAO = json.loads((ROOT / "examples" / "youhao-2023.json").read_text(encoding="utf-8"))
 YOUHAO["campaign"].pop("geofence")  # residents here grab from within Youhao; the fence has its own test
@@ -29,7 +29,7 @@ def youhao_resident(app, client, make_campaign, make_resident, clock) -> tuple[i
     """A resident holding Youhao's three coupons (20, 40 and 80 yuan); their ids by face in yuan."""
     campaign_id = make_campaign(YOUHAO)
     clock.move_to(OPENS + timedelta(minutes=5))
-    resident_id, token = make_resident()
+    resident_id, token = make_resident(id_card=id_number(1))  # Youhao: 手机号 + 身份证
     with app.app_context():
         tiers = db.session.scalars(sa.select(Tier).where(Tier.campaign_id == campaign_id)).all()
     held = {}
@@ -95,7 +95,7 @@ def test_only_coupons_this_shop_takes_and_still_valid_are_chosen(
 ):
     """Standard campaign: hotel 50/100/200 (thresholds 150/300/600), fuel 100 (300)."""
     make_campaign()
-    _, token = make_resident()
+    _, token = make_resident(id_card=id_number(2))
     for category in ("hotel", "fuel"):
         assert client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).status_code == 200
     _, hotel = make_till("hotel")
@@ -147,7 +147,7 @@ def test_a_key_reused_for_another_residents_wallet_is_refused(
     assert redeem(client, till, wallet_code(client, token), 40000, key="k-1", category="百货").status_code == 200
     with app.app_context():
         other_tiers = db.session.scalars(sa.select(Tier.id)).all()
-    _, other = make_resident()
+    _, other = make_resident(id_card=id_number(3))
     for tier_id in other_tiers:
         client.post("/api/v1/grab", json={"tier_id": tier_id}, headers=auth(other))
     reused = redeem(client, till, wallet_code(client, other), 40000, key="k-1", category="百货")
@@ -160,7 +160,7 @@ def test_a_key_reused_for_another_residents_wallet_is_refused(
 def test_a_shop_assistant_cannot_pay_with_their_own_wallet(app, client, make_campaign, make_resident, make_till, clock):
     campaign_id = make_campaign(YOUHAO)
     clock.move_to(OPENS + timedelta(minutes=5))
-    _, token = make_resident(phone="13700000001")
+    _, token = make_resident(phone="13700000001", id_card=id_number(4))
     _, till = make_till("general", phone="13700000001")
     with app.app_context():
         tier_id = db.session.scalar(sa.select(Tier.id).where(Tier.campaign_id == campaign_id, Tier.face_fen == 2000))

@@ -21,7 +21,7 @@ from server.core.time import utcnow
 from server.extensions import db
 from server.models import AdminUser, Coupon, SubsidyApplication
 from tests.browser import decode_qr, screenshot
-from tests.helpers import ROOT, auth
+from tests.helpers import ROOT, auth, id_number
 from tests.system.test_h5 import PHONE, bind_form
 
 pytestmark = pytest.mark.browser
@@ -203,7 +203,7 @@ def test_the_till_takes_a_wallet_and_shows_which_coupon_the_spend_uses(
     campaign_id = make_campaign(YOUHAO)
     clock.move_to(YOUHAO_OPENS + timedelta(minutes=5))
     _, staff = make_till("general")
-    _, token = make_resident()
+    _, token = make_resident(id_card=id_number(1))  # Youhao: 手机号 + 身份证
     with app.app_context():
         from server.models import Tier
 
@@ -359,3 +359,47 @@ def test_the_page_offers_every_active_campaign_and_switches_between_them(
     page.wait_for_function("() => document.querySelector('#campaign-name').textContent.includes('昆仑')")
     assert page.inner_text("#campaigns b") == "昆仑启新岁·乐购暖冬春 商超餐饮消费券"
     assert page.is_visible("#grab-home")
+
+
+YOUHAO_OPENS = datetime(2023, 3, 27, 1, 0, tzinfo=UTC)  # 2023-03-27 09:00 Shanghai
+
+
+def test_a_campaign_of_one_card_one_resident_asks_for_the_id_card(
+    app, client, browser, live_server, make_campaign, make_resident, clock
+):
+    """Youhao (一个用户 = 手机号 + 身份证 + 设备): binding asks for the card; a resident bound by
+    phone before is sent to give it on the first grab, then grabs."""
+    make_campaign(example("youhao-2023.json"))
+    clock.move_to(YOUHAO_OPENS + timedelta(hours=2))
+    page = phone(browser)
+    page.goto(f"{live_server}/h5/?campaign=youhao-2023")
+    page.wait_for_selector("#bind-id-field:not([hidden])")
+    bind_form(page, client, {"name": "张三", "id_number": "110105194912310021"}, "13900000011")
+    page.click("#bind-form button[type=submit]")
+    # One character off: refused in words.
+    page.wait_for_function("() => document.querySelector('#toast').innerText.includes('身份证号码校验不通过')")
+    page.fill("#bind-form [name=id_number]", "11010519491231002X")
+    page.click("#bind-form button[type=submit]")
+    page.wait_for_selector("#tiers .tier")
+    tier_card(page, "满100减20").locator("button").click()
+    page.wait_for_selector("#grab-result.ok")
+
+    _, token = make_resident()  # bound by phone before the campaign asked for cards
+    other = phone(browser, token)
+    other.goto(f"{live_server}/h5/?campaign=youhao-2023")
+    other.wait_for_selector("#tiers .tier")
+    tier_card(other, "满100减20").locator("button").click()
+    other.wait_for_selector("#identity:not([hidden])")
+    other.wait_for_function("() => document.querySelector('#toast').innerText.includes('本活动需实名参与')")
+    screenshot(other, "h5-identity")
+    other.fill("#identity-form [name=name]", "李四")
+    other.fill("#identity-form [name=id_number]", "11010519491231002X")  # the first resident's card
+    other.click("#identity-form button[type=submit]")
+    other.wait_for_function("() => document.querySelector('#toast').innerText.includes('已被其他用户绑定')")
+    other.fill("#identity-form [name=id_number]", id_number(5))
+    other.click("#identity-form button[type=submit]")
+    other.wait_for_selector("#tiers .tier")
+    assert "实名认证完成（身份证 230***********" in other.inner_text("#toast")
+    screenshot(other, "h5-identity-done")
+    tier_card(other, "满100减20").locator("button").click()
+    other.wait_for_selector("#grab-result.ok")

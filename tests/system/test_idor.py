@@ -82,6 +82,10 @@ PHONE_TESTS = (
     "test_binding_another_residents_phone_is_refused_like_a_fresh_phone",
     Elsewhere("tests/draw/test_binding.py::test_bind_refuses_a_phone_bound_to_someone_else"),
 )
+ID_CARD_TESTS = (
+    "test_another_residents_id_card_is_refused_and_the_answer_says_nothing_of_them",
+    Elsewhere("tests/draw/test_identity.py::test_one_card_binds_one_resident"),
+)
 PUBLIC_CATEGORY = Public("a category code of the public campaign; the same answer for everyone")
 
 PUBLIC_CAMPAIGN = Public("an active campaign's code, public on its posters and its public page")
@@ -117,6 +121,8 @@ IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ("POST", "/api/v1/auth/sms", "body", "phone"): PHONE_TESTS,
     ("POST", "/api/v1/auth/bind", "body", "phone"): PHONE_TESTS,
     ("POST", "/api/v1/auth/bind", "body", "sms_code"): PHONE_TESTS,
+    ("POST", "/api/v1/auth/bind", "body", "id_number"): ID_CARD_TESTS,
+    ("POST", "/api/v1/auth/identity", "body", "id_number"): ID_CARD_TESTS,
     ("POST", "/api/v1/auth/wechat", "body", "code"): Public(
         "a wx.login code, exchanged with WeChat for the caller's own openid (jscode2session); taking the code"
         " as the openid is the dev adapter, off unless WECHAT_BACKEND=dev (tests/adapters/test_adapters.py)"
@@ -408,6 +414,22 @@ def test_a_residents_coupon_list_holds_only_their_own(client, world, clock, stat
     assert listed(world.a, f"&resident_id={world.b_id}&id={held}&coupon_id={spent}") == expected[status][0]
 
 
+def test_another_residents_id_card_is_refused_and_the_answer_says_nothing_of_them(app, client, world, clock):
+    """One card binds one resident: B's card given by A is refused ID_TAKEN, which says the card is
+    taken (the rule itself) and nothing of B: not B's name, phone or masked card; nothing changes."""
+    card = "11010519491231002X"
+    given = client.post("/api/v1/auth/identity", json={"name": "李四", "id_number": card}, headers=auth(world.b))
+    assert given.status_code == 200, given.get_json()
+    before = rows(app)
+    taken = client.post("/api/v1/auth/identity", json={"name": "王小明", "id_number": card}, headers=auth(world.a))
+    assert taken.get_json() == {"error": {"code": "ID_TAKEN", "message": "该身份证号已被其他用户绑定"}}
+    assert taken.status_code == 409
+    assert rows(app) == before
+    with app.app_context():
+        a = db.session.get(Resident, world.a_id)
+        assert (a.id_hash, a.id_masked) == (None, None)
+
+
 def test_binding_another_residents_phone_is_refused_like_a_fresh_phone(app, client, world, make_resident, clock):
     with app.app_context():
         b_phone = db.session.get(Resident, world.b_id).phone
@@ -627,6 +649,7 @@ class Form:
 
 BODIES = {
     ("POST", "/api/v1/auth/bind"): lambda w: {"name": "王小明", "phone": "13812345678", "sms_code": "123456"},
+    ("POST", "/api/v1/auth/identity"): lambda w: {"name": "王小明", "id_number": "11010519491231002X"},
     ("POST", "/api/v1/draw"): lambda w: {"category": "fuel"},
     ("POST", "/api/v1/grab"): lambda w: {"tier_id": 1},
     ("POST", "/api/v1/subsidies"): lambda w: Form(

@@ -175,6 +175,9 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             "campaign.short_sale",
             "消费不足券面额时应为 refuse（拒绝核销，本券不找零）或 settle（按消费金额结算，余额退回资金池）",
         )
+    settings["identity"] = campaign.get("identity", "phone")
+    if settings["identity"] not in ("phone", "id_card"):
+        problem("campaign.identity", "身份验证应为 phone（姓名+手机号）或 id_card（姓名+手机号+身份证，一证一户）")
     allocate = campaign.get("allocate", "first_round")
     if allocate not in ("first_round", "every_round"):
         problem(
@@ -205,7 +208,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
             "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours", "spend_categories",
-            "short_sale", "leftover",
+            "short_sale", "leftover", "identity",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")
 

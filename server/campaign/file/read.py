@@ -71,6 +71,7 @@ XLSX_LABELS = {
     "使用时段": "campaign.hours",
     "消费品类": "campaign.spend_categories",
     "结余处理": "campaign.leftover",
+    "身份验证": "campaign.identity",
     "首轮抽奖时间": "rounds.first_draw",
     "轮次数": "rounds.count",
     "间隔天数": "rounds.every_days",
@@ -91,6 +92,9 @@ XLSX_VALUES = {
     "购车补贴": "subsidy",
     "每档每期一张": "tier",
     "每期一张": "round",
+    "手机号": "phone",
+    "手机号+身份证": "id_card",
+    "身份证": "id_card",
     "是": True,
     "否": False,
 }
