@@ -173,6 +173,33 @@ def _storable(value: Any) -> bool:
     return True
 
 
+# No body of the API nests deeper than a few levels; a parser recursing into [[[...]]] a thousand
+# deep would fail (RecursionError), so such a body is refused before anything parses it.
+MAX_JSON_DEPTH = 32
+
+
+def _nesting(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, counted without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 # Pages outside /api answer their errors as pages: (path prefix, renderer(status) -> response).
 _pages: list[tuple[str, Callable[[int], Any]]] = []
 
@@ -192,6 +219,8 @@ def register_errorhandlers(app: APIFlask) -> None:
         """Text no database can keep is bad input (400), refused before any view sees it."""
         if not request.path.startswith("/api/"):
             return None
+        if request.is_json and _nesting(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+            raise InvalidInput("提交的内容层级过深，请检查后重试")
         body = request.get_json(silent=True) if request.is_json else None
         if not (_storable(body) and all(_storable(k) and _storable(v) for k, v in request.args.items(multi=True))):
             raise InvalidInput("提交的内容含有无法识别的字符，请检查后重试")

@@ -60,6 +60,19 @@ BAD_BODIES = [
 ]
 
 
+@pytest.mark.parametrize("depth", [33, 500, 5000])
+@pytest.mark.parametrize("path", ["/api/v1/auth/sms", "/api/v1/draw", "/api/v1/merchant/apply"])
+def test_json_nested_deeper_than_any_body_is_refused_in_words(client, path, depth):
+    """[[[...]]] 500 deep (1 KB) made the parsers recurse to a 500; no login is needed to send it."""
+    answer = client.post(path, data="[" * depth + "]" * depth, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == {"code": "INVALID_INPUT", "message": "提交的内容层级过深，请检查后重试"}
+    # Brackets inside a string are text, not nesting: that body goes on to be checked as usual.
+    quoted = '{"phone": "13912345678", "purpose": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\""}'
+    said = client.post("/api/v1/auth/sms", data=quoted, content_type="application/json").get_json()["error"]
+    assert said["code"] == "INVALID_INPUT" and "purpose" in said["detail"]["json"]
+
+
 @pytest.mark.parametrize(("body", "content_type"), BAD_BODIES)
 def test_bad_input_is_a_400_in_the_envelope_never_a_500(client, make_resident, body, content_type):
     _, token = make_resident()
