@@ -109,6 +109,24 @@ def xlsx(handle, filename: str) -> Response:
     return attachment(send_file(handle, mimetype=XLSX, as_attachment=True, download_name=filename), filename)
 
 
+def text_cells(sheet, values) -> list:
+    """A row for an XLSX sheet with every string a text cell, never a formula: a staff name, a
+    spend category or a merchant's name "=HYPERLINK(...)" stays text. Numbers and dates stay."""
+    from openpyxl.cell import WriteOnlyCell
+
+    row = []
+    for value in values:
+        if isinstance(value, str):
+            value = WriteOnlyCell(sheet, value=value)
+            value.data_type = "s"
+        row.append(value)
+    return row
+
+
+def text_row(sheet, values) -> None:
+    sheet.append(text_cells(sheet, values))
+
+
 def campaign_choice() -> tuple[Campaign | None, list[Campaign]]:
     """The campaign a page is about (`?campaign=ID`, else the newest), and the ones to pick from."""
     choices = list(

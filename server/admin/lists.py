@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -342,18 +343,44 @@ LISTINGS = {listing.name: listing for listing in (REDEMPTIONS, CLAIMS, RESIDENTS
 # ---------------------------------------------------------------- exports
 
 
+# A spreadsheet opening a CSV takes a cell that starts with one of these for a formula
+# (=HYPERLINK(...), +cmd|...): such a text cell goes out with a leading apostrophe, which the
+# spreadsheet shows as text. A number ("-5", "+8.00") is left as it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"^[+-]?[0-9][0-9.,]*$")
+
+
+def csv_cell(value):
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def _csv_guarded(query: sa.Select) -> sa.Select:
+    """The listing's query with csv_cell applied to its text cells in SQL (for COPY)."""
+
+    def guard(column):
+        if not isinstance(column.type, sa.String):
+            return column
+        risky = sa.and_(sa.func.substr(column, 1, 1).in_(FORMULA_START), sa.not_(column.regexp_match(NUMBER.pattern)))
+        return sa.case((risky, sa.literal("'") + column), else_=column)
+
+    return query.with_only_columns(*(guard(c) for c in query.selected_columns), maintain_column_froms=True)
+
+
 def csv_stream(listing: Listing, filters: dict, role: str) -> Iterator[bytes]:
-    """UTF-8 with a BOM, so that Excel opens the Chinese correctly; written as rows come."""
+    """UTF-8 with a BOM, so that Excel opens the Chinese correctly; written as rows come; no cell
+    a spreadsheet would take for a formula (csv_cell)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(listing.titles)
     yield "\ufeff".encode() + _drain(buffer)
-    copied = database.copy_csv(listing.query(filters, role), COPY_BLOCK)
+    copied = database.copy_csv(_csv_guarded(listing.query(filters, role)), COPY_BLOCK)
     if copied is not None:
         yield from copied
         return
     for n, row in enumerate(listing.rows(filters, role), start=1):
-        writer.writerow(row)
+        writer.writerow([csv_cell(cell) for cell in row])
         if n % 500 == 0:
             yield _drain(buffer)
     yield _drain(buffer)
@@ -375,7 +402,7 @@ def xlsx_file(listing: Listing, filters: dict, role: str):
     sheet = workbook.create_sheet(listing.title)
     sheet.append(listing.titles)
     for row in listing.rows(filters, role):
-        sheet.append(row)
+        sheet.append(console.text_cells(sheet, row))
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)
     handle.seek(0)

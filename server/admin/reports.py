@@ -22,7 +22,7 @@ from ..models import Campaign, Category, Round
 from ..pool import ledger, rollup
 from . import audit, bp
 from .access import READ, role_required
-from .console import refusals_go_to, xlsx
+from .console import refusals_go_to, text_row, xlsx
 from .dashboard import Dashboard, Figures, Month, figures_of
 
 # ---------------------------------------------------------------- the workbook
@@ -64,9 +64,9 @@ def _cells(figures: Figures, issued: bool = True) -> list:
 
 
 def _table(sheet, first_row: int, rows: list[tuple[str, list]]) -> None:
-    sheet.append(["项目", *(title for title, _, _ in COLUMNS)])
+    text_row(sheet, ["项目", *(title for title, _, _ in COLUMNS)])
     for label, values in rows:
-        sheet.append([label, *values])
+        text_row(sheet, [label, *values])
     for offset, (_, _, kind) in enumerate(COLUMNS, start=2):
         if kind:
             for (cell,) in sheet.iter_rows(
@@ -88,11 +88,11 @@ def report_xlsx(board: Dashboard, month: Month):
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "月报"
-    sheet.append([f"{campaign.name} {month.label}消费券月报"])
-    sheet.append(["统计期间", f"{month.first.isoformat()} 至 {month.last.isoformat()}（北京时间）"])
-    sheet.append(["月末已绑定居民(人)", board.bound])
-    sheet.append(["生成时间", local(utcnow())])
-    sheet.append([])
+    text_row(sheet, [f"{campaign.name} {month.label}消费券月报"])
+    text_row(sheet, ["统计期间", f"{month.first.isoformat()} 至 {month.last.isoformat()}（北京时间）"])
+    text_row(sheet, ["月末已绑定居民(人)", board.bound])
+    text_row(sheet, ["生成时间", local(utcnow())])
+    text_row(sheet, [])
     rows = [("合计", _cells(board.total))]
     rows += [(c.name, _cells(board.by_category[c.id])) for c in categories if c.id in board.by_category]
     rows += [
@@ -100,18 +100,18 @@ def report_xlsx(board: Dashboard, month: Month):
         for k in sorted(board.by_round, key=lambda k: rounds[k].number)
     ]
     _table(sheet, 6, rows)
-    sheet.append([])
+    text_row(sheet, [])
     for note in NOTES:
-        sheet.append([note])
+        text_row(sheet, [note])
 
     days = workbook.create_sheet("按日")
     _table(days, 1, [(day, _cells(f, issued=False)) for day, f in board.by_day.items()])
 
     pool = workbook.create_sheet("资金池")
-    pool.append([f"{month.last.isoformat()} 24:00 资金池各账户余额(元)"])
+    text_row(pool, [f"{month.last.isoformat()} 24:00 资金池各账户余额(元)"])
     for account in ledger.ACCOUNTS:
-        pool.append([ledger.ACCOUNT_NAMES[account], board.balances.get(account, 0) / 100])
-    pool.append(["总预算", campaign.budget_fen / 100])
+        text_row(pool, [ledger.ACCOUNT_NAMES[account], board.balances.get(account, 0) / 100])
+    text_row(pool, ["总预算", campaign.budget_fen / 100])
     pool.column_dimensions["A"].width = 24
 
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response

@@ -19,7 +19,7 @@ from ..pool import rollup
 from ..pool.coupons import settled_clause
 from . import audit, bp
 from .access import READ, role_required
-from .console import query_args, xlsx
+from .console import query_args, text_row, xlsx
 from .lists import parse_filters, within_days
 
 
@@ -84,22 +84,22 @@ def statement_xlsx(merchant, period: str, rows):
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("结算单")
-    sheet.append([f"{merchant.name} 消费券结算单"])
-    sheet.append(["统一社会信用代码", merchant.credit_code])
-    sheet.append(["结算期间", period])
-    sheet.append([])
-    sheet.append(["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "券抵扣(元)", "退货金额(元)",
+    text_row(sheet, [f"{merchant.name} 消费券结算单"])
+    text_row(sheet, ["统一社会信用代码", merchant.credit_code])
+    text_row(sheet, ["结算期间", period])
+    text_row(sheet, [])
+    text_row(sheet, ["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "券抵扣(元)", "退货金额(元)",
                   "退货扣减(元)", "应结算(元)", "消费品类", "店员"])  # fmt: skip
     count = owed = spend = 0
     for row in rows:
-        sheet.append([row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
+        text_row(sheet, [row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
                       row.paid_fen / 100, row.refunded_spend_fen / 100, row.refund_share_fen / 100,
                       row.owed_fen / 100, row.spend_category, row.name])  # fmt: skip
         count, owed, spend = count + 1, owed + row.owed_fen, spend + row.spend_fen
-    sheet.append([])
-    sheet.append(["合计笔数", count])
-    sheet.append(["应结算金额(元)", owed / 100])
-    sheet.append(["带动消费金额(元)", spend / 100])
+    text_row(sheet, [])
+    text_row(sheet, ["合计笔数", count])
+    text_row(sheet, ["应结算金额(元)", owed / 100])
+    text_row(sheet, ["带动消费金额(元)", spend / 100])
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)
     handle.seek(0)

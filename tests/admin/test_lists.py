@@ -222,3 +222,62 @@ def test_cells_are_formatted_for_people(app, redemptions):
     assert row[17] == "有效" and row[8] == 1
     # What the coupon paid (its face), nothing refunded, all of it owed to the shop.
     assert list(row[13:16]) == ["50.00", "0.00", "50.00"]
+
+
+HOSTILE = {
+    "staff": '=HYPERLINK("//e.cn","点我")',
+    "spend": "+cmd|' /C calc'!A0",
+    "merchant": "@SUM(1+1)",
+}
+
+
+def test_exports_never_hand_a_spreadsheet_a_formula(
+    app, client, console, make_campaign, make_resident, make_till, clock
+):
+    """A staff name, a till's spend category and a merchant's name (from the unauthenticated
+    application) that start like a formula go out as text: CSV cells with a leading apostrophe,
+    XLSX cells of type string; numbers stay numbers, on both databases (COPY on PostgreSQL)."""
+    from sqlalchemy import update
+
+    from server.extensions import db
+    from server.models import Merchant, Staff
+    from tests.helpers import paycode, redeem
+
+    make_campaign()
+    merchant_id, till = make_till("hotel")
+    with app.app_context():
+        db.session.execute(update(Staff).where(Staff.merchant_id == merchant_id).values(name=HOSTILE["staff"]))
+        db.session.execute(update(Merchant).where(Merchant.id == merchant_id).values(name=HOSTILE["merchant"]))
+        db.session.commit()
+    _, token = make_resident()
+    coupon = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()["coupon"]
+    answer = redeem(
+        client, till, paycode(client, token, coupon["id"]), coupon["threshold_fen"], category=HOSTILE["spend"]
+    )
+    assert answer.status_code == 200, answer.get_json()
+    admin = console("admin")
+
+    body = admin.get("/admin/lists/redemptions/export.csv").get_data().decode("utf-8-sig")
+    row = list(csv.reader(io.StringIO(body)))[1]
+    for text in HOSTILE.values():
+        assert "'" + text in row and text not in row
+    assert f"{coupon['threshold_fen'] / 100:.2f}" in row  # the spend: a number, as it was
+
+    sheet = load_workbook(io.BytesIO(admin.get("/admin/lists/redemptions/export.xlsx").get_data())).active
+    cells = {cell.value: cell.data_type for cell in sheet[2]}
+    assert all(cells[text] == "s" for text in HOSTILE.values())
+    assert "f" not in cells.values()
+
+    statement = admin.get(f"/admin/settlement/{merchant_id}.xlsx")
+    sheet = load_workbook(io.BytesIO(statement.get_data())).active
+    types = {cell.value: cell.data_type for row in sheet.iter_rows() for cell in row if cell.value is not None}
+    assert types[f"{HOSTILE['merchant']} 消费券结算单"] == "s" and types[HOSTILE["staff"]] == "s"
+    assert types[HOSTILE["spend"]] == "s" and "f" not in types.values()
+
+
+@pytest.mark.parametrize(
+    ("cell", "sent"),
+    [("=1+1", "'=1+1"), ("-5", "-5"), ("+8.00", "+8.00"), ("-x", "'-x"), ("\tx", "'\tx"), ("住宿", "住宿"), (12, 12)],
+)
+def test_a_cell_that_would_be_a_formula_goes_out_as_text(cell, sent):
+    assert lists.csv_cell(cell) == sent
