@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 from flask import Flask
@@ -20,6 +21,8 @@ def from_environment(instance_path: str) -> dict:
     """The settings the factory applies unless a test passes its own."""
     default_db = "sqlite:///" + str(Path(instance_path) / "huigou.sqlite3")
     return {
+        # development (the default, what bin/serve runs) or production (refuses a development setup).
+        "HUIGOU_ENV": os.environ.get("HUIGOU_ENV", "") or "development",
         "SECRET_KEY": os.environ.get("SECRET_KEY", ""),
         # The tamper-evident chain's key (pool/chain.py); SECRET_KEY when unset. Keep it out of the
         # database's reach and never rotate it during a campaign.
@@ -91,9 +94,42 @@ def apply(app: Flask, config: dict | None) -> None:
     app.config["VALIDATION_ERROR_SCHEMA"] = ErrorOut
     if config:
         app.config.update(config)
+    refuse_development_setup_in_production(app.config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = instance_secret(Path(app.instance_path))
     app.config["SQLALCHEMY_DATABASE_URI"] = engine_url(app.config["SQLALCHEMY_DATABASE_URI"])
+
+
+MIN_SECRET_LENGTH = 32
+
+
+def production_problems(config) -> list[str]:
+    """What in these settings is for development only, and must not serve residents."""
+    problems = []
+    if config["SMS_BACKEND"] in ("console", "outbox"):
+        problems.append(
+            f"SMS_BACKEND={config['SMS_BACKEND']} 是开发用的短信通道（验证码不发到手机，outbox 还会公开验证码）"
+        )
+    if config["WECHAT_BACKEND"] == "dev":
+        problems.append("WECHAT_BACKEND=dev 不向微信核验登录，任何人都可冒用他人身份")
+    if len(config.get("SECRET_KEY") or "") < MIN_SECRET_LENGTH:
+        problems.append(f"SECRET_KEY 未设置或少于 {MIN_SECRET_LENGTH} 个字符（各台服务器须用同一个）")
+    if not config.get("SESSION_COOKIE_SECURE"):
+        problems.append("SESSION_COOKIE_SECURE 未开启（管理后台须经 HTTPS 访问）")
+    return problems
+
+
+def refuse_development_setup_in_production(config) -> None:
+    """HUIGOU_ENV=production starts only without development adapters and with a real secret: one
+    line on stderr and exit status 2 otherwise (gunicorn's workers then fail to boot)."""
+    if config["HUIGOU_ENV"] not in ("development", "production"):
+        sys.exit(f"错误：HUIGOU_ENV 应为 development 或 production，不是 {config['HUIGOU_ENV']!r}")
+    if config["HUIGOU_ENV"] != "production":
+        return
+    problems = production_problems(config)
+    if problems:
+        print("错误：HUIGOU_ENV=production 不能启动：" + "；".join(problems) + "。", file=sys.stderr)
+        sys.exit(2)
 
 
 def instance_secret(instance: Path) -> str:
