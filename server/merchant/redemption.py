@@ -369,6 +369,8 @@ def _earlier(till_: Till, key: str, *, coupon_id: int | None = None, resident_id
         raise InvalidInput("这个 Idempotency-Key 已用于另一位顾客，请为每笔消费使用新的编号")
     if coupon_id is not None and earlier.coupon_id != coupon_id:
         raise InvalidInput("这个 Idempotency-Key 已用于另一张消费券，请为每张券使用新的编号")
+    if earlier.revoked_at is not None:  # answering it would show a sale the coupon no longer paid
+        raise InvalidInput("这个 Idempotency-Key 的核销已撤回，请用新的编号重新核销")
     return Redeemed(earlier, tuple(category))
 
 

@@ -56,6 +56,24 @@ def test_a_retried_submission_with_the_same_key_records_once(client, app, shop, 
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Redemption)) == 1
 
 
+def test_a_key_reused_after_its_redemption_was_revoked_is_refused_not_answered(client, app, shop, coupon, clock):
+    """The key's redemption was revoked: answering it (200) would show a sale while the coupon is
+    back with the resident, unpaid. Refused in words; a new key redeems again."""
+    _, staff = shop()
+    resident, won = coupon()
+    code = paycode(client, resident, won["id"])
+    first = redeem(client, staff, code, won["threshold_fen"], key="k-1").get_json()["redemption"]
+    path = f"/api/v1/merchant/redemptions/{first['id']}/revoke"
+    assert client.post(path, json={"reason": "收银员误操作"}, headers=auth(staff)).status_code == 200
+    again = redeem(client, staff, code, won["threshold_fen"], key="k-1")
+    assert again.status_code == 400
+    assert again.get_json()["error"]["message"] == "这个 Idempotency-Key 的核销已撤回，请用新的编号重新核销"
+    with app.app_context():
+        assert db.session.get(Coupon, won["id"]).state == "claimed"
+    fresh = redeem(client, staff, code, won["threshold_fen"], key="k-2")
+    assert fresh.status_code == 200 and fresh.get_json()["redemption"]["id"] != first["id"]
+
+
 def test_a_key_reused_with_another_coupon_s_stale_code_is_refused_not_answered(client, app, shop, coupon, clock):
     _, staff = shop()
     first_resident, first = coupon()
