@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ..auth import sms_codes, tokens
 from ..campaign import enrolment
 from ..campaign.snapshot import snapshot
-from ..core.errors import InvalidInput, NoCampaign, NotFound, PhoneTaken
+from ..core.errors import BindingCodeInvalid, InvalidInput, NoCampaign, NotFound, PhoneTaken
 from ..core.phone import check_phone
 from ..extensions import db
 from ..models import Enrolment, Staff
@@ -57,8 +57,13 @@ def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -
     if not 2 <= len(name) <= 20:
         raise InvalidInput("请输入店员姓名（2至20个字）")
     check_phone(phone)
-    binding, merchant = enrolment.binding_code_merchant(code, now)
+    # The phone first: without its SMS code nothing is said of the binding code. A wrong binding
+    # code then uses the SMS code up, so each guess costs a fresh code (a minute apart, ten a day).
     sms_codes.verify(phone, sms_code, STAFF_PURPOSE, now)
+    try:
+        binding, merchant = enrolment.binding_code_merchant(code, now)
+    except BindingCodeInvalid as exc:
+        raise BindingCodeInvalid(keep_changes=True) from exc
     existing = db.session.scalar(sa.select(Staff).where(Staff.phone == phone))
     if existing is not None:
         raise PhoneTaken("该手机号已绑定为商户店员")

@@ -193,7 +193,18 @@ def test_staff_bind_refusals(client, runner, make_campaign, clock):
     make_campaign()
     merchant_id = apply_one(client)
     code = runner.invoke(args=["merchant", "approve", str(merchant_id)]).output.split("绑定码：")[1][:8]
-    assert bind_staff(client, "WRONGCOD").get_json()["error"]["code"] == "BINDING_CODE_INVALID"
+    # The phone first: without its SMS code a wrong binding code and a right one answer alike.
+    sms = staff_code(client, "13800000002")
+    wrong_sms = "000000" if sms != "000000" else "111111"
+    for binding_code in ("WRONGCOD", code):
+        said = bind_staff(client, binding_code, code=wrong_sms).get_json()["error"]
+        assert said["code"] == "SMS_CODE_INVALID"
+    # With the phone's code, a wrong binding code is named, and uses the SMS code up: each guess
+    # costs a fresh code.
+    assert bind_staff(client, "WRONGCOD", code=sms).get_json()["error"]["code"] == "BINDING_CODE_INVALID"
+    assert bind_staff(client, code, code=sms).get_json()["error"] == {
+        "code": "SMS_CODE_INVALID", "message": "请先获取验证码"}  # fmt: skip
+    clock.shift(timedelta(seconds=61))
     # A resident's binding code is not a staff code.
     client.post("/api/v1/auth/sms", json={"phone": "13800000009"})
     resident_code = client.get("/api/v1/dev/sms-outbox?phone=13800000009").get_json()["items"][0]["code"]
