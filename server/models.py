@@ -494,9 +494,11 @@ class Redemption(db.Model):
         ),
         # A retried submission (same Idempotency-Key from the same till) records once.
         sa.UniqueConstraint("staff_id", "idempotency_key"),
-        # A wallet pay code pays once: another coupon of the wallet needs a fresh code.
+        # A wallet pay code pays once: another coupon of the wallet needs a fresh code. Its nonce
+        # is 64 random bits and unique per wallet, so a fresh code is never taken for a used one.
         sa.Index(
             "uq_redemptions_wallet_code",
+            "resident_id",
             "paycode_nonce",
             unique=True,
             postgresql_where=sa.text("paycode_nonce IS NOT NULL"),

@@ -47,7 +47,8 @@ class PayCode:
 
 def issue(coupon_id: int, resident_id: int, now: datetime) -> tuple[str, datetime]:
     """A fresh pay code and when it stops working."""
-    token = serializer("huigou-paycode").dumps({"c": coupon_id, "r": resident_id, "n": secrets.token_hex(4)})
+    nonce = secrets.token_hex(8)  # 64 bits: a wallet code pays once, and a fresh one is never taken for it
+    token = serializer("huigou-paycode").dumps({"c": coupon_id, "r": resident_id, "n": nonce})
     return token, now + timedelta(seconds=current_app.config["PAYCODE_TTL_S"])
 
 

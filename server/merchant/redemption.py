@@ -376,7 +376,10 @@ def _earlier(till_: Till, key: str, *, coupon_id: int | None = None, resident_id
 
 def _wallet_code_used(code: paycode.PayCode) -> bool:
     """Whether this wallet pay code has paid already (it pays once)."""
-    return db.session.scalar(sa.select(Redemption.id).where(Redemption.paycode_nonce == code.nonce)) is not None
+    used = sa.select(Redemption.id).where(
+        Redemption.resident_id == code.resident_id, Redemption.paycode_nonce == code.nonce
+    )
+    return db.session.scalar(used) is not None
 
 
 def redemption_json(done: Redeemed) -> dict:

@@ -64,6 +64,30 @@ def test_a_wallet_code_pays_once_so_a_photo_of_it_cannot_empty_the_wallet(
     assert redeem(client, till, wallet_code(client, token), 40000, key="a-3", category="百货").status_code == 200
 
 
+def test_a_wallet_codes_nonce_is_64_bits_and_used_up_only_in_its_own_wallet(
+    app, client, make_campaign, make_resident, make_till, clock, monkeypatch
+):
+    """Unique across every redemption, a 32-bit nonce would at scale refuse a fresh code as used:
+    now 64 bits, and a nonce another wallet happened to use pays here."""
+    from server.auth import paycode as paycodes
+
+    _, token, _ = youhao_resident(app, client, make_campaign, make_resident, clock)
+    _, other = make_resident(id_card=id_number(9))
+    with app.app_context():
+        tier_id = db.session.scalar(sa.select(Tier.id).where(Tier.face_fen == 8000))
+    assert client.post("/api/v1/grab", json={"tier_id": tier_id}, headers=auth(other)).status_code == 200
+    _, till = make_till("general")
+    with app.app_context(), app.test_request_context():
+        assert len(paycodes.read(wallet_code(client, token)).nonce) == 16  # 64 bits in hex
+    monkeypatch.setattr(paycodes.secrets, "token_hex", lambda n: "0123456789abcdef")  # the same nonce twice
+    assert redeem(client, till, wallet_code(client, token), 40000, key="w-1", category="百货").status_code == 200
+    answer = redeem(client, till, wallet_code(client, other), 40000, key="w-2", category="百货")
+    assert answer.status_code == 200, answer.get_json()
+    # In its own wallet the nonce is used up: the same nonce again is refused.
+    again = redeem(client, till, wallet_code(client, token), 40000, key="w-3", category="百货")
+    assert again.get_json()["error"]["message"] == "这个付款码已用过一次，请让顾客刷新付款码后再扫"
+
+
 def test_the_till_applies_the_largest_coupon_the_spend_reaches(
     app, client, make_campaign, make_resident, make_till, clock, balanced
 ):
