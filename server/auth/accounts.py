@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import re
 from datetime import datetime, timedelta
 
@@ -49,8 +48,10 @@ def _dummy_hash() -> str:
     return generate_password_hash("not-a-password-of-anyone")
 
 
-# A refused sign-in; the message is for the person at the login page.
-SignInRefused = refusal("SIGN_IN_REFUSED", 401, "用户名或密码错误", api=False)
+# A refused sign-in. One sentence for every failure (an unknown name, a wrong password, a locked
+# account), so that the page never tells a stranger which names exist; it says the rule instead.
+REFUSED = f"用户名或密码错误。连续输错{MAX_FAILED}次，账号将锁定{LOCK_MINUTES}分钟；如已锁定，请稍后再试。"
+SignInRefused = refusal("SIGN_IN_REFUSED", 401, REFUSED, api=False)
 
 
 def authenticate(username: str, password: str, now: datetime) -> AdminUser:
@@ -58,19 +59,16 @@ def authenticate(username: str, password: str, now: datetime) -> AdminUser:
     user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == (username or "").strip()))
     if user is None:
         check_password_hash(_dummy_hash(), password or "")
-        raise SignInRefused("用户名或密码错误")
+        raise SignInRefused()
     if user.locked_until is not None and now < user.locked_until:
-        minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))
-        raise SignInRefused(f"登录失败次数过多，账号已锁定，请{minutes}分钟后再试")
+        check_password_hash(_dummy_hash(), password or "")  # as long as any other refusal
+        raise SignInRefused()
     if not check_password_hash(user.password_hash, password or ""):
         user.failed_logins += 1
         if user.failed_logins >= MAX_FAILED:
             user.failed_logins, user.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
-            db.session.flush()
-            raise SignInRefused(f"连续{MAX_FAILED}次密码错误，账号已锁定{LOCK_MINUTES}分钟")
         db.session.flush()
-        left = MAX_FAILED - user.failed_logins
-        raise SignInRefused(f"用户名或密码错误（再错{left}次将锁定账号{LOCK_MINUTES}分钟）")
+        raise SignInRefused()
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     db.session.flush()
     return user
