@@ -458,7 +458,15 @@ class AdminUser(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A session names the account and this number; logging out, a new password, a lockout or
+    # disabling the account raises it, which ends every session of the account at once.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def get_id(self) -> str:
+        """What the session keeps (Flask-Login): the account and its session version."""
+        return f"{self.id}:{self.session_version}"
 
 
 class AuditEntry(db.Model):

@@ -28,8 +28,15 @@ def init_app(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> AdminUser | None:
-    return db.session.get(AdminUser, int(user_id)) if user_id.isdigit() else None
+def load_user(session_id: str) -> AdminUser | None:
+    """The session's account, if the session is still one of its own (accounts.end_sessions)."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None
+    user = db.session.get(AdminUser, int(user_id))
+    if user is None or user.disabled_at is not None or user.session_version != int(version):
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler

@@ -22,7 +22,8 @@ def login():
         try:
             user = accounts.authenticate(form.username.data, form.password.data, now)
         except accounts.SignInRefused as refused:
-            audit.record(None, "login_failed", now, name=form.username.data, after={"reason": str(refused)})
+            why = refused.extra_data.get("why")  # for the audit log: which refusal it was
+            audit.record(None, "login_failed", now, name=form.username.data, after={"reason": why})
             flash(str(refused), "error")
             return render_template("admin/login.html", form=form), 401
         login_user(user)
@@ -38,6 +39,7 @@ def logout():
         abort(400)
     user = current_user._get_current_object()
     audit.record(user, "logout", utcnow(), target=user)
+    accounts.end_sessions(user)  # a copy of the cookie kept elsewhere is no longer served
     logout_user()
     flash("已退出登录", "info")
     return redirect(url_for("admin.login"))

@@ -36,6 +36,33 @@ def create_admin(username: str, password: str, role: str) -> AdminUser:
     return user
 
 
+def end_sessions(user: AdminUser) -> None:
+    """Every session of this account ends at once: a saved cookie is no longer served."""
+    user.session_version += 1
+
+
+def set_password(user: AdminUser, password: str) -> None:
+    if len(password) < 10:
+        raise AccountRefused("密码至少10位")
+    user.password_hash = generate_password_hash(password)
+    user.failed_logins, user.locked_until = 0, None
+    end_sessions(user)
+    db.session.flush()
+
+
+def disable(user: AdminUser, now: datetime) -> None:
+    user.disabled_at = now
+    end_sessions(user)
+    db.session.flush()
+
+
+def find(username: str) -> AdminUser:
+    user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == username))
+    if user is None:
+        raise AccountRefused(f"没有账号 {username}")
+    return user
+
+
 # Console sign-in: after MAX_FAILED wrong passwords in a row the account is locked for LOCK_MINUTES.
 MAX_FAILED = 5
 LOCK_MINUTES = 15
@@ -59,16 +86,18 @@ def authenticate(username: str, password: str, now: datetime) -> AdminUser:
     user = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == (username or "").strip()))
     if user is None:
         check_password_hash(_dummy_hash(), password or "")
-        raise SignInRefused()
-    if user.locked_until is not None and now < user.locked_until:
+        raise SignInRefused(why="unknown")
+    if user.disabled_at is not None or (user.locked_until is not None and now < user.locked_until):
         check_password_hash(_dummy_hash(), password or "")  # as long as any other refusal
-        raise SignInRefused()
+        raise SignInRefused(why="disabled" if user.disabled_at is not None else "locked")
     if not check_password_hash(user.password_hash, password or ""):
         user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED:
-            user.failed_logins, user.locked_until = 0, now + timedelta(minutes=LOCK_MINUTES)
+        why = "wrong_password"
+        if user.failed_logins >= MAX_FAILED:  # locked: and whoever may have the password is signed out
+            user.failed_logins, user.locked_until, why = 0, now + timedelta(minutes=LOCK_MINUTES), "locked_now"
+            end_sessions(user)
         db.session.flush()
-        raise SignInRefused()
+        raise SignInRefused(why=why)
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     db.session.flush()
     return user

@@ -134,3 +134,67 @@ def test_the_consoles_json_answers_401_in_the_api_envelope_to_anyone_not_signed_
     figures = console("auditor").get("/api/v1/admin/dashboard").get_json()
     assert figures["campaign"]["code"] == "test-campaign" and figures["total"]["issued"] == 100
     assert sum(figures["balances_fen"].values()) == 10000000
+
+
+def _saved_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def _replayed(app, cookie: str):
+    """A browser elsewhere holding a copy of the session cookie."""
+    other = app.test_client()
+    other.set_cookie("session", cookie)
+    return other
+
+
+def test_a_session_cookie_saved_before_logout_is_not_served_after_it(app, client, make_account):
+    make_account("admin", "zhang")
+    assert sign_in(client, "zhang").status_code == 302
+    saved = _saved_cookie(client)
+    assert _replayed(app, saved).get("/admin/").status_code == 200  # the copy works while signed in
+    elsewhere = app.test_client()
+    assert sign_in(elsewhere, "zhang").status_code == 302  # a second session of the same account
+    token = csrf_token(client.get("/admin/").get_data(as_text=True))
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+    for stale in (_replayed(app, saved), elsewhere):  # every session of the account has ended
+        answer = stale.get("/admin/")
+        assert answer.status_code == 302 and answer.headers["Location"].startswith("/admin/login")
+    assert sign_in(app.test_client(), "zhang").status_code == 302  # signing in again works
+
+
+def test_a_lockout_a_new_password_and_a_disabled_account_end_every_session(app, client, runner, make_account):
+    make_account("admin", "zhang")
+
+    def signed_in():
+        browser = app.test_client()
+        assert sign_in(browser, "zhang").status_code == 302
+        return browser
+
+    def ended(browser) -> bool:
+        return browser.get("/admin/").status_code == 302
+
+    victim = signed_in()
+    for _ in range(5):  # someone else guesses: the account locks, and its sessions end
+        sign_in(client, "zhang", "wrong-password")
+    assert ended(victim)
+    with app.app_context():
+        db.session.execute(sa.update(AdminUser).values(locked_until=None))
+        db.session.commit()
+
+    browser = signed_in()
+    result = runner.invoke(args=["admin", "password", "zhang", "--password", "another-password-1"])
+    assert result.exit_code == 0 and "会话全部失效" in result.output
+    assert ended(browser)
+    browser = app.test_client()
+    assert sign_in(browser, "zhang", "another-password-1").status_code == 302
+
+    result = runner.invoke(args=["admin", "disable", "zhang"])
+    assert result.exit_code == 0 and "已停用账号 zhang" in result.output
+    assert ended(browser)
+    answer = sign_in(app.test_client(), "zhang", "another-password-1")
+    assert answer.status_code == 401 and REFUSED in answer.get_data(as_text=True)
+    with app.app_context():
+        reasons = db.session.scalars(
+            sa.select(AuditEntry.after).where(AuditEntry.action == "login_failed").order_by(AuditEntry.id)
+        ).all()
+    assert [r["reason"] for r in reasons] == ["wrong_password"] * 4 + ["locked_now", "disabled"]
