@@ -6,16 +6,18 @@ entry is committed with the change or not at all. The log's page lists it, newes
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from flask import has_request_context, render_template, request
+from flask_login import current_user
 
 from ..extensions import db
 from ..models import AdminUser, AuditEntry
 from . import bp
-from .access import READ, role_required
+from .access import READ, role_required, sees_phones
 from .console import page_of
 
 ACTION_NAMES = {
@@ -29,6 +31,7 @@ ACTION_NAMES = {
     "merchant_reinstate": "恢复商户",
     "binding_code": "签发店员绑定码",
     "export": "导出数据",
+    "phone_search": "按手机号查询",
     "claim_revoke": "撤销领取",
     "campaign_import": "导入活动方案",
     "round_quota": "调整轮次配额",
@@ -74,13 +77,31 @@ def record(
     return entry
 
 
+PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+
+
+def masked(value: Any) -> Any:
+    """A before/after record with every mobile number in it masked (138****5678), for the roles
+    that see phones masked: an export's filters or a search name the numbers searched for."""
+    if isinstance(value, str):
+        return PHONE.sub(r"\1****\2", value)
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
 @bp.get("/audit")
 @role_required(*READ)
 def audit_log():
-    """Every change made in the console, newest first."""
+    """Every change made in the console, newest first; phone numbers masked for the roles that
+    see them masked elsewhere."""
     shown = page_of(sa.select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()), scalars=True)
+    mask = (lambda v: v) if sees_phones(current_user.role) else masked
     return render_template(
         "admin/audit.html",
+        mask=mask,
         items=shown.rows,
         total=shown.total,
         page=shown.number,

@@ -198,3 +198,44 @@ def test_a_lockout_a_new_password_and_a_disabled_account_end_every_session(app, 
             sa.select(AuditEntry.after).where(AuditEntry.action == "login_failed").order_by(AuditEntry.id)
         ).all()
     assert [r["reason"] for r in reasons] == ["wrong_password"] * 4 + ["locked_now", "disabled"]
+
+
+def test_a_role_that_sees_phones_masked_cannot_search_by_a_full_phone(app, console, make_campaign, make_resident):
+    """An auditor sees 139****6666; searching ?phone= for each of the 10,000 hidden digits would
+    recover it. Refused in words, list page and export alike; nothing listed."""
+    make_campaign()
+    make_resident(phone="13955556666")
+    auditor = console("auditor")
+    for path in ("/admin/lists/residents?phone=13955556666", "/admin/lists/residents/export.csv?phone=13955556666"):
+        answer = auditor.get(path)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/admin/lists/residents"
+        shown = auditor.get(answer.headers["Location"]).get_data(as_text=True)
+        assert "您的账号只能看到打码的手机号，不能按完整手机号查询" in shown
+    assert auditor.get("/admin/lists/claims?phone=13955556666").status_code == 302
+    assert auditor.get("/admin/lists/redemptions?phone=13955556666").status_code == 302
+
+
+def test_searches_by_phone_are_audited_and_auditors_read_them_masked(app, console, make_campaign, make_resident):
+    make_campaign()
+    make_resident(phone="13955556666")
+    operator = console("operator")
+    assert "13955556666" in operator.get("/admin/lists/residents?phone=13955556666").get_data(as_text=True)
+    assert operator.get("/admin/lists/claims/export.csv?phone=13955556666").status_code == 200
+    with app.app_context():
+        entries = db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).all()
+        logged = [(e.admin_name, e.action, e.after) for e in entries if e.action in ("phone_search", "export")]
+    assert logged[0] == ("operator-user", "phone_search", {"list": "residents", "phone": "13955556666"})
+    assert ("operator-user", "phone_search", {"list": "claims", "phone": "13955556666"}) in logged
+    log = console("auditor").get("/admin/audit").get_data(as_text=True)
+    assert "139****6666" in log and "13955556666" not in log
+    assert "13955556666" in console("admin").get("/admin/audit").get_data(as_text=True)
+
+
+@pytest.mark.rate_limits
+def test_console_searches_are_limited_per_account(app, console, make_campaign):
+    make_campaign()
+    busy, other = console("auditor"), console("operator")
+    statuses = [busy.get("/admin/lists/claims?resident=张").status_code for _ in range(61)]
+    assert statuses[:60] == [200] * 60 and statuses[60] == 429
+    assert "查询太频繁，请稍后再试" in busy.get("/admin/lists/claims").get_data(as_text=True)
+    assert other.get("/admin/lists/claims").status_code == 200  # another account is not held up
