@@ -68,24 +68,49 @@ def send(phone: str, purpose: str, now: datetime) -> int:
 
 
 def verify(phone: str, code: str, purpose: str, now: datetime) -> None:
-    """Consume the phone's latest code, or refuse; a wrong guess is counted even when refused."""
+    """Consume the phone's latest code, or refuse; a wrong guess is counted even when refused.
+
+    The attempt is counted before the code is compared, in one guarded statement (the count is
+    raised only while under the cap), and the code is consumed by another (only while unused):
+    however many guesses arrive at once, on either database, at most SMS_CODE_MAX_ATTEMPTS are
+    compared and a right code binds once.
+    """
     latest = db.session.scalar(
-        sa.select(SmsCode)
+        sa.select(SmsCode.id)
         .where(SmsCode.phone == phone, SmsCode.purpose == purpose)
         .order_by(SmsCode.created_at.desc(), SmsCode.id.desc())
         .limit(1)
-        .with_for_update()
     )
-    if latest is None or latest.consumed_at is not None:
+    if latest is None:
         raise SmsCodeInvalid("请先获取验证码")
-    if now >= latest.expires_at:
-        raise SmsCodeExpired()
     max_attempts = current_app.config["SMS_CODE_MAX_ATTEMPTS"]
-    if latest.attempts >= max_attempts:
+    counted = db.session.execute(
+        sa.update(SmsCode)
+        .where(
+            SmsCode.id == latest,
+            SmsCode.consumed_at.is_(None),
+            SmsCode.expires_at > now,
+            SmsCode.attempts < max_attempts,
+        )
+        .values(attempts=SmsCode.attempts + 1)
+        .returning(SmsCode.attempts, SmsCode.code_hash)
+    ).first()
+    if counted is None:  # used, expired, or out of attempts: say which
+        used, expires_at = db.session.execute(
+            sa.select(SmsCode.consumed_at, SmsCode.expires_at).where(SmsCode.id == latest)
+        ).one()
+        if used is not None:
+            raise SmsCodeInvalid("请先获取验证码")
+        if now >= expires_at:
+            raise SmsCodeExpired()
         raise SmsCodeInvalid("验证码错误次数过多，请重新获取")
-    if not (CODE_RE.match(code or "") and hmac.compare_digest(latest.code_hash, _hash(phone, code))):
-        latest.attempts += 1
-        left = max_attempts - latest.attempts
+    attempts, code_hash = counted
+    if not (CODE_RE.match(code or "") and hmac.compare_digest(code_hash, _hash(phone, code))):
+        left = max_attempts - attempts
         message = f"验证码不正确，还可尝试{left}次" if left else "验证码错误次数过多，请重新获取"
         raise SmsCodeInvalid(message, keep_changes=True)
-    latest.consumed_at = now
+    consumed = db.session.execute(
+        sa.update(SmsCode).where(SmsCode.id == latest, SmsCode.consumed_at.is_(None)).values(consumed_at=now)
+    ).rowcount
+    if consumed != 1:  # another request used it in the meantime
+        raise SmsCodeInvalid("请先获取验证码")
