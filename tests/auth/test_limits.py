@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.helpers import auth, paycode, redeem
@@ -67,6 +69,31 @@ def test_draws_per_token(client, make_campaign, make_resident, clock):
     limited(client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(token)), "抽奖太频繁")
     _, other = make_resident()
     assert client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(other)).status_code == 200
+
+
+def test_a_tokens_variants_and_a_fresh_token_share_the_residents_limit(
+    app, client, make_campaign, make_resident, clock
+):
+    """The signature's last base64 character has spare bits: four texts of one token verify, and
+    keyed by the text each had a limit of its own (30 draws a minute became 120)."""
+    import string
+
+    from server.auth import tokens
+
+    make_campaign()
+    resident_id, token = make_resident()
+    alphabet = string.ascii_letters + string.digits + "-_"
+    with app.app_context():
+        variants = [v for v in (token[:-1] + ch for ch in alphabet) if v != token and tokens.read(v)]
+        clock.shift(timedelta(seconds=2))
+        fresh = tokens.issue("resident", resident_id, bound=True)  # signed later: another text
+    assert fresh != token and len(variants) == 3  # the spare bits are real: three more texts verify
+    texts = [token, *variants, fresh]
+    for n in range(30):
+        answer = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(texts[n % len(texts)]))
+        assert answer.status_code in (200, 409)
+    for text in texts:
+        limited(client.post("/api/v1/draw", json={"category": "fuel"}, headers=auth(text)), "抽奖太频繁")
 
 
 def test_a_till_guessing_short_codes_is_stopped_after_ten_wrong_ones(
