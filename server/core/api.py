@@ -44,15 +44,39 @@ class RowId(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
+def optional_bearer(view):
+    """The view takes a bearer token when one is sent and works without one: its OpenAPI entry
+    says so (complete_spec)."""
+    view.optional_bearer = True
+    return view
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
 def complete_spec(app: APIFlask, spec: dict) -> dict:
     """What the generated OpenAPI document leaves out: a JSON body an operation validates is
-    required (a request without one is refused with 400, not taken as empty), and a row id in a
-    path is an integer the database can hold (RowId)."""
+    required (a request without one is refused with 400, not taken as empty), a row id in a path
+    is an integer the database can hold (RowId), an operation behind a bearer token answers a
+    token of the other kind with 403, and one that takes a token optionally says so."""
     ids = {name for rule in app.url_map.iter_rules() for name in re.findall(r"<id:(\w+)>", rule.rule)}
-    for operations in spec.get("paths", {}).values():
-        for operation in operations.values():
+    optional = {
+        (method.lower(), _openapi_path(rule.rule))
+        for rule in app.url_map.iter_rules()
+        if getattr(app.view_functions.get(rule.endpoint), "optional_bearer", False)
+        for method in rule.methods
+    }
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
             if not isinstance(operation, dict):
                 continue
+            if operation.get("security"):
+                operation.setdefault("responses", {}).setdefault(
+                    "403", {"description": "A token of the other kind (resident or staff), or not allowed"}
+                )
+                if (method, path) in optional and {} not in operation["security"]:
+                    operation["security"].append({})
             if operation.get("requestBody") is not None:
                 operation["requestBody"]["required"] = True
             for parameter in operation.get("parameters", []):

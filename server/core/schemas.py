@@ -28,7 +28,12 @@ class CouponOut(Schema):
 class ErrorDetail(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
-    detail = fields.Dict()
+    detail = fields.Dict(metadata={"description": "INVALID_INPUT: the fields refused and why"})
+    # What some refusals add for the page to act on.
+    coupon_id = fields.Integer(metadata={"description": "ALREADY_DRAWN: the coupon this draw already won"})
+    opens_at = fields.String(metadata={"description": "ROUND_NOT_OPEN: when the next round opens"})
+    next_release_at = fields.String(metadata={"description": "STOCK_NOT_RELEASED: when the next batch opens"})
+    retry_after_s = fields.Integer(metadata={"description": "SMS_TOO_FREQUENT: seconds to wait before asking again"})
 
 
 class ErrorOut(Schema):

@@ -10,7 +10,7 @@ from ..auth import paycode, screen, sms_codes, tokens
 from ..auth.limits import limited
 from ..campaign import survey
 from ..campaign.snapshot import active_campaigns, snapshot
-from ..core.api import BEARER
+from ..core.api import BEARER, optional_bearer
 from ..core.api import error_responses as _errors
 from ..core.time import isoformat, utcnow
 from . import binding, bp, claim, subsidy
@@ -73,6 +73,7 @@ def send_sms(body):
 @bp.input(BindIn, arg_name="body")
 @bp.output(BindOut)
 @bp.doc(security=BEARER, responses=_errors(400, 401, 409))
+@optional_bearer
 def bind(body):
     """Bind name and phone (proven by the SMS code) to the resident."""
     bearer = tokens.optional_bearer("resident")
