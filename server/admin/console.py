@@ -83,8 +83,8 @@ def page_count(total: int, page: int, shown: int) -> int:
 
 def safe_next(target: str | None) -> str | None:
     """Only a path inside the console: never an address elsewhere."""
-    if target and target.startswith("/admin") and not target.startswith("//"):
-        return target
+    if target and target.startswith("/admin") and not target.startswith("//") and target.isprintable():
+        return target  # no CR, LF or other control character: it goes into a Location header
     return None
 
 

@@ -101,6 +101,9 @@ def within_days(query: sa.Select, column, filters: dict) -> sa.Select:
     return query
 
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)  # the dates a filter can mean
+
+
 def parse_filters(args, names: tuple[str, ...]) -> dict:
     """Read the listing's filters from the query string; what does not parse is ignored.
 
@@ -114,11 +117,13 @@ def parse_filters(args, names: tuple[str, ...]) -> dict:
             continue
         if name in ("from", "to"):
             try:
-                filters[name] = date.fromisoformat(raw)
+                day = date.fromisoformat(raw)
             except ValueError:
                 continue
+            if FIRST_DAY <= day <= LAST_DAY:  # 0001-01-01 less eight hours is no instant at all
+                filters[name] = day
         elif name in ("merchant", "staff", "campaign"):
-            if raw.isdigit():
+            if raw.isascii() and raw.isdigit() and int(raw) < 2**63:  # "²" is a digit to isdigit()
                 filters[name] = int(raw)
         else:
             filters[name] = raw

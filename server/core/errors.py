@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from apiflask import APIFlask, HTTPError
-from flask import request
+from flask import abort, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -218,6 +218,12 @@ def register_errorhandlers(app: APIFlask) -> None:
     def refuse_unstorable_text():
         """Text no database can keep is bad input (400), refused before any view sees it."""
         if not request.path.startswith("/api/"):
+            # The pages: a path, query or form with such text is a bad request (their 400 page).
+            values = [request.path, *request.args.values(), *request.args.keys()]
+            if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+                values += [*request.form.values(), *request.form.keys()]
+            if not all(_storable(v) for v in values):
+                abort(400)
             return None
         if request.is_json and _nesting(request.get_data(cache=True)) > MAX_JSON_DEPTH:
             raise InvalidInput("提交的内容层级过深，请检查后重试")

@@ -239,3 +239,47 @@ def test_console_searches_are_limited_per_account(app, console, make_campaign):
     assert statuses[:60] == [200] * 60 and statuses[60] == 429
     assert "查询太频繁，请稍后再试" in busy.get("/admin/lists/claims").get_data(as_text=True)
     assert other.get("/admin/lists/claims").status_code == 200  # another account is not held up
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/lists/redemptions?merchant=99999999999999999999",
+        "/admin/lists/redemptions?staff=%C2%B2",  # "²": a digit to str.isdigit(), not to int()
+        "/admin/lists/redemptions?from=0001-01-01",
+        "/admin/lists/redemptions?to=9999-12-31",
+        "/admin/lists/claims/export.csv?from=0001-01-01&to=9999-12-31",
+        "/admin/settlement?from=0001-01-01&to=9999-12-31",
+    ],
+)
+def test_out_of_range_console_parameters_are_ignored_not_a_500(console, make_campaign, path):
+    make_campaign()
+    assert console("admin").get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "form"),
+    [
+        ("get", "/admin/lists/redemptions?resident=%00", None),
+        ("get", "/admin/lists/claims/export.csv?phone=139%00", None),
+        ("get", "/public/%00", None),
+        ("get", "/admin/lists/redemptions?%00=1", None),
+        ("post", "/admin/login", {"username": "ad\x00min", "password": "x"}),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_page_request_is_a_400_page(client, console, method, path, form):
+    browser = console("admin")
+    answer = browser.post(path, data=form) if method == "post" else browser.get(path)
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+
+
+def test_a_line_break_in_where_to_go_back_is_ignored_and_nothing_half_done(app, console, make_campaign, make_till):
+    make_campaign()
+    merchant_id, _ = make_till("hotel")
+    client = console("admin")
+    token = csrf_token(client.get("/admin/merchants").get_data(as_text=True))
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}/suspend"
+    answer = client.post(path, data={"csrf_token": token, "reason": "核查", "back": "/admin/merchants\r\nX-Evil: 1"})
+    assert answer.status_code == 302 and "\n" not in answer.headers["Location"]
+    assert "X-Evil" not in answer.headers
+    assert enrolment_status(app, merchant_id) == "suspended"
