@@ -376,6 +376,11 @@ class Merchant(db.Model):
     # Its categories of every campaign it applied to (each category is one campaign's).
     categories: Mapped[list[Category]] = relationship(secondary=merchant_categories)
     enrolments: Mapped[list[Enrolment]] = relationship(back_populates="merchant", order_by="Enrolment.id")
+    staff: Mapped[list[Staff]] = relationship(
+        primaryjoin="and_(Staff.merchant_id == Merchant.id, Staff.unbound_at.is_(None))",
+        order_by="Staff.id",
+        viewonly=True,
+    )
 
 
 class Enrolment(db.Model):
@@ -413,16 +418,27 @@ class Enrolment(db.Model):
 
 
 class Staff(db.Model):
-    """A shop assistant whose phone is bound to a merchant; one phone serves one merchant."""
+    """A shop assistant whose phone is bound to a merchant; one phone serves one merchant at a
+    time. Unbinding keeps the row (its redemptions name it) and ends its token at once."""
 
     __tablename__ = "staff"
+    __table_args__ = (
+        sa.Index(
+            "uq_staff_phone_bound",
+            "phone",
+            unique=True,
+            postgresql_where=sa.text("unbound_at IS NULL"),
+            sqlite_where=sa.text("unbound_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(40))
-    phone: Mapped[str] = mapped_column(sa.String(11), unique=True)
+    phone: Mapped[str] = mapped_column(sa.String(11))
     binding_code_id: Mapped[int] = mapped_column(sa.ForeignKey("binding_codes.id"))
     bound_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    unbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     merchant: Mapped[Merchant] = relationship()
 

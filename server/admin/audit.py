@@ -30,6 +30,7 @@ ACTION_NAMES = {
     "merchant_blacklist": "商户列入黑名单",
     "merchant_reinstate": "恢复商户",
     "binding_code": "签发店员绑定码",
+    "staff_unbind": "解绑店员",
     "export": "导出数据",
     "phone_search": "按手机号查询",
     "claim_revoke": "撤销领取",
@@ -45,6 +46,7 @@ ACTION_NAMES = {
 TARGET_NAMES = {
     "merchants": "商户",
     "admin_users": "账号",
+    "staff": "店员",
     "rounds": "轮次",
     "campaigns": "活动",
     "coupons": "消费券",

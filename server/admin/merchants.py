@@ -16,7 +16,7 @@ from ..campaign import enrolment
 from ..core.errors import InvalidInput, ReviewRefused
 from ..core.time import utcnow
 from ..extensions import db
-from ..models import AdminUser, Campaign, Enrolment, Merchant
+from ..models import AdminUser, Campaign, Enrolment, Merchant, Staff
 from . import audit, bp
 from .access import MERCHANTS, READ, phone_for, role_required
 from .console import page_of, refusals_go_to, safe_next
@@ -82,6 +82,7 @@ def merchants():
     select = sa.select(Enrolment).join(Merchant, Merchant.id == Enrolment.merchant_id)
     select = select.options(  # every row's merchant, categories and campaign, in a few queries
         sa.orm.selectinload(Enrolment.merchant).selectinload(Merchant.categories),
+        sa.orm.selectinload(Enrolment.merchant).selectinload(Merchant.staff),
         sa.orm.selectinload(Enrolment.campaign),
     )
     if status:
@@ -126,4 +127,28 @@ def merchant_action(enrolment_id: int, action: str):
         f"{enrolment.label(enrolled)}：{done}" + (f"。店员绑定码 {code}（只显示这一次，30天内有效）" if code else ""),
         "info",
     )
+    return redirect(back)
+
+
+def unbind_staff(admin: AdminUser, staff: Staff, now: datetime) -> None:
+    """One shop assistant unbound (a phone lost, a person gone): their token stops working at
+    once (the till loads only bound staff), their redemptions stay theirs, their phone may bind
+    again with a new binding code; audited."""
+    if staff.unbound_at is not None:
+        raise ReviewRefused("该店员已解绑", subject=staff.name)
+    staff.unbound_at = now
+    audit.record(admin, "staff_unbind", now, target=staff, after={"merchant": staff.merchant_id, "name": staff.name})
+    db.session.flush()
+
+
+@bp.post("/merchants/staff/<id:staff_id>/unbind")
+@role_required(*MERCHANTS)
+def staff_unbind(staff_id: int):
+    staff = db.session.get(Staff, staff_id) or abort(404)
+    back = safe_next(request.form.get("back")) or url_for("admin.merchants")
+    refusals_go_to(back)
+    if not ActionForm().validate_on_submit():
+        raise InvalidInput("提交无效，请刷新页面后重试")
+    unbind_staff(current_user._get_current_object(), staff, utcnow())
+    flash(f"已解绑店员 {staff.name}（{phone_for(staff.phone, current_user.role)}），其登录已失效", "info")
     return redirect(back)

@@ -64,7 +64,7 @@ def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -
         binding, merchant = enrolment.binding_code_merchant(code, now)
     except BindingCodeInvalid as exc:
         raise BindingCodeInvalid(keep_changes=True) from exc
-    existing = db.session.scalar(sa.select(Staff).where(Staff.phone == phone))
+    existing = db.session.scalar(sa.select(Staff).where(Staff.phone == phone, Staff.unbound_at.is_(None)))
     if existing is not None:
         raise PhoneTaken("该手机号已绑定为商户店员")
     enrolment.mark_used(binding, now)

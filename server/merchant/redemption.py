@@ -83,7 +83,7 @@ _TILL = (
 def till(bearer: tokens.Bearer) -> Till:
     """The staff member behind a staff token, with their merchant and its categories by whether
     its enrolment in their campaign is approved: one query."""
-    rows = db.session.execute(_TILL.where(Staff.id == bearer.id)).all()
+    rows = db.session.execute(_TILL.where(Staff.id == bearer.id, Staff.unbound_at.is_(None))).all()
     if not rows:
         raise Unauthorized("店员身份已失效，请重新绑定")
     phone, merchant_id, _, _ = rows[0]

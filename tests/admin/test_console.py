@@ -134,3 +134,36 @@ def test_the_residents_list_shows_each_residents_coupons(client, console, make_c
     assert re.search(r"<td>13955556666</td><td>[^<]+</td><td>1</td><td>0</td>", page)
     masked = console("auditor").get("/admin/lists/residents").get_data(as_text=True)
     assert "139****6666" in masked and "13955556666" not in masked
+
+
+def test_one_assistant_is_unbound_and_their_token_ends_at_once(app, client, console, make_till, make_campaign):
+    from server.models import Staff
+
+    make_campaign()
+    merchant_id, token = make_till("hotel", phone="13700000077")
+    _, colleague = make_till("hotel")
+    assert client.get("/api/v1/merchant/redemptions", headers=auth(token)).status_code == 200
+    admin = console("admin")
+    page = admin.get("/admin/merchants").get_data(as_text=True)
+    assert "13700000077" in page and 'data-action="unbind"' in page
+    with app.app_context():
+        staff_id = db.session.scalar(sa.select(Staff.id).where(Staff.phone == "13700000077"))
+    answer = admin.post(f"/admin/merchants/staff/{staff_id}/unbind", data={"csrf_token": csrf_token(page)})
+    assert "已解绑店员" in admin.get(answer.headers["Location"]).get_data(as_text=True)
+    refused = client.get("/api/v1/merchant/redemptions", headers=auth(token))
+    assert refused.status_code == 401 and refused.get_json()["error"]["message"] == "店员身份已失效，请重新绑定"
+    assert client.get("/api/v1/merchant/redemptions", headers=auth(colleague)).status_code == 200  # only them
+    assert "13700000077" not in admin.get("/admin/merchants").get_data(as_text=True)
+    with app.app_context():
+        entry = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "staff_unbind"))
+        assert (entry.target_type, entry.target_id) == ("staff", str(staff_id))
+    # The phone may bind again, with a new binding code.
+    page = admin.get("/admin/merchants").get_data(as_text=True)
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}/code"
+    issued = admin.post(path, data={"csrf_token": csrf_token(page)})
+    shown = admin.get(issued.headers["Location"]).get_data(as_text=True)
+    code = re.search(r"店员绑定码 ([A-Z0-9]{8})", shown).group(1)
+    client.post("/api/v1/auth/sms", json={"phone": "13700000077", "purpose": "staff"})
+    sms = client.get("/api/v1/dev/sms-outbox?phone=13700000077").get_json()["items"][0]["code"]
+    body = {"binding_code": code, "name": "店员小李", "phone": "13700000077", "sms_code": sms}
+    assert client.post("/api/v1/merchant/bind", json=body).status_code == 200
