@@ -28,7 +28,7 @@ def create_app(config: dict | None = None) -> APIFlask:
         title="Huigou API",
         version="1.0",
         spec_path="/api/v1/openapi.json",
-        docs_path="/api/v1/docs",
+        docs_path=None,  # served from static/vendor/ by server/public/pages.py, not from a CDN
         instance_relative_config=True,
         static_folder=str(Path(__file__).resolve().parent.parent / "static"),
     )

@@ -2,8 +2,8 @@
 
 The console and the H5 pages load only their own scripts, styles and images (blob: for the pay
 code's QR, data: for ECharts' exports); no inline script runs, no other site may frame them.
-The API's interactive docs (/api/v1/docs) load Swagger UI from its CDN and are left without a
-policy; they carry no session.
+The API's interactive docs (/api/v1/docs) are one of these pages: Swagger UI is vendored under
+static/vendor/, so no third-party script runs on the console's origin.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ POLICY = "; ".join(
         "form-action 'self'",
     )
 )
-PAGES = ("/admin", "/h5", "/static/", "/public")
+PAGES = ("/admin", "/h5", "/static/", "/public", "/api/v1/docs")
 
 
 def init_app(app: Flask) -> None:

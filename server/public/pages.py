@@ -8,8 +8,8 @@ from flask import current_app, send_from_directory
 from . import bp
 
 
-def _page(name: str):
-    response = send_from_directory(current_app.static_folder + "/h5", name, max_age=0)
+def _page(name: str, folder: str = "h5"):
+    response = send_from_directory(current_app.static_folder + "/" + folder, name, max_age=0)
     response.headers["Cache-Control"] = "no-cache"  # a new release reaches phones on their next visit
     return response
 
@@ -22,3 +22,10 @@ def resident_page():
 @bp.get("/h5/staff")
 def staff_page():
     return _page("staff.html")
+
+
+@bp.get("/api/v1/docs")
+def api_docs():
+    """The API's interactive documentation: Swagger UI from static/vendor/ (no CDN: it works
+    offline and in China), under the pages' content security policy."""
+    return _page("index.html", "api-docs")
