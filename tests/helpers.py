@@ -202,3 +202,22 @@ def id_number(n: int, region: str = "230407", born: str = "19800101") -> str:
 
     first17 = f"{region}{born}{n % 1000:03d}"
     return first17 + check_character(first17)
+
+
+def apply_merchant(client, body: dict):
+    """POST /merchant/apply with the contact phone proven: a code for it stored as if sent (the
+    sending itself, cooldown and all, is tested in tests/draw/test_binding.py)."""
+    from datetime import timedelta
+
+    from server.auth.sms_codes import _hash
+    from server.core.time import utcnow
+    from server.extensions import db
+    from server.models import SmsCode
+
+    phone = body["contact_phone"]
+    with client.application.app_context():
+        now = utcnow()
+        db.session.add(SmsCode(phone=phone, purpose="apply", code_hash=_hash(phone, "246810"), created_at=now,
+                               expires_at=now + timedelta(minutes=5)))  # fmt: skip
+        db.session.commit()
+    return client.post("/api/v1/merchant/apply", json=body | {"sms_code": "246810"})

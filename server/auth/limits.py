@@ -43,7 +43,7 @@ def by_account() -> str:
 
 def by_phone() -> str:
     body = request.get_json(silent=True)
-    phone = body.get("phone") if isinstance(body, dict) else None
+    phone = (body.get("phone") or body.get("contact_phone")) if isinstance(body, dict) else None
     if not isinstance(phone, str) or not phone.strip():
         return by_address()
     return "phone:" + "".join(ch for ch in phone if ch.isdigit())[:20]
@@ -69,6 +69,11 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "bind": (
         Rule("5 per 15 minutes", by_phone, "验证码错误次数过多，该手机号已暂时锁定，请15分钟后再试", failures=True),
         Rule("60 per hour", by_address, "本网络绑定操作太频繁，请稍后再试"),
+    ),
+    # Merchants' applications need no sign-in: a few an hour from one network or for one phone.
+    "apply": (
+        Rule("20 per hour", by_address, "本网络提交报名太频繁，请稍后再试"),
+        Rule("5 per hour", by_phone, "该联系电话提交报名太频繁，请稍后再试"),
     ),
     "staff_bind": (
         Rule("5 per 15 minutes", by_address, "绑定码或验证码错误次数过多，已暂时锁定，请15分钟后再试", failures=True),

@@ -20,8 +20,11 @@ class SmsIn(Schema):
     phone = fields.String(required=True, validate=validators.Length(1, 20))
     purpose = fields.String(
         load_default="bind",
-        validate=validators.OneOf(["bind", "staff"]),
-        metadata={"description": "bind: a resident binding; staff: a shop assistant binding"},
+        validate=validators.OneOf(["bind", "staff", "apply"]),
+        metadata={
+            "description": "bind: a resident binding; staff: a shop assistant binding; apply: a merchant's"
+            " application (proves its contact phone)"
+        },
     )
 
 

@@ -20,6 +20,7 @@ from ..models import Enrolment, Staff
 from . import credit_code
 
 STAFF_PURPOSE = "staff"
+APPLY_PURPOSE = "apply"
 
 
 def apply(data: dict, now: datetime) -> Enrolment:
@@ -38,6 +39,9 @@ def apply(data: dict, now: datetime) -> Enrolment:
     unknown = [c for c in wanted if c not in snap.category_ids]
     if not wanted or unknown:
         raise InvalidInput(f"经营品类不在本次活动范围内：{'、'.join(unknown) or '未选择'}")
+    # The contact phone is proven, as a resident's or an assistant's is: no application from a
+    # number nobody answers, and no flood of them from one script (the limits of POST /apply).
+    sms_codes.verify(data["contact_phone"], data["sms_code"], APPLY_PURPOSE, now)
     location = data.get("location") or {}
     application = {
         "name": data["name"].strip(),

@@ -15,6 +15,11 @@ class ApplyIn(Schema):
     address = fields.String(required=True, validate=validators.Length(2, 200))
     contact_name = fields.String(required=True, validate=validators.Length(2, 40))
     contact_phone = fields.String(required=True, validate=validators.Length(1, 20))
+    sms_code = fields.String(
+        required=True,
+        validate=validators.Length(1, 10),
+        metadata={"description": "The code sent to contact_phone (POST /auth/sms, purpose apply)"},
+    )
     categories = fields.List(
         fields.String(validate=validators.Length(1, 32)), required=True, validate=validators.Length(1, 20)
     )

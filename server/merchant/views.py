@@ -31,9 +31,10 @@ from .settlement import owed
 
 
 @bp.post("/apply")
+@limited("apply")
 @bp.input(ApplyIn, arg_name="body")
 @bp.output(ApplyOut, status_code=201)
-@bp.doc(responses={400: "Invalid application", 404: "No campaign", 409: "Already applied"})
+@bp.doc(responses={400: "Invalid application or SMS code", 404: "No campaign", 409: "Already applied", 429: "Too many"})
 def apply(body):
     """A merchant applies to take part (报名), accepting the integrity commitment."""
     enrolled = enrolment.apply(body, utcnow())

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from server.auth import screen
 from server.extensions import db
 from server.models import Campaign, Tier
-from tests.helpers import ROOT, auth, paycode, redeem
+from tests.helpers import ROOT, apply_merchant, auth, paycode, redeem
 
 FAIR = json.loads((ROOT / "examples" / "geermu-2026-fair.json").read_text(encoding="utf-8"))
 OPENS = datetime(2026, 2, 6, 1, 0, tzinfo=UTC)  # 2026-02-06 09:00 Shanghai
@@ -161,9 +161,9 @@ def test_the_fairs_merchants_enrol_for_it_and_are_listed_for_its_coupons(
         "categories": ["fair"],
         "accept_commitment": True,
     }
-    refused = client.post("/api/v1/merchant/apply", json=body)  # not a category of the default campaign
+    refused = apply_merchant(client, body)  # not a category of the default campaign
     assert refused.status_code == 400 and "年货大集" not in refused.get_json()["error"]["message"]
-    enrolled = client.post("/api/v1/merchant/apply", json=body | {"campaign": "geermu-2026-fair"})
+    enrolled = apply_merchant(client, body | {"campaign": "geermu-2026-fair"})
     assert enrolled.status_code == 201, enrolled.get_json()
     assert enrolled.get_json()["merchant"]["categories"] == [{"code": "fair", "name": "年货大集"}]
     with app.app_context():

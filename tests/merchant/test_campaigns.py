@@ -12,7 +12,7 @@ from server.core.money import yuan
 from server.extensions import db
 from server.merchant import credit_code
 from server.models import Enrolment, Merchant
-from tests.helpers import auth, campaign_doc, paycode, redeem
+from tests.helpers import apply_merchant, auth, campaign_doc, paycode, redeem
 
 CODE = credit_code.make("220723", "MA000077")
 SECOND = campaign_doc(code="second-batch", name="第二批消费券")
@@ -32,7 +32,7 @@ def apply(client, campaign=None, **overrides):
         | ({"campaign": campaign} if campaign else {})
         | overrides
     )
-    return client.post("/api/v1/merchant/apply", json=body)
+    return apply_merchant(client, body)
 
 
 def review(runner, merchant_id, action, campaign, *extra):

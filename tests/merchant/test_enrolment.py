@@ -12,7 +12,7 @@ from server.core.errors import Refusal
 from server.extensions import db
 from server.merchant import credit_code
 from server.models import BindingCode, Merchant
-from tests.helpers import T0
+from tests.helpers import T0, apply_merchant
 
 VALID_CODE = credit_code.make("220723", "MA000099")
 
@@ -39,7 +39,7 @@ def application(**overrides) -> dict:
 
 def test_a_merchant_applies_and_waits_for_review(client, app, make_campaign, clock):
     make_campaign()
-    answer = client.post("/api/v1/merchant/apply", json=application(categories=["hotel", "fuel"]))
+    answer = apply_merchant(client, application(categories=["hotel", "fuel"]))
     assert answer.status_code == 201, answer.get_json()
     merchant = answer.get_json()["merchant"]
     assert merchant["status"] == "applied" and merchant["status_name"] == "待审核"
@@ -64,21 +64,21 @@ def test_a_merchant_applies_and_waits_for_review(client, app, make_campaign, clo
 )
 def test_an_application_is_refused_with_a_reason(client, make_campaign, clock, overrides, message):
     make_campaign()
-    answer = client.post("/api/v1/merchant/apply", json=application(**overrides))
+    answer = apply_merchant(client, application(**overrides))
     assert answer.status_code == 400
     assert answer.get_json()["error"] == {"code": "INVALID_INPUT", "message": message}
 
 
 def test_one_application_per_credit_code(client, make_campaign, clock):
     make_campaign()
-    assert client.post("/api/v1/merchant/apply", json=application()).status_code == 201
-    again = client.post("/api/v1/merchant/apply", json=application(name="另一个名字"))
+    assert apply_merchant(client, application()).status_code == 201
+    again = apply_merchant(client, application(name="另一个名字"))
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "MERCHANT_EXISTS"
 
 
 def apply_one(client) -> int:
-    return client.post("/api/v1/merchant/apply", json=application()).get_json()["merchant"]["id"]
+    return apply_merchant(client, application()).get_json()["merchant"]["id"]
 
 
 def test_approval_issues_a_one_time_code_that_expires(client, app, runner, make_campaign, clock):
@@ -225,7 +225,7 @@ def test_staff_bind_refusals(client, runner, make_campaign, clock):
 
 def apply_other(client) -> int:
     body = application(name="乾安县另一家演示酒店", credit_code=credit_code.make("220723", "MA000098"))
-    return client.post("/api/v1/merchant/apply", json=body).get_json()["merchant"]["id"]
+    return apply_merchant(client, body).get_json()["merchant"]["id"]
 
 
 def test_suspend_reinstate_and_blacklist(client, app, runner, make_campaign, clock):
@@ -243,3 +243,32 @@ def test_suspend_reinstate_and_blacklist(client, app, runner, make_campaign, clo
     refused = runner.invoke(args=["merchant", "reinstate", str(merchant_id), "--reason", "x"])
     assert refused.exit_code == 1
     assert "不能改为「已通过」" in refused.output
+
+
+def test_an_application_proves_its_contact_phone_by_an_sms_code(app, client, make_campaign, clock):
+    """Applications need no sign-in: the contact phone's SMS code stops a script filing forty."""
+    make_campaign()
+    body = application()
+    assert client.post("/api/v1/merchant/apply", json=body).status_code == 400  # no code: invalid input
+    sent = client.post("/api/v1/auth/sms", json={"phone": body["contact_phone"], "purpose": "apply"})
+    assert sent.status_code == 200
+    code = client.get(f"/api/v1/dev/sms-outbox?phone={body['contact_phone']}").get_json()["items"][0]["code"]
+    wrong = client.post("/api/v1/merchant/apply", json=body | {"sms_code": "000000" if code != "000000" else "1"})
+    assert wrong.status_code == 400 and wrong.get_json()["error"]["code"] == "SMS_CODE_INVALID"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Merchant)) == 0
+    assert client.post("/api/v1/merchant/apply", json=body | {"sms_code": code}).status_code == 201
+    again = client.post("/api/v1/merchant/apply", json=application(credit_code=credit_code.make("220723", "MA000097"))
+                        | {"sms_code": code})  # fmt: skip
+    assert again.get_json()["error"]["code"] == "SMS_CODE_INVALID"  # a code serves one application
+
+
+@pytest.mark.rate_limits
+def test_applications_are_limited_per_contact_phone(client, make_campaign, clock):
+    make_campaign()
+    for n in range(5):
+        body = application(credit_code=credit_code.make("220723", f"MA0001{n:02d}"), name=f"演示商户{n}有限公司")
+        assert apply_merchant(client, body).status_code == 201
+    body = application(credit_code=credit_code.make("220723", "MA000199"))
+    refused = apply_merchant(client, body)
+    assert refused.status_code == 429 and "该联系电话提交报名太频繁" in refused.get_json()["error"]["message"]

@@ -145,6 +145,9 @@ IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ("GET", "/api/v1/categories/{category}/merchants", "query", "code"): PUBLIC_CAMPAIGN,
     ("GET", "/api/v1/draw/{category}/wheel", "query", "code"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/merchant/apply", "body", "campaign"): PUBLIC_CAMPAIGN,
+    ("POST", "/api/v1/merchant/apply", "body", "sms_code"): (
+        Elsewhere("tests/merchant/test_enrolment.py::test_an_application_proves_its_contact_phone_by_an_sms_code"),
+    ),
     ("POST", "/api/v1/subsidies", "body", "invoice_no"): (
         # The refusal of a second application for an invoice says only that it was applied for,
         # never by whom; the application made is the caller's own, and GET /subsidies lists only those.
