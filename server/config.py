@@ -64,8 +64,13 @@ DEFAULTS = {
     "INVOICE_IMAGE_MAX_BYTES": 5 * 1024 * 1024,
     "REVOKE_WINDOW_S": 30 * 60,
     "SMS_CODE_MAX_ATTEMPTS": 5,
+    # A phone's codes: a minute apart for the first three of a day, then twice as long each time,
+    # up to an hour: a stranger asking for someone's codes slows them, never locks them out for
+    # the day; the daily cap (cost) is out of reach at that pace.
     "SMS_RESEND_COOLDOWN_S": 60,
-    "SMS_DAILY_CAP": 10,
+    "SMS_FREE_SENDS": 3,
+    "SMS_MAX_COOLDOWN_S": 3600,
+    "SMS_DAILY_CAP": 30,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # Console sessions: cookies out of scripts' reach and not sent by other sites' forms;
     # SESSION_COOKIE_SECURE is on in production (see README), off for http://127.0.0.1.

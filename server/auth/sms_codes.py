@@ -5,6 +5,7 @@ adapter (adapters/sms.py)."""
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import secrets
 from datetime import datetime, timedelta
@@ -27,29 +28,38 @@ def _hash(phone: str, code: str) -> str:
     return keyed_digest(f"{phone}:{code}")
 
 
+def cooldown_after(earlier_today: int) -> int:
+    """Seconds before the next code, after the code sent with `earlier_today` sent before it."""
+    cfg = current_app.config
+    doublings = max(0, earlier_today + 1 - cfg["SMS_FREE_SENDS"])
+    return min(cfg["SMS_RESEND_COOLDOWN_S"] * 2 ** min(doublings, 20), cfg["SMS_MAX_COOLDOWN_S"])
+
+
 def send(phone: str, purpose: str, now: datetime) -> int:
     """Send a fresh code; return the seconds before another may be asked for."""
     check_phone(phone)
     cfg = current_app.config
-    cooldown = cfg["SMS_RESEND_COOLDOWN_S"]
-    last = db.session.scalar(
-        sa.select(SmsCode.created_at).where(SmsCode.phone == phone).order_by(SmsCode.created_at.desc()).limit(1)
-    )
-    if last is not None and now < last + timedelta(seconds=cooldown):
-        wait = int((last + timedelta(seconds=cooldown) - now).total_seconds()) + 1
-        raise SmsTooFrequent(
-            f"验证码已发送，请{wait}秒后再获取",
-            headers={"Retry-After": str(wait)},
-            retry_after_s=wait,
-        )
     start, end = day_bounds(now)
     sent_today = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(SmsCode)
         .where(SmsCode.phone == phone, SmsCode.created_at >= start, SmsCode.created_at < end)
     )
+    last = db.session.scalar(
+        sa.select(SmsCode.created_at).where(SmsCode.phone == phone).order_by(SmsCode.created_at.desc()).limit(1)
+    )
+    wait_s = cooldown_after(sent_today - 1) if sent_today else cfg["SMS_RESEND_COOLDOWN_S"]
+    if last is not None and now < last + timedelta(seconds=wait_s):
+        wait = int((last + timedelta(seconds=wait_s) - now).total_seconds()) + 1
+        when = f"{wait}秒" if wait <= 120 else f"{math.ceil(wait / 60)}分钟"
+        raise SmsTooFrequent(
+            f"验证码已发送，请{when}后再获取",
+            headers={"Retry-After": str(wait)},
+            retry_after_s=wait,
+        )
     if sent_today >= cfg["SMS_DAILY_CAP"]:
         raise SmsTooFrequent("今天获取验证码的次数已达上限，请明天再试")
+    cooldown = cooldown_after(sent_today)
     code = f"{secrets.randbelow(10**6):06d}"
     minutes = cfg["SMS_CODE_TTL_S"] // 60
     db.session.add(

@@ -52,13 +52,37 @@ def test_five_wrong_sms_codes_lock_the_phone_and_right_ones_never_count(client, 
     assert client.post("/api/v1/auth/bind", json=body | {"sms_code": code}).status_code == 200
 
 
-def test_wrong_binding_codes_lock_the_address_out(client, make_campaign, clock):
+def test_wrong_staff_binds_lock_that_phone_from_that_address_and_only_many_the_address(client, make_campaign, clock):
+    """One assistant's slips lock their phone from their address, not the whole shop or mall
+    behind it; thirty failures from one address lock the address."""
     make_campaign()
     body = {"binding_code": "WRONG123", "name": "店员", "phone": "13700000001", "sms_code": "123456"}
-    for n in range(5):  # the phone's SMS code is checked first: these fail on it, and count
-        answer = client.post("/api/v1/merchant/bind", json=body | {"phone": f"1370000000{n}"})
+    for _ in range(5):  # the phone's SMS code is checked first: these fail on it, and count
+        answer = client.post("/api/v1/merchant/bind", json=body)
         assert answer.get_json()["error"]["code"] == "SMS_CODE_INVALID"
-    limited(client.post("/api/v1/merchant/bind", json=body | {"phone": "13700000009"}), "已暂时锁定")
+    limited(client.post("/api/v1/merchant/bind", json=body), "该手机号绑定失败次数过多")
+    colleague = client.post("/api/v1/merchant/bind", json=body | {"phone": "13700000002"})
+    assert colleague.get_json()["error"]["code"] == "SMS_CODE_INVALID"  # the colleague is not held up
+    for n in range(3, 28):
+        client.post("/api/v1/merchant/bind", json=body | {"phone": f"137000000{n:02d}"})
+    limited(client.post("/api/v1/merchant/bind", json=body | {"phone": "13700000099"}), "本网络绑定失败次数过多")
+
+
+def test_a_strangers_wrong_codes_do_not_lock_the_owner_out(client, make_campaign, clock):
+    """Five wrong codes from a stranger's address lock the stranger, not the phone: its owner,
+    elsewhere, asks for a fresh code and binds."""
+    make_campaign()
+    body = {"name": "张三", "phone": "13900003333"}
+    client.post("/api/v1/auth/sms", json={"phone": "13900003333"})
+    stranger = {"REMOTE_ADDR": "10.9.9.9"}
+    for _ in range(5):
+        answer = client.post("/api/v1/auth/bind", json=body | {"sms_code": "000001"}, environ_base=stranger)
+        assert answer.status_code == 400
+    limited(client.post("/api/v1/auth/bind", json=body | {"sms_code": "000001"}, environ_base=stranger), "已暂时锁定")
+    clock.shift(timedelta(seconds=61))
+    assert client.post("/api/v1/auth/sms", json={"phone": "13900003333"}).status_code == 200
+    code = client.get("/api/v1/dev/sms-outbox?phone=13900003333").get_json()["items"][0]["code"]
+    assert client.post("/api/v1/auth/bind", json=body | {"sms_code": code}).status_code == 200
 
 
 def test_draws_per_token(client, make_campaign, make_resident, clock):

@@ -132,12 +132,31 @@ def test_resend_cooldown(client, clock):
     assert send(client).status_code == 200
 
 
-def test_daily_cap_per_phone_resets_at_local_midnight(client, app, clock):
-    cap = app.config["SMS_DAILY_CAP"]
+def test_codes_slow_down_after_three_and_a_stranger_cannot_use_up_the_day(client, app, clock):
+    """A minute apart for the first three of a day, then twice as long each time, up to an hour:
+    ten requests for someone's phone no longer use up their day (the cap was 10)."""
     clock.move_to(T0 - timedelta(hours=1))  # 08:00 Shanghai
-    for _ in range(cap):
-        assert send(client).status_code == 200
-        clock.shift(timedelta(seconds=61))
+    waits = []
+    for _ in range(10):
+        answer = send(client)
+        assert answer.status_code == 200
+        waits.append(answer.get_json()["cooldown_s"])
+        early = send(client)
+        assert early.status_code == 429 and int(early.headers["Retry-After"]) <= waits[-1] + 1
+        clock.shift(timedelta(seconds=waits[-1] + 1))
+    assert waits == [60, 60, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert send(client).status_code == 200  # the eleventh: the owner still gets a code
+    slow = send(client)
+    assert "分钟后再获取" in slow.get_json()["error"]["message"]
+
+
+def test_daily_cap_per_phone_resets_at_local_midnight(client, app, clock):
+    app.config["SMS_DAILY_CAP"] = 4
+    clock.move_to(T0 - timedelta(hours=1))  # 08:00 Shanghai
+    for _ in range(4):
+        answer = send(client)
+        assert answer.status_code == 200
+        clock.shift(timedelta(seconds=answer.get_json()["cooldown_s"] + 1))
     answer = send(client)
     assert answer.status_code == 429
     assert "明天" in answer.get_json()["error"]["message"]
