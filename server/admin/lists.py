@@ -187,6 +187,7 @@ def _redemptions(filters: dict, role: str) -> sa.Select:
             yuan_text(Redemption.owed_fen),
             Redemption.spend_category,
             _redemption_state(),
+            text(Redemption.note),  # the till's 备注 (e.g. 店内收款191元)
         )
         .join(Merchant, Merchant.id == Redemption.merchant_id)
         .join(Staff, Staff.id == Redemption.staff_id)
@@ -242,6 +243,7 @@ REDEMPTIONS = Listing(
         "应结算(元)",
         "消费品类",
         "状态",
+        "备注",
     ),  # fmt: skip
     states=REDEMPTION_STATES,
 )

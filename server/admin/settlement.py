@@ -65,6 +65,7 @@ def statement_rows(merchant_id: int, period: dict):
                 Redemption.owed_fen.label("owed_fen"),
                 Redemption.spend_category,
                 Staff.name,
+                Redemption.note,
             )
             .join(Staff, Staff.id == Redemption.staff_id)
             .join(Category, Category.id == Redemption.category_id)
@@ -89,12 +90,12 @@ def statement_xlsx(merchant, period: str, rows):
     text_row(sheet, ["结算期间", period])
     text_row(sheet, [])
     text_row(sheet, ["核销编号", "核销时间", "券号", "面额(元)", "消费金额(元)", "券抵扣(元)", "退货金额(元)",
-                  "退货扣减(元)", "应结算(元)", "消费品类", "店员"])  # fmt: skip
+                  "退货扣减(元)", "应结算(元)", "消费品类", "店员", "备注"])  # fmt: skip
     count = owed = spend = 0
     for row in rows:
         text_row(sheet, [row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
                       row.paid_fen / 100, row.refunded_spend_fen / 100, row.refund_share_fen / 100,
-                      row.owed_fen / 100, row.spend_category, row.name])  # fmt: skip
+                      row.owed_fen / 100, row.spend_category, row.name, row.note or ""])  # fmt: skip
         count, owed, spend = count + 1, owed + row.owed_fen, spend + row.spend_fen
     text_row(sheet, [])
     text_row(sheet, ["合计笔数", count])

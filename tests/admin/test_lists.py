@@ -11,7 +11,7 @@ from openpyxl import load_workbook
 
 from server.admin import console as pages
 from server.admin import lists
-from tests.helpers import auth
+from tests.helpers import auth, paycode
 
 
 def ids_on_page(client, query: str) -> list[int]:
@@ -64,7 +64,7 @@ def test_the_csv_export_is_the_filtered_list_with_a_bom(app, console, redemption
     with app.test_request_context(), app.app_context():
         expected = [str(r[0]) for r in lists.REDEMPTIONS.rows({"category": "hotel", "state": "valid"}, "admin")]
     assert [r[0] for r in rows[1:]] == expected and len(expected) == 2
-    assert all(r[-1] == "有效" and r[7] == "宾馆" for r in rows[1:])
+    assert all(r[-2] == "有效" and r[7] == "宾馆" for r in rows[1:])  # the state; the 备注 last
 
 
 def test_the_xlsx_export_is_the_same_list_and_auditors_get_masked_phones(app, console, redemptions):
@@ -281,3 +281,28 @@ def test_exports_never_hand_a_spreadsheet_a_formula(
 )
 def test_a_cell_that_would_be_a_formula_goes_out_as_text(cell, sent):
     assert lists.csv_cell(cell) == sent
+
+
+def test_the_tills_note_appears_on_the_list_the_exports_and_the_statement(
+    app, client, console, make_campaign, make_resident, make_till, clock
+):
+    """The till's 备注 (Qian'an: 店内收款191元) was stored and shown nowhere."""
+    make_campaign()
+    merchant_id, till = make_till("hotel")
+    _, token = make_resident()
+    coupon = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()["coupon"]
+    body = {"paycode": paycode(client, token, coupon["id"]), "spend_fen": 19100, "spend_category": "住宿",
+            "note": "店内收款191元"}  # fmt: skip
+    assert client.post("/api/v1/merchant/redeem", json=body, headers=auth(till)).status_code == 200
+    admin = console("admin")
+    assert "<td>店内收款191元</td>" in admin.get("/admin/lists/redemptions").get_data(as_text=True)
+    csv_body = admin.get("/admin/lists/redemptions/export.csv").get_data().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(csv_body)))
+    assert rows[0][-1] == "备注" and rows[1][-1] == "店内收款191元"
+    sheet = load_workbook(io.BytesIO(admin.get("/admin/lists/redemptions/export.xlsx").get_data())).active
+    assert [c.value for c in sheet[2]][-1] == "店内收款191元"
+    statement = load_workbook(io.BytesIO(admin.get(f"/admin/settlement/{merchant_id}.xlsx").get_data())).active
+    cells = [row for row in statement.iter_rows(values_only=True) if row and row[0] == "核销编号"]
+    assert cells and cells[0][-1] == "备注"
+    lines = [row for row in statement.iter_rows(values_only=True) if row and isinstance(row[0], int)]
+    assert lines[0][-1] == "店内收款191元"
