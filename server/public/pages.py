@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, send_from_directory
+from flask import current_app, jsonify, send_from_directory
 
 from . import bp
 
@@ -29,3 +29,10 @@ def api_docs():
     """The API's interactive documentation: Swagger UI from static/vendor/ (no CDN: it works
     offline and in China), under the pages' content security policy."""
     return _page("index.html", "api-docs")
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process answers (API.md): for the load balancer and systemd; no database touched, so a
+    database restart does not take every host out of the pool at once."""
+    return jsonify(status="ok")
