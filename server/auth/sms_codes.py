@@ -48,7 +48,7 @@ def send(phone: str, purpose: str, now: datetime) -> int:
     last = db.session.scalar(
         sa.select(SmsCode.created_at).where(SmsCode.phone == phone).order_by(SmsCode.created_at.desc()).limit(1)
     )
-    wait_s = cooldown_after(sent_today - 1) if sent_today else cfg["SMS_RESEND_COOLDOWN_S"]
+    wait_s = cooldown_after(sent_today - 1)  # none sent today: the base cooldown (yesterday's last)
     if last is not None and now < last + timedelta(seconds=wait_s):
         wait = int((last + timedelta(seconds=wait_s) - now).total_seconds()) + 1
         when = f"{wait}秒" if wait <= 120 else f"{math.ceil(wait / 60)}分钟"
