@@ -371,6 +371,10 @@ class Merchant(db.Model):
     contact_phone: Mapped[str] = mapped_column(sa.String(20))
     lat: Mapped[float | None]  # the shop's position, when given at enrolment
     lng: Mapped[float | None]
+    # Where its settlement is paid (merchant/bank.py checks the account number): 户名, 开户行, 账号.
+    bank_payee: Mapped[str | None] = mapped_column(sa.String(100))
+    bank_name: Mapped[str | None] = mapped_column(sa.String(100))
+    bank_account: Mapped[str | None] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # Its categories of every campaign it applied to (each category is one campaign's).
@@ -602,6 +606,142 @@ class Refund(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SettlementBatch(db.Model):
+    """One settlement of a campaign for a period the bureau chooses (a round, a week, a month, the
+    whole campaign), frozen from the ledger (pool/settlement.py): draft -> audited (an auditor's
+    opinion on its sample) -> approved (an admin, never the auditor) -> paid (every line paid or
+    withheld). One batch of a campaign is open (not yet audited) at a time."""
+
+    __tablename__ = "settlement_batches"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('draft', 'audited', 'approved', 'paid')", name="state"),
+        # Separated duties: whoever audited a batch does not approve it.
+        sa.CheckConstraint("approved_by IS NULL OR approved_by <> audited_by", name="audit_not_approval"),
+        sa.UniqueConstraint("campaign_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]  # 第N批, per campaign
+    label: Mapped[str] = mapped_column(sa.String(60))  # the period as the bureau names it
+    period_from: Mapped[date | None]  # local days, inclusive; none: from the campaign's start
+    period_to: Mapped[date]
+    state: Mapped[str] = mapped_column(sa.String(10), default="draft")
+    created_by: Mapped[int] = mapped_column(sa.ForeignKey("admin_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    audited_by: Mapped[int | None] = mapped_column(sa.ForeignKey("admin_users.id"))
+    audited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opinion: Mapped[str | None] = mapped_column(sa.String(500))
+    approved_by: Mapped[int | None] = mapped_column(sa.ForeignKey("admin_users.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship()
+    lines: Mapped[list[SettlementLine]] = relationship(order_by="SettlementLine.id", viewonly=True)
+
+
+class SettlementLine(db.Model):
+    """What one batch settles with one merchant: the sales frozen into it, less audit exceptions,
+    less deductions for refunds, revokes and invalidations since earlier batches, less a shortfall
+    carried from its previous line; payable is that when positive, and a shortfall no later batch
+    takes is a clawback claim (recovered_fen when the merchant pays it back). Withheld is what is
+    not paid while the merchant is suspended or blacklisted."""
+
+    __tablename__ = "settlement_lines"
+    __table_args__ = (
+        sa.UniqueConstraint("batch_id", "merchant_id"),
+        sa.CheckConstraint(
+            "gross_fen >= 0 AND excluded_fen >= 0 AND carried_fen >= 0"
+            " AND recovered_fen >= 0 AND paid_fen >= 0 AND withheld_fen >= 0",
+            name="amounts_not_negative",
+        ),
+        # Nothing is paid twice: what is paid and withheld never exceeds what is payable.
+        sa.CheckConstraint("paid_fen + withheld_fen <= payable_fen", name="paid_within_payable"),
+        sa.CheckConstraint("recovered_fen <= shortfall_fen", name="recovered_within_shortfall"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("settlement_batches.id", ondelete="CASCADE"), index=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"), index=True)
+    sales: Mapped[int] = mapped_column(default=0)  # redemptions frozen into it
+    gross_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    excluded_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # audit exceptions
+    deducted_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # changes since earlier batches
+    carried_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # shortfall of the previous line
+    payable_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    shortfall_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    carried_on: Mapped[bool] = mapped_column(default=False)  # its shortfall went to a later line
+    recovered_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    paid_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    withheld_fen: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+    batch: Mapped[SettlementBatch] = relationship()
+    merchant: Mapped[Merchant] = relationship()
+
+    @property
+    def net_fen(self) -> int:
+        return self.gross_fen - self.excluded_fen - self.deducted_fen - self.carried_fen
+
+    @property
+    def unpaid_fen(self) -> int:
+        return self.payable_fen - self.paid_fen - self.withheld_fen
+
+
+class SettlementItem(db.Model):
+    """One redemption's part in a batch: its sale ("sale": what it owed when frozen; a redemption
+    is frozen into exactly one batch, which the partial unique index holds), or a later change to
+    it: "deduct" (what a refund or a revoke took off what earlier batches settled) or "disallow"
+    (what an audit found invalid after its batch was audited). The auditor marks a sale invalid
+    with a reason: in a batch under audit it is excluded there (`counted` false); later, the next
+    batch disallows it."""
+
+    __tablename__ = "settlement_items"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('sale', 'deduct', 'disallow')", name="kind"),
+        sa.Index(
+            "uq_settlement_items_sale",
+            "redemption_id",
+            unique=True,
+            postgresql_where=sa.text("kind = 'sale'"),
+            sqlite_where=sa.text("kind = 'sale'"),
+        ),
+        sa.Index("ix_settlement_items_batch", "batch_id", "merchant_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("settlement_batches.id", ondelete="CASCADE"))
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id"))
+    redemption_id: Mapped[int] = mapped_column(sa.ForeignKey("redemptions.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    amount_fen: Mapped[int] = mapped_column(sa.BigInteger)  # signed: a change is negative when it takes off
+    reason: Mapped[str | None] = mapped_column(sa.String(200))  # a change's cause
+    counted: Mapped[bool] = mapped_column(default=True)  # false: excluded by the audit of its own batch
+    invalid_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    invalid_by: Mapped[int | None] = mapped_column(sa.ForeignKey("admin_users.id"))
+    invalid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SettlementPayment(db.Model):
+    """A payment of (part of) a line, as the bank confirmed it: amount, date, reference; or a
+    clawback the merchant paid back (kind "recover")."""
+
+    __tablename__ = "settlement_payments"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+        sa.CheckConstraint("kind IN ('pay', 'recover')", name="kind"),
+        # A bank reference is recorded once per line: the second operator's form changes nothing.
+        sa.UniqueConstraint("line_id", "reference"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_id: Mapped[int] = mapped_column(sa.ForeignKey("settlement_lines.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(8), default="pay")
+    amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_on: Mapped[date]
+    reference: Mapped[str] = mapped_column(sa.String(60))
+    recorded_by: Mapped[int] = mapped_column(sa.ForeignKey("admin_users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RefusedRedemption(db.Model):
     """Every refused redemption attempt, with its reason, for the bureau's risk review."""
 
@@ -642,6 +782,16 @@ LEDGER_MOVES = {
     "carry_out": ("pool", "carried"),  # ... or to the next campaign (结余转入下期活动), whose
     "carry_in": ("carried_in", "pool"),  # pool it comes into, the two entries sharing a key
     "subsidy": ("pool", "subsidy"),  # a purchase subsidy approved by the bureau (购车补贴)
+    # Settlement (pool/settlement.py), per campaign without round or tier: what is redeemed is
+    # frozen into a batch, then paid, withheld or disallowed; later changes are deducted.
+    "settle": ("redeemed", "payable"),  # sales frozen into a batch
+    "deduct": ("payable", "redeemed"),  # a refund or revoke since an earlier batch
+    "disallow": ("payable", "disallowed"),  # a sale the audit found invalid
+    "reallow": ("disallowed", "payable"),  # ... of which a refund took a part since
+    "withhold": ("payable", "withheld"),  # the merchant is suspended or blacklisted
+    "release": ("withheld", "payable"),  # ... and reinstated
+    "pay": ("payable", "paid"),  # paid to the merchant's account
+    "recover": ("recovered", "payable"),  # a clawback the merchant paid back
 }
 
 

@@ -19,6 +19,7 @@ from . import (  # noqa: E402,F401  (routes register on bp)  # isort: skip
     coupons,
     lists,
     settlement,
+    batches,
     merchants,
     campaigns,
     rounds,

@@ -41,6 +41,13 @@ ACTION_NAMES = {
     "campaign_unpublish": "撤回结果公示",
     "subsidy_approve": "批准购车补贴",
     "subsidy_reject": "驳回购车补贴",
+    "settlement_freeze": "生成结算批次",
+    "settlement_invalid": "认定核销无效",
+    "settlement_audit": "出具结算审计意见",
+    "settlement_approve": "批准结算批次",
+    "settlement_pay": "登记结算付款",
+    "settlement_recover": "登记追回款",
+    "merchant_bank": "登记商户收款账户",
 }
 
 TARGET_NAMES = {
@@ -51,6 +58,8 @@ TARGET_NAMES = {
     "campaigns": "活动",
     "coupons": "消费券",
     "subsidy_applications": "补贴申请",
+    "settlement_batches": "结算批次",
+    "settlement_lines": "结算明细",
 }
 
 

@@ -41,6 +41,7 @@ def console_globals():
         "ROLE_NAMES": ROLE_NAMES,
         "STATUS_NAMES": STATUS_NAMES,
         "yuan": lambda fen: yuan(fen, grouped=True),
+        "money": lambda fen: yuan(fen, grouped=True, cents=True),  # finance's tables: always two decimals
         "local": local,
         "moment": moment,
         "COUNT_LIMIT": COUNT_LIMIT,

@@ -18,6 +18,7 @@ from ..core.errors import BindingCodeInvalid, Forbidden, MerchantExists, Merchan
 from ..core.signing import keyed_digest
 from ..extensions import db
 from ..models import BindingCode, Category, Enrolment, Merchant
+from ..pool import settlement
 
 # Codes are read out over the phone and typed at a till: no 0/O, 1/I/L.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -43,6 +44,11 @@ def enrol(application: dict, campaign_id: int, category_ids: list[int], now: dat
             raise MerchantExists()
         if any(e.status == "blacklisted" for e in merchant.enrolments):
             raise Forbidden("该商户已被列入黑名单，不能报名参加活动")
+        if merchant.bank_account is None and application.get("bank_account"):
+            # A known merchant's account is filled in once here; changing it is the bureau's
+            # (`flask settlement bank`): an application cannot redirect a merchant's money.
+            for name in ("bank_payee", "bank_name", "bank_account"):
+                setattr(merchant, name, application[name])
     else:
         merchant = Merchant(**application)
         db.session.add(merchant)
@@ -140,6 +146,8 @@ def set_standing(enrolment: Enrolment, status: str, now: datetime, reason: str) 
     affected = enrolment.merchant.enrolments if status == "blacklisted" else [enrolment]
     for each in affected:
         each.status, each.reviewed_at, each.review_note = status, now, reason.strip()
+    db.session.flush()
+    settlement.standing_changed(enrolment.merchant_id, [each.campaign_id for each in affected], now, None)
     if status == "blacklisted":
         db.session.execute(
             sa.update(BindingCode)

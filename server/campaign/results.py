@@ -75,7 +75,7 @@ class Results:
         to the treasury, which are always shown."""
         b = self.balances
         lines = [
-            ("消费者核销使用", b.get("redeemed", 0) + b.get("forfeited", 0)),
+            ("消费者核销使用", ledger.spent_fen(b)),
             ("已发放购车补贴", b.get("subsidy", 0)),
             ("已返还财政", b.get("treasury", 0)),
             ("结余转入下期活动", b.get("carried", 0)),
@@ -106,9 +106,9 @@ def results(campaign: Campaign) -> Results:
         for account, fen in accounts.items():
             totals.balances[account] = totals.balances.get(account, 0) + fen
         if category_id in categories:
-            categories[category_id].redeemed_fen = accounts.get("redeemed", 0) + accounts.get("forfeited", 0)
+            categories[category_id].redeemed_fen = ledger.spent_fen(accounts)
     totals.forfeited_fen = totals.balances.get("forfeited", 0)
-    totals.redeemed_fen = totals.balances.get("redeemed", 0) + totals.forfeited_fen
+    totals.redeemed_fen = ledger.spent_fen(totals.balances)
 
     # Coupons claimed and in use, counted by the books: each kind of entry moves its coupons
     # from one state to another (a forfeited refund moves none: the coupon stays used).

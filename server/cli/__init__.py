@@ -68,8 +68,17 @@ def campaigns_or_exit(code: str | None) -> list[Campaign]:
 
 
 def register(app: Flask) -> None:
-    from . import admin, audit, campaign, merchant, pool, seed
+    from . import admin, audit, campaign, merchant, pool, seed, settlement
 
-    for group in (audit.cli, pool.ledger, pool.rounds, pool.scheduler, merchant.cli, campaign.cli, admin.cli):
+    for group in (
+        audit.cli,
+        pool.ledger,
+        pool.rounds,
+        pool.scheduler,
+        merchant.cli,
+        campaign.cli,
+        admin.cli,
+        settlement.cli,
+    ):
         app.cli.add_command(group)
     app.cli.add_command(seed.seed_demo)

@@ -15,6 +15,7 @@ from ..auth import accounts
 from ..campaign import enrolment
 from ..campaign import file as campaign_file
 from ..core import cache
+from ..core.bank import with_check_digit
 from ..core.time import utcnow
 from ..extensions import db
 from ..merchant import credit_code
@@ -79,6 +80,10 @@ def lay_demo(now: datetime, admin_username: str = "admin") -> dict:
             contact_name=f"演示联系人{n:02d}",
             contact_phone=f"1000000{n:04d}",
             categories=[categories[category]],
+            # Where its settlement is paid: a made-up UnionPay account with a valid check digit.
+            bank_payee=name,
+            bank_name="中国农业银行乾安县支行",
+            bank_account=with_check_digit(f"622848{n:012d}"),
         )
         enrolled = Enrolment(merchant=merchant, campaign=campaign, status="applied", commitment_accepted_at=now)
         db.session.add_all([merchant, enrolled])

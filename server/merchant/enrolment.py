@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ..auth import sms_codes, tokens
 from ..campaign import enrolment
 from ..campaign.snapshot import snapshot
+from ..core.bank import check_details
 from ..core.errors import BindingCodeInvalid, InvalidInput, NoCampaign, NotFound, PhoneTaken
 from ..core.phone import check_phone
 from ..extensions import db
@@ -42,6 +43,7 @@ def apply(data: dict, now: datetime) -> Enrolment:
     # The contact phone is proven, as a resident's or an assistant's is: no application from a
     # number nobody answers, and no flood of them from one script (the limits of POST /apply).
     sms_codes.verify(data["contact_phone"], data["sms_code"], APPLY_PURPOSE, now)
+    bank_details = check_details(data.get("bank_payee"), data.get("bank_name"), data.get("bank_account"))
     location = data.get("location") or {}
     application = {
         "name": data["name"].strip(),
@@ -51,6 +53,7 @@ def apply(data: dict, now: datetime) -> Enrolment:
         "contact_phone": data["contact_phone"],
         "lat": location.get("lat"),
         "lng": location.get("lng"),
+        **(bank_details or {}),
     }
     return enrolment.enrol(application, snap.id, [snap.category_ids[c] for c in wanted], now)
 

@@ -24,6 +24,18 @@ class ApplyIn(Schema):
         fields.String(validate=validators.Length(1, 32)), required=True, validate=validators.Length(1, 20)
     )
     accept_commitment = fields.Boolean(required=True, metadata={"description": "诚信承诺书 accepted"})
+    bank_payee = fields.String(
+        load_default=None, validate=validators.Length(0, 100), metadata={"description": "Settlement account's 户名"}
+    )
+    bank_name = fields.String(
+        load_default=None, validate=validators.Length(0, 100), metadata={"description": "开户银行 (bank and branch)"}
+    )
+    bank_account = fields.String(
+        load_default=None,
+        validate=validators.Length(0, 40),
+        metadata={"description": "Account number, 8-30 digits; a UnionPay card's (62…) Luhn check digit is checked."
+                  " Given with payee and bank, or not at all; a merchant's account is changed only by the bureau"},
+    )  # fmt: skip
     location = fields.Nested(
         LocationIn, load_default=None, allow_none=True, metadata={"description": "The shop's position, if known"}
     )
@@ -218,7 +230,38 @@ class SettlementCampaignOut(Schema):
     owed_fen = fields.Integer(required=True)
 
 
+class SettlementBatchOut(Schema):
+    campaign = fields.Nested(CampaignNamedOut, required=True)
+    number = fields.Integer(required=True, metadata={"description": "The batch's number in its campaign (第N批)"})
+    period = fields.String(required=True, metadata={"description": "The period as the bureau names it"})
+    state = fields.String(
+        required=True,
+        validate=validators.OneOf(("draft", "audited", "approved", "paid")),
+        metadata={"description": "draft (under audit), audited, approved (to be paid), paid"},
+    )
+    state_name = fields.String(required=True)
+    sales = fields.Integer(required=True, metadata={"description": "Redemptions frozen into it"})
+    amount_fen = fields.Integer(required=True, metadata={"description": "Payable to the merchant by this batch"})
+    deducted_fen = fields.Integer(
+        required=True,
+        metadata={"description": "Taken off: audit exceptions, refunds and revokes since earlier batches, a "
+                  "shortfall carried"},
+    )  # fmt: skip
+    paid_fen = fields.Integer(required=True)
+    withheld_fen = fields.Integer(required=True, metadata={"description": "Not paid while suspended or blacklisted"})
+    clawback_fen = fields.Integer(required=True, metadata={"description": "Owed back to the bureau (追回)"})
+    paid_on = fields.String(allow_none=True, required=True, metadata={"description": "Last payment's date"})
+    references = fields.List(fields.String(), required=True, metadata={"description": "Bank references of payments"})
+
+
 class SettlementOut(Schema):
+    payable_fen = fields.Integer(
+        required=True, metadata={"description": "Frozen into settlement batches and not yet paid nor withheld"}
+    )
+    paid_fen = fields.Integer(required=True, metadata={"description": "Paid by the bureau, every batch"})
+    withheld_fen = fields.Integer(required=True, metadata={"description": "Withheld while suspended or blacklisted"})
+    clawback_fen = fields.Integer(required=True, metadata={"description": "Owed back and not yet recovered"})
+    batches = fields.List(fields.Nested(SettlementBatchOut), required=True, metadata={"description": "Newest first"})
     days = fields.List(fields.Nested(SettlementDayOut), required=True)
     campaigns = fields.List(
         fields.Nested(SettlementCampaignOut),

@@ -11,6 +11,7 @@ from ..auth.limits import limited
 from ..core.api import BEARER
 from ..core.errors import InvalidInput
 from ..core.time import local_midnight, utcnow
+from ..pool.settlement import merchant_view as settlement_view
 from . import bp, enrolment, redemption
 from .schemas import (
     ApplyIn,
@@ -131,6 +132,7 @@ def redemptions(query):
 @bp.output(SettlementOut)
 @bp.doc(security=BEARER, responses={401: "No staff token"})
 def settlement():
-    """What the merchant is owed: face value of valid redemptions, per local day and in total."""
+    """What the merchant is owed: what the coupons of its valid redemptions paid, per local day and
+    in total; and its settlement batches: payable, paid, withheld, clawed back."""
     till = redemption.till(tokens.require_bearer("staff"))
-    return owed(till, utcnow())
+    return owed(till, utcnow()) | settlement_view(till.merchant_id)

@@ -3,13 +3,15 @@
 Every movement is one row of `ledger_entries` moving an amount from one account to another
 (`models.LEDGER_MOVES`), so the sum over the accounts never changes and
 
-    budget + carried in = pool + stock + claimed + redeemed + forfeited + treasury + carried + subsidy
+    budget + carried in + recovered = pool + stock + claimed + redeemed + forfeited + treasury
+                                      + carried + subsidy + payable + paid + withheld + disallowed
 
 holds after every transaction by construction. What can go wrong is the ledger disagreeing with
 the coupons, so `verify` checks each account against what should back it: the stock account
 against the coupons in stock, claimed against the coupons held and not yet used, redeemed and
 forfeited against what the used coupons' redemptions paid and their refunds left, subsidy
-against the purchase subsidies approved, and no account below zero.
+against the purchase subsidies approved, the settlement accounts against the batches' items,
+lines and payments (pool/settlement.py), and no account below zero.
 
 Balances are sums over the entries, never a counter row: the draw and the till append and do
 not queue on one hot row.
@@ -27,10 +29,48 @@ import sqlalchemy as sa
 from ..core.db import utc_param
 from ..core.money import tier_name, yuan
 from ..extensions import db
-from ..models import LEDGER_MOVES, Campaign, Coupon, LedgerEntry, Redemption, Round, SubsidyApplication, Tier
+from ..models import (
+    LEDGER_MOVES,
+    Campaign,
+    Coupon,
+    LedgerEntry,
+    Redemption,
+    Round,
+    SettlementBatch,
+    SettlementItem,
+    SettlementLine,
+    SettlementPayment,
+    SubsidyApplication,
+    Tier,
+)
 from ..models import CouponState as State
 
-ACCOUNTS = ("pool", "stock", "claimed", "redeemed", "forfeited", "treasury", "carried", "subsidy")
+ACCOUNTS = (
+    "pool",
+    "stock",
+    "claimed",
+    "redeemed",
+    "forfeited",
+    "treasury",
+    "carried",
+    "subsidy",
+    # Settlement (pool/settlement.py): what is redeemed, frozen into batches.
+    "payable",
+    "paid",
+    "withheld",
+    "disallowed",
+)
+# The accounts that hold what residents' redemptions spent, whatever settlement has made of it
+# since (frozen, paid, withheld, disallowed): `spent_fen`.
+SPENT = ("redeemed", "forfeited", "payable", "paid", "withheld", "disallowed")
+
+
+def spent_fen(accounts: dict[str, int]) -> int:
+    """What redemptions took from the campaign: the SPENT accounts, less what merchants paid back
+    (a clawback repays what a refund had already returned to the pool)."""
+    return sum(accounts.get(a, 0) for a in SPENT) + accounts.get("recovered", 0)
+
+
 ACCOUNT_NAMES = {
     "budget": "总预算",
     "pool": "资金池（未投放）",
@@ -42,6 +82,11 @@ ACCOUNT_NAMES = {
     "carried": "结转下期活动",
     "subsidy": "已发放补贴",
     "carried_in": "上期结余转入",
+    "payable": "结算待付",
+    "paid": "已付商户",
+    "withheld": "结算暂扣",
+    "disallowed": "审计剔除",
+    "recovered": "已追回",
 }
 KIND_NAMES = {
     "budget": "预算拨入",
@@ -63,6 +108,14 @@ KIND_NAMES = {
     "carry_in": "上期结余转入",
     "short": "不找零余额退回",
     "revoke_short": "撤回核销取回余额",
+    "settle": "核销转入结算批次",
+    "deduct": "结算后退货扣减",
+    "disallow": "审计认定无效",
+    "reallow": "审计剔除后退货冲回",
+    "withhold": "暂扣结算款",
+    "release": "解除暂扣",
+    "pay": "支付商户",
+    "recover": "追回商户款项",
 }
 # What each kind of entry does to the coupons it counts: (state they leave, state they enter).
 # Refunds under "forfeit" leave the coupon used; the budget and the treasury move no coupon.
@@ -357,14 +410,19 @@ def verify(campaign: Campaign) -> Report:
             f"预算拨入 {yuan(-budget, grouped=True)} 元，与活动总预算 {yuan(campaign.budget_fen, grouped=True)} 元不符"
         )
     carried_in = -totals.get("carried_in", 0)
+    recovered = -totals.get("recovered", 0)
     held = sum(totals.get(a, 0) for a in ACCOUNTS)
-    if held != campaign.budget_fen + carried_in:
-        funds = yuan(campaign.budget_fen + carried_in, grouped=True)
-        problem(f"各账户合计 {yuan(held, grouped=True)} 元，不等于总预算与上期结余转入之和 {funds} 元")
+    if held != campaign.budget_fen + carried_in + recovered:
+        funds = yuan(campaign.budget_fen + carried_in + recovered, grouped=True)
+        problem(f"各账户合计 {yuan(held, grouped=True)} 元，不等于总预算、上期结余转入与已追回之和 {funds} 元")
     for key, out_fen, in_fen in _carries(campaign.id):
         if out_fen != in_fen:
             problem(f"结余结转 {key}：转出 {yuan(out_fen, grouped=True)} 元，转入 {yuan(in_fen, grouped=True)} 元")
     for account in ACCOUNTS:
+        if account in ("redeemed", "payable"):
+            # Below zero for a while: a refund after its sale was frozen (until the next batch
+            # deducts it), a clawback claim outstanding. Both are checked exactly below.
+            continue
         if totals.get(account, 0) < 0:
             problem(f"{ACCOUNT_NAMES[account]} 为负：{yuan(totals[account], grouped=True)} 元")
 
@@ -373,6 +431,9 @@ def verify(campaign: Campaign) -> Report:
         paid = totals.get("subsidy", 0)
         paid, approved = yuan(paid, grouped=True), yuan(approved, grouped=True)
         problem(f"账上{ACCOUNT_NAMES['subsidy']} {paid} 元，已批准的补贴申请合计 {approved} 元")
+
+    tier_redeemed = sum(v.get("redeemed", 0) for k, v in fine.items() if k[2] is not None)
+    report.problems.extend(_settlement_problems(campaign.id, totals, tier_redeemed, recovered))
 
     rounds = {r.id: r.number for r in campaign.rounds}
     tiers = {t.id: t for t in campaign.tiers}
@@ -398,6 +459,93 @@ def verify(campaign: Campaign) -> Report:
                 held, backed = yuan(in_ledger, grouped=True), yuan(in_coupons, grouped=True)
                 problem(f"{where}：账上{ACCOUNT_NAMES[account]} {held} 元，券面实有 {backed} 元")
     return report
+
+
+def _settlement_problems(campaign_id: int, totals: dict[str, int], tier_redeemed: int, recovered: int) -> list[str]:
+    """The settlement accounts against the batches: what batches took from redeemed is their sales
+    and deductions; payable is what their lines owe less paid and withheld, plus recoveries; paid,
+    withheld and recovered are the lines' and payments'; disallowed is what audits set aside; and
+    every line's figures are its items'."""
+    items, lines, batches = SettlementItem.__table__, SettlementLine.__table__, SettlementBatch.__table__
+    mine = sa.select(batches.c.id).where(batches.c.campaign_id == campaign_id)
+    amount = items.c.amount_fen
+    got = db.session.execute(
+        sa.select(
+            sa.func.sum(sa.case((items.c.kind.in_(("sale", "deduct")), amount), else_=0)),
+            sa.func.sum(
+                sa.case(
+                    (items.c.kind == "disallow", -amount),
+                    (sa.and_(items.c.kind == "sale", sa.not_(items.c.counted)), amount),
+                    else_=0,
+                )
+            ),
+        ).where(items.c.batch_id.in_(mine))
+    ).one()
+    taken, disallowed = int(got[0] or 0), int(got[1] or 0)
+    sums = db.session.execute(
+        sa.select(
+            *(
+                sa.func.coalesce(sa.func.sum(lines.c[name]), 0)
+                for name in ("gross_fen", "excluded_fen", "deducted_fen", "paid_fen", "withheld_fen", "recovered_fen")
+            )
+        ).where(lines.c.batch_id.in_(mine))
+    ).one()
+    gross, excluded, deducted, paid, withheld, line_recovered = (int(v) for v in sums)
+    payments = dict(
+        db.session.execute(
+            sa.select(SettlementPayment.kind, sa.func.sum(SettlementPayment.amount_fen))
+            .join(lines, lines.c.id == SettlementPayment.line_id)
+            .where(lines.c.batch_id.in_(mine))
+            .group_by(SettlementPayment.kind)
+        ).all()
+    )
+    expected = {
+        "redeemed": tier_redeemed - taken,
+        "payable": gross - excluded - deducted - paid - withheld + recovered,
+        "paid": paid,
+        "withheld": withheld,
+        "disallowed": disallowed,
+    }
+    problems = [
+        f"账上{ACCOUNT_NAMES[account]} {yuan(totals.get(account, 0), grouped=True)} 元，"
+        f"结算批次实有 {yuan(value, grouped=True)} 元"
+        for account, value in expected.items()
+        if totals.get(account, 0) != value
+    ]
+    for kind, recorded, name in (("pay", paid, "已付"), ("recover", line_recovered, "已追回")):
+        if int(payments.get(kind) or 0) != recorded:
+            problems.append(f"结算明细{name} {yuan(recorded, grouped=True)} 元，登记的银行流水合计 "
+                            f"{yuan(int(payments.get(kind) or 0), grouped=True)} 元")  # fmt: skip
+    if recovered != line_recovered:
+        problems.append(
+            f"账上已追回 {yuan(recovered, grouped=True)} 元，结算明细已追回 {yuan(line_recovered, grouped=True)} 元"
+        )
+    per_line = db.session.execute(
+        sa.select(
+            lines.c.id,
+            lines.c.gross_fen,
+            lines.c.excluded_fen,
+            lines.c.deducted_fen,
+            sa.select(sa.func.coalesce(sa.func.sum(sa.case((items.c.kind == "sale", amount), else_=0)), 0))
+            .where(items.c.batch_id == lines.c.batch_id, items.c.merchant_id == lines.c.merchant_id)
+            .scalar_subquery(),
+            sa.select(
+                sa.func.coalesce(
+                    sa.func.sum(sa.case((sa.and_(items.c.kind == "sale", sa.not_(items.c.counted)), amount), else_=0)),
+                    0,
+                )
+            )
+            .where(items.c.batch_id == lines.c.batch_id, items.c.merchant_id == lines.c.merchant_id)
+            .scalar_subquery(),
+            sa.select(sa.func.coalesce(sa.func.sum(sa.case((items.c.kind != "sale", -amount), else_=0)), 0))
+            .where(items.c.batch_id == lines.c.batch_id, items.c.merchant_id == lines.c.merchant_id)
+            .scalar_subquery(),
+        ).where(lines.c.batch_id.in_(mine))
+    )
+    for line_id, *kept, gross_items, excluded_items, deducted_items in per_line:
+        if tuple(kept) != (gross_items, excluded_items, deducted_items):
+            problems.append(f"结算明细 {line_id} 的金额与其核销明细不符")
+    return problems
 
 
 def _width(text: str) -> int:
@@ -467,8 +615,8 @@ def report_text(report: Report) -> str:
         lines.extend(f"    - {p}" for p in report.problems)
     else:
         lines.append(
-            "  账实相符：总预算 + 上期结余转入 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政"
-            " + 结转下期活动 + 已发放补贴"
+            "  账实相符：总预算 + 上期结余转入 + 已追回 = 资金池 + 库存 + 已领未用 + 已核销 + 退货不退回 + 已返还财政"
+            " + 结转下期活动 + 已发放补贴 + 结算待付 + 已付商户 + 结算暂扣 + 审计剔除；结算账户与结算批次一致"
         )
     return "\n".join(lines)
 

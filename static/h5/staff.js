@@ -241,6 +241,28 @@ function outcome(ok, text, coupon) {
 
 // ---------------------------------------------------------------- today
 
+// What the bureau's settlement batches made of it: payable, paid, withheld, each batch.
+function showSettled(settlement) {
+  $("#payable").textContent = yuan(settlement.payable_fen);
+  $("#paid").textContent = yuan(settlement.paid_fen);
+  $("#withheld").textContent = yuan(settlement.withheld_fen);
+  const claw = $("#clawback");
+  claw.hidden = !settlement.clawback_fen;
+  claw.textContent = `退货或审计扣减超出结算额，应退回 ${yuan(settlement.clawback_fen)} 元，请联系商务局。`;
+  const rows = settlement.batches.map((b) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, `第${b.number}批 ${b.period}`),
+      el("td", {}, b.withheld_fen ? "暂扣" : b.state_name),
+      el("td", {}, `${yuan(b.amount_fen)}元`),
+      el("td", {}, b.paid_fen ? `${yuan(b.paid_fen)}元 ${b.paid_on}` : "—"),
+    ),
+  );
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4 }, "商务局尚未生成结算批次")));
+  $("#batch-rows").replaceChildren(...rows);
+}
+
 async function loadToday() {
   try {
     const settlement = await api.get("/merchant/settlement");
@@ -248,6 +270,7 @@ async function loadToday() {
     $("#today-owed").textContent = yuan(settlement.today.owed_fen);
     $("#total-count").textContent = settlement.count;
     $("#total-owed").textContent = yuan(settlement.owed_fen);
+    showSettled(settlement);
     const day = settlement.today.date;
     const { items } = await api.get(`/merchant/redemptions?start=${day}&end=${day}&per_page=100`);
     const rows = items.map((r) =>

@@ -266,6 +266,7 @@ def test_upgrading_a_running_campaign_opens_its_ledger_with_the_coupons_as_they_
         assert report.totals == {
             "pool": 85000, "stock": 5000, "claimed": 5000, "redeemed": 5000, "forfeited": 0, "treasury": 0,
             "carried": 0, "subsidy": 0, "budget": -100000,
+            "payable": 0, "paid": 0, "withheld": 0, "disallowed": 0,
         }  # fmt: skip
         db.session.remove()
         db.engine.dispose()

@@ -272,3 +272,37 @@ def test_applications_are_limited_per_contact_phone(client, make_campaign, clock
     body = application(credit_code=credit_code.make("220723", "MA000199"))
     refused = apply_merchant(client, body)
     assert refused.status_code == 429 and "该联系电话提交报名太频繁" in refused.get_json()["error"]["message"]
+
+
+def test_an_application_brings_the_settlement_account_checked(client, app, make_campaign, clock):
+    """户名, 开户银行 and 账号 together or not at all; a UnionPay card's Luhn digit is checked; an
+    application cannot change the account of a merchant known already."""
+    make_campaign()
+    bank = {"bank_payee": "乾安县演示超市有限公司", "bank_name": "中国银行乾安支行"}
+    for account, message in (("6222 0202 0011 2233 441", "校验位不正确"), ("12-34", "8至30位数字")):
+        answer = apply_merchant(client, application(**bank, bank_account=account))
+        assert answer.status_code == 400 and message in answer.get_json()["error"]["message"]
+    answer = apply_merchant(client, application(bank_payee="乾安县演示超市有限公司"))
+    assert "同时填写" in answer.get_json()["error"]["message"]
+    answer = apply_merchant(client, application(**bank, bank_account="6222 0202 0011 2233 446"))
+    assert answer.status_code == 201, answer.get_json()
+    make_campaign(code="second-campaign")
+    again = application(**bank, bank_account="110060149018000123456", campaign="second-campaign")
+    assert apply_merchant(client, again).status_code == 201
+    with app.app_context():
+        merchant = db.session.scalar(sa.select(Merchant).where(Merchant.credit_code == VALID_CODE))
+        assert (merchant.bank_payee, merchant.bank_account) == ("乾安县演示超市有限公司", "6222020200112233446")
+
+
+def test_bank_account_numbers():
+    from server.core.bank import check_account, luhn_valid, mask_account, with_check_digit
+
+    assert luhn_valid("4111111111111111") and luhn_valid("6222020200112233446")
+    assert not luhn_valid("6222020200112233441")
+    assert check_account("6222 0202-0011 2233 446") == "6222020200112233446"
+    assert check_account("110060149018000123456") == "110060149018000123456"  # a company's: no check digit
+    for bad in ("6222020200112233441", "1234567", "62220202001122334x", "", "1" * 31):
+        with pytest.raises(Refusal):
+            check_account(bad)
+    assert mask_account("6222020200112233446") == "6222***********3446"
+    assert with_check_digit("622202020011223344") == "6222020200112233446"

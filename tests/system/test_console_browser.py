@@ -13,6 +13,18 @@ from tests.helpers import PASSWORD, auth, paycode, redeem
 pytestmark = pytest.mark.browser
 
 
+def signed_in(browser, live_server: str, username: str):
+    """A console page signed in as this account, at 1366 px like a bureau laptop."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{live_server}/admin/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/admin/**")
+    return page
+
+
 def test_a_bureau_member_signs_in_sees_the_charts_and_approves_a_merchant(
     app,
     client,
@@ -78,14 +90,7 @@ def test_an_operator_revokes_a_held_coupon_and_an_admin_downloads_a_statement(
     make_account("admin", "wang")
 
     def sign_in(username: str):
-        context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
-        page = context.new_page()
-        page.goto(f"{live_server}/admin/login")
-        page.fill("input[name=username]", username)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server}/admin/**")
-        return page
+        return signed_in(browser, live_server, username)
 
     page = sign_in("lili")
     page.goto(f"{live_server}/admin/lists/claims?state=unused")
@@ -107,3 +112,47 @@ def test_an_operator_revokes_a_held_coupon_and_an_admin_downloads_a_statement(
         hotel.locator("a", has_text="XLSX").click()
     assert download.value.suggested_filename.endswith(".xlsx")
     assert download.value.path().read_bytes()[:2] == b"PK"  # a zip: the workbook
+
+
+def test_a_settlement_batch_goes_from_freezing_to_payment_in_three_hands(
+    app, browser, live_server, make_account, redemptions, clock
+):
+    for role, name in (("operator", "lili"), ("auditor", "zhao"), ("admin", "wang")):
+        make_account(role, name)
+
+    def sign_in(username: str):
+        return signed_in(browser, live_server, username)
+
+    page = sign_in("lili")
+    page.goto(f"{live_server}/admin/settlement/batches")
+    page.fill("#freeze input[name=label]", "6月25日")
+    page.fill("#freeze input[name=to]", "2026-06-25")
+    page.click("button[data-action=freeze]")
+    assert "已生成第1批（6月25日）：2 家商户" in page.locator(".flash.info").inner_text()
+    batch_url = page.url
+
+    page = sign_in("zhao")
+    page.goto(batch_url)
+    sampled = page.locator("#sample tr").nth(1).locator("td").first.inner_text()
+    page.fill("#invalid input[name=redemption]", sampled)
+    page.fill("#invalid input[name=reason]", "小票与核销不符")
+    page.click("button[data-action=invalid]")
+    assert f"核销 {sampled} 已认定无效" in page.locator(".flash.info").inner_text()
+    page.fill("#audit textarea[name=opinion]", "抽查1笔，1笔小票不符已剔除，其余无误")
+    page.click("button[data-action=audit]")
+    assert "待管理员批准" in page.locator(".flash.info").inner_text()
+
+    page = sign_in("wang")
+    page.goto(batch_url)
+    page.click("button[data-action=approve]")
+    assert "已批准" in page.locator(".flash.info").inner_text()
+
+    page = sign_in("lili")
+    page.goto(batch_url)
+    row = page.locator("#lines tr", has_text="演示商户2")
+    row.locator("input[name=reference]").fill("95588-20260801-0001")
+    row.locator("button[data-action=pay]").click()
+    assert "演示商户2：已登记付款" in page.locator(".flash.info").inner_text()
+    assert "95588-20260801-0001" in page.locator("#lines tr", has_text="演示商户2").inner_text()
+    assert "已批准待付款" in page.locator("body").inner_text()  # the hotel is not paid yet
+    screenshot(page, "console-settlement-batch")

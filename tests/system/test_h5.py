@@ -139,6 +139,9 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     staff.wait_for_function("() => document.querySelector('#today-count').textContent === '1'")
     staff.wait_for_selector("#today-rows td:has-text('住宿')")
     assert staff.inner_text("#today-owed") == str(face)
+    # Not yet in a settlement batch: nothing payable or paid, and the page says why.
+    assert (staff.inner_text("#payable"), staff.inner_text("#paid")) == ("0", "0")
+    assert "商务局尚未生成结算批次" in staff.inner_text("#batch-rows")
     screenshot(staff, "h5-staff-today")
 
     # The same code again is refused in words, with what to do next.
