@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from tests.helpers import ROOT
+from tests.helpers import PASSWORD, ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -81,3 +81,15 @@ def decode_qr(page, live_server: str, selector: str) -> str | None:
         }""",
         selector,
     )
+
+
+def signed_in(browser, live_server: str, username: str, password: str = PASSWORD):
+    """A console page signed in as this account, at 1366 x 900 like a bureau laptop."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{live_server}/admin/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/admin/**")
+    return page

@@ -28,4 +28,5 @@ from . import (  # noqa: E402,F401  (routes register on bp)  # isort: skip
     risk,
     survey,
     audit,
+    accounts,
 )

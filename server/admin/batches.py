@@ -27,6 +27,7 @@ from .access import READ, role_required
 from .console import attachment, refusals_go_to, text_cells, xlsx
 from .forms import ActionForm
 from .lists import csv_cell
+from .settlement import money_cells, widths
 
 INVALIDATE_ROLES = ("auditor", "admin")  # an admin only once the batch is audited (pool/settlement.py)
 
@@ -240,22 +241,6 @@ def line_payment(line_id: int, step: str):
 # ---------------------------------------------------------------- what finance takes away
 
 
-MONEY = "#,##0.00"
-
-
-def _cells(sheet, values, money: tuple[int, ...] = ()):
-    """A row of text and numbers; money (fen) as yuan numbers with two decimals, so Excel sums them."""
-    from openpyxl.cell import WriteOnlyCell
-
-    row = text_cells(sheet, [v / 100 if i in money and v is not None else v for i, v in enumerate(values)])
-    for i in money:
-        if values[i] is not None:
-            cell = WriteOnlyCell(sheet, value=values[i] / 100)
-            cell.number_format = MONEY
-            row[i] = cell
-    return row
-
-
 SUMMARY_TITLES = ["商户", "统一社会信用代码", "户名", "开户银行", "账号", "结算笔数", "核销结算额(元)",
                   "审计剔除(元)", "前批扣减(元)", "上批结转扣减(元)", "本批应付(元)", "已付(元)", "暂扣(元)",
                   "应追回(元)", "付款日期", "银行流水号"]  # fmt: skip
@@ -283,6 +268,7 @@ def batch_xlsx(batch: SettlementBatch, role: str):
     payments = settlement.payments_of(line.id for line in lines)
     account = mask_account if role == "auditor" else (lambda n: n or "")
     summary = workbook.create_sheet("汇总")
+    widths(summary, 30, 22, 24, 22, 24, 10, 14, 12, 12, 14, 13, 12, 12, 12, 12, 30)
     summary.append(text_cells(summary, [f"{campaign.name} 消费券结算 {settlement.batch_name(batch)}"]))
     summary.append(text_cells(summary, ["状态", settlement.STATE_NAMES[batch.state], "结算期间",
                                         f"{batch.period_from or '活动开始'} 至 {batch.period_to}"]))  # fmt: skip
@@ -291,14 +277,14 @@ def batch_xlsx(batch: SettlementBatch, role: str):
     for line in lines:
         m, paid = line.merchant, [p for p in payments.get(line.id, []) if p.kind == "pay"]
         claim = 0 if line.carried_on else line.shortfall_fen - line.recovered_fen
-        summary.append(_cells(summary, [m.name, m.credit_code, m.bank_payee or "", m.bank_name or "",
+        summary.append(money_cells(summary, [m.name, m.credit_code, m.bank_payee or "", m.bank_name or "",
                                         account(m.bank_account), line.sales, line.gross_fen, line.excluded_fen,
                                         line.deducted_fen, line.carried_fen, line.payable_fen, line.paid_fen,
                                         line.withheld_fen, claim, paid[-1].paid_on.isoformat() if paid else "",
                                         "、".join(p.reference for p in paid)], SUMMARY_MONEY))  # fmt: skip
     t = settlement.Totals.of(lines)
     claims = sum(0 if line.carried_on else line.shortfall_fen - line.recovered_fen for line in lines)
-    summary.append(_cells(summary, ["合计", "", "", "", "", t.sales, t.gross_fen, t.excluded_fen, t.deducted_fen,
+    summary.append(money_cells(summary, ["合计", "", "", "", "", t.sales, t.gross_fen, t.excluded_fen, t.deducted_fen,
                                     t.carried_fen, t.payable_fen, t.paid_fen, t.withheld_fen, claims],
                           SUMMARY_MONEY))  # fmt: skip
     by_merchant: dict[int, list] = {}
@@ -307,6 +293,7 @@ def batch_xlsx(batch: SettlementBatch, role: str):
     for n, line in enumerate(lines, start=1):
         m = line.merchant
         sheet = workbook.create_sheet(_sheet_name(n, m.name))
+        widths(sheet, 16, 10, 18, 10, 10, 13, 13, 6, 30, 12, 24)
         sheet.append(text_cells(sheet, [f"{m.name} 消费券结算单"]))
         sheet.append(text_cells(sheet, ["统一社会信用代码", m.credit_code]))
         sheet.append(text_cells(sheet, ["结算批次", f"{campaign.name} {settlement.batch_name(batch)}"]))
@@ -314,7 +301,7 @@ def batch_xlsx(batch: SettlementBatch, role: str):
         sheet.append(text_cells(sheet, ITEM_TITLES))
         for item, r in by_merchant.get(line.merchant_id, []):
             why = item.invalid_reason if item.invalid_at and not item.counted else (item.reason or "")
-            sheet.append(_cells(sheet, [r.id, KIND_NAMES[item.kind], local(r.created_at), r.coupon_id, r.face_fen,
+            sheet.append(money_cells(sheet, [r.id, KIND_NAMES[item.kind], local(r.created_at), r.coupon_id, r.face_fen,
                                         r.spend_fen, item.amount_fen, "否" if not item.counted else "是", why,
                                         r.spend_category, r.note or ""], (4, 5, 6)))  # fmt: skip
         sheet.append([])
@@ -322,7 +309,7 @@ def batch_xlsx(batch: SettlementBatch, role: str):
                              ("前批扣减(元)", line.deducted_fen), ("上批结转扣减(元)", line.carried_fen),
                              ("本批应付(元)", line.payable_fen), ("已付(元)", line.paid_fen),
                              ("暂扣(元)", line.withheld_fen)):  # fmt: skip
-            sheet.append(_cells(sheet, [label, value], (1,)))
+            sheet.append(money_cells(sheet, [label, value], (1,)))
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)
     handle.seek(0)

@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import AdminUser, Campaign
 from ..pool import rounds
 from . import audit, bp
-from .access import MONEY, READ, role_required
+from .access import MERCHANTS, MONEY, READ, role_required
 from .console import refusals_go_to
 from .forms import ActionForm
 
@@ -117,13 +117,17 @@ def campaigns_page():
             )
             flash(f"已导入活动「{campaign.name}」（{campaign.code}）", "info")
             return redirect(url_for("admin.campaigns_page"))
+    campaigns = db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc())).all()
+    now = utcnow()
     return render_template(
         "admin/campaigns.html",
-        campaigns=db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc())).all(),
+        campaigns=campaigns,
+        phases={c.id: snapshot.phase(c, now) for c in campaigns},  # the event screen's rule too
         problems=problems,
         checked=checked,
         form=form,
         can_change=current_user.role in MONEY,
+        can_show_screen=current_user.role in MERCHANTS,  # who may open the event screen (screen.py)
     )
 
 

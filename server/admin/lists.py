@@ -26,11 +26,11 @@ from flask_login import current_user
 
 from ..auth.limits import limited
 from ..core import db as database
-from ..core.db import local_text, yuan_text
+from ..core.db import deadline_text, local_text, yuan_text
 from ..core.errors import InvalidInput, refusal
 from ..core.time import local, utcnow
 from ..extensions import db
-from ..models import AdminUser, Category, Coupon, Merchant, Redemption, Resident, Round, Staff
+from ..models import AdminUser, BindingCode, Category, Coupon, Enrolment, Merchant, Redemption, Resident, Round, Staff
 from ..pool import coupons
 from ..pool.rollup import Period
 from . import audit, bp, console
@@ -50,6 +50,13 @@ class Listing:
     build: Callable[[dict, str], sa.Select]  # (filters, role) -> select of the cells, ordered
     titles: tuple[str, ...]
     states: dict[str, str] | None = None  # the "state" filter's choices
+    # The page's column headings, where the titles are too long for a laptop's width (the
+    # exports keep the titles; the page shows each title as its heading's tooltip).
+    headings: tuple[str, ...] = ()
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(heading, title) of each column, as the page heads its table."""
+        return list(zip(self.headings or self.titles, self.titles, strict=True))
 
     def query(self, filters: dict, role: str) -> sa.Select:
         return self.build(filters, role)
@@ -104,6 +111,10 @@ def within_days(query: sa.Select, column, filters: dict) -> sa.Select:
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)  # the dates a filter can mean
 
 
+def digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()  # not "²", which is a digit to isdigit()
+
+
 def parse_filters(args, names: tuple[str, ...]) -> dict:
     """Read the listing's filters from the query string; what does not parse is ignored.
 
@@ -122,8 +133,8 @@ def parse_filters(args, names: tuple[str, ...]) -> dict:
                 continue
             if FIRST_DAY <= day <= LAST_DAY:  # 0001-01-01 less eight hours is no instant at all
                 filters[name] = day
-        elif name in ("merchant", "staff", "campaign"):
-            if raw.isascii() and raw.isdigit() and int(raw) < 2**63:  # "²" is a digit to isdigit()
+        elif name in ("merchant", "campaign"):
+            if digits(raw) and int(raw) < 2**63:
                 filters[name] = int(raw)
         else:
             filters[name] = raw
@@ -131,6 +142,23 @@ def parse_filters(args, names: tuple[str, ...]) -> dict:
 
 
 # ---------------------------------------------------------------- redemptions (核销记录)
+
+
+def staff_phone(filters: dict) -> str | None:
+    """The staff filter when it is a phone number (digits only): matched in full, never in part,
+    so it is a search by phone like the buyer's (see _phone_search)."""
+    value = filters.get("staff") or ""
+    return value if digits(value) else None
+
+
+def staff_match(value: str):
+    """The shop assistants the staff filter names: the one phone in full, or a name containing
+    the text. The staff table is small; its matches' redemptions are found through
+    ix_redemptions_staff_created."""
+    if digits(value):
+        return Staff.phone == value
+    return Staff.name.contains(value, autoescape=True)
+
 
 REDEMPTION_STATES = {"valid": "有效", "revoked": "已撤回", "refunded": "有退货（全部或部分）"}
 
@@ -199,8 +227,8 @@ def _redemptions(filters: dict, role: str) -> sa.Select:
     query = within_days(query, Redemption.created_at, filters)
     if "merchant" in filters:
         query = query.where(Redemption.merchant_id == filters["merchant"])
-    if "staff" in filters:
-        query = query.where(Redemption.staff_id == filters["staff"])
+    if "staff" in filters:  # a full phone number, or a name or part of one
+        query = query.where(staff_match(filters["staff"]))
     if "phone" in filters:
         query = query.where(buyer.phone == filters["phone"])
     if "category" in filters:
@@ -246,6 +274,27 @@ REDEMPTIONS = Listing(
         "备注",
     ),  # fmt: skip
     states=REDEMPTION_STATES,
+    headings=(
+        "编号",
+        "核销时间",
+        "商户",
+        "店员",
+        "店员手机",
+        "购买人",
+        "购买人手机",
+        "品类",
+        "轮次",
+        "券号",
+        "面额",
+        "门槛",
+        "消费额",
+        "抵扣",
+        "退货额",
+        "应结算",
+        "消费品类",
+        "状态",
+        "备注",
+    ),  # fmt: skip
 )
 
 
@@ -271,7 +320,7 @@ def _claims(filters: dict, role: str) -> sa.Select:
             Round.number,
             yuan_text(Coupon.face_fen),
             yuan_text(Coupon.threshold_fen),
-            local_text(Coupon.valid_until),
+            deadline_text(Coupon.valid_until),
             claim_state(now),
         )
         .join(Resident, Resident.id == Coupon.resident_id)
@@ -405,22 +454,46 @@ def xlsx_file(listing: Listing, filters: dict, role: str):
     """The list as an XLSX workbook in a temporary file (openpyxl's write-only mode keeps memory
     flat); the caller streams the file and it is deleted when closed."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.utils import get_column_letter
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(listing.title)
+    for n, title in enumerate(listing.titles, start=1):  # wide enough for the title, a CJK character two
+        sheet.column_dimensions[get_column_letter(n)].width = max(10, 2 * len(title) + 2)
     sheet.append(listing.titles)
+    # Money columns (titled "(元)") hold numbers with two decimals, so that Excel sums them.
+    money = [i for i, title in enumerate(listing.titles) if title.endswith("(元)")]
     for row in listing.rows(filters, role):
-        sheet.append(console.text_cells(sheet, row))
+        cells = console.text_cells(sheet, row)
+        for i in money:
+            if row[i] not in (None, ""):
+                cells[i] = WriteOnlyCell(sheet, value=float(row[i]))
+                cells[i].number_format = "#,##0.00"
+        sheet.append(cells)
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)
     handle.seek(0)
     return handle
 
 
+# A merchant can have redemptions once approved: approved, suspended or blacklisted since, with
+# the binding code its approval issued (campaign/enrolment.approve) -- not an application still
+# open, rejected, or blacklisted before it was ever approved.
+REDEEMING = ("approved", "suspended", "blacklisted")
+
+
 def filter_options() -> dict:
-    """Choices for the filter fields: categories and merchants."""
+    """Choices for the filter fields: categories, and the merchants that can have redemptions."""
     categories = db.session.execute(sa.select(Category.code, Category.name).distinct().order_by(Category.code)).all()
-    merchants = db.session.execute(sa.select(Merchant.id, Merchant.name).order_by(Merchant.name)).all()
+    merchants = db.session.execute(
+        sa.select(Merchant.id, Merchant.name)
+        .where(
+            sa.exists().where(Enrolment.merchant_id == Merchant.id, Enrolment.status.in_(REDEEMING)),
+            sa.exists().where(BindingCode.merchant_id == Merchant.id),
+        )
+        .order_by(Merchant.name, Merchant.id)
+    ).all()
     return {"categories": categories, "merchants": merchants}
 
 
@@ -442,14 +515,17 @@ PhoneFilterRefused = refusal(
 def _phone_search(name: str, filters: dict) -> None:
     """A search by a full phone number: only for the roles that see phones in clear (else a
     masked phone could be recovered by trying its four hidden digits), and written to the audit
-    log, whoever makes it."""
-    if "phone" not in filters:
+    log, whoever makes it: one entry per number, the assistant's marked as such."""
+    searched = [{"phone": filters["phone"]}] if "phone" in filters else []  # the buyer's, the resident's
+    if staff_phone(filters):
+        searched.append({"phone": staff_phone(filters), "of": "staff"})
+    if not searched:
         return
     if not sees_phones(current_user.role):
         refusals_go_to(url_for("admin.listing_page", name=name))
         raise PhoneFilterRefused()
-    searched = {"list": name, "phone": filters["phone"]}
-    audit.record(current_user._get_current_object(), "phone_search", utcnow(), after=searched)
+    for phone in searched:
+        audit.record(current_user._get_current_object(), "phone_search", utcnow(), after={"list": name, **phone})
 
 
 @bp.get("/lists/<name>")
@@ -472,6 +548,7 @@ def listing_page(name: str):
         page=page,
         pages=page_count(total, page, len(rows)),
         options=filter_options(),
+        sees_phones=sees_phones(role),
         export_args=query_args(filters),
         form=ActionForm(),
         can_revoke=role in MERCHANTS,

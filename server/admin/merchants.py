@@ -1,6 +1,7 @@
 """Merchants (商户管理): their enrolments, one per merchant and campaign, by status, campaign and
-name, and the bureau's review of each -- approve, reject, suspend, blacklist, reinstate, or issue a
-new binding code (campaign/enrolment.py) -- audited."""
+name, and the bureau's review of each -- approve, reject, suspend, blacklist (confirmed on the
+page), reinstate, lift a blacklisting (an admin's, with a reason), or issue a new binding code
+(campaign/enrolment.py) -- audited."""
 
 from __future__ import annotations
 
@@ -29,9 +30,15 @@ MERCHANT_ACTIONS = {
     "suspend": ("merchant_suspend", "暂停", "已暂停"),
     "blacklist": ("merchant_blacklist", "列入黑名单", "已列入黑名单"),
     "reinstate": ("merchant_reinstate", "恢复", "已恢复"),
+    "unblacklist": ("merchant_unblacklist", "撤销黑名单", "已撤销黑名单，恢复为已通过"),
     "code": ("binding_code", "签发新绑定码", "已签发新绑定码"),
 }
-NEEDS_REASON = ("reject", "suspend", "blacklist", "reinstate")
+NEEDS_REASON = ("reject", "suspend", "blacklist", "reinstate", "unblacklist")
+# Reversing a blacklisting is the admin's alone (an operator blacklists, but does not undo it).
+ADMIN_ONLY = ("unblacklist",)
+# The standing each of the other actions gives an enrolment (campaign/enrolment.py set_standing).
+STANDING = {"suspend": "suspended", "blacklist": "blacklisted", "reinstate": "approved", "unblacklist": "approved"}
+BLACKLIST_UNCONFIRMED = "请勾选「确认列入黑名单」后再提交：列入黑名单后，该商户在所有活动中的报名都将停止，且不能再报名"
 
 
 def review_merchant(admin: AdminUser, enrolled: Enrolment, action: str, reason: str, now: datetime) -> str | None:
@@ -52,8 +59,7 @@ def review_merchant(admin: AdminUser, enrolled: Enrolment, action: str, reason: 
     elif action == "code":
         code = enrolment.issue_binding_code(enrolled, now)
     else:
-        status = {"suspend": "suspended", "blacklist": "blacklisted", "reinstate": "approved"}[action]
-        enrolment.set_standing(enrolled, status, now, reason)
+        enrolment.set_standing(enrolled, STANDING[action], now, reason, lifting=action == "unblacklist")
     after = {"status": enrolled.status, "campaign": enrolled.campaign.code} | ({"reason": reason} if reason else {})
     audit.record(admin, MERCHANT_ACTIONS[action][0], now, target=enrolled.merchant, before=before, after=after)
     db.session.flush()
@@ -106,21 +112,28 @@ def merchants():
         form=ActionForm(),
         phone=lambda p: phone_for(p, current_user.role),
         can_review=current_user.role in MERCHANTS,
+        can_unblacklist=current_user.role == "admin",
     )
 
 
 @bp.post("/merchants/enrolments/<id:enrolment_id>/<action>")
 @role_required(*MERCHANTS)
 def merchant_action(enrolment_id: int, action: str):
-    """Approve, reject, suspend, blacklist, reinstate, or issue a binding code, for one enrolment."""
+    """Approve, reject, suspend, blacklist, reinstate, lift a blacklisting, or issue a binding code,
+    for one enrolment. A blacklisting must be confirmed (the form's checkbox): it ends every
+    enrolment of the merchant at once."""
     enrolled = db.session.get(Enrolment, enrolment_id)
     if enrolled is None or action not in MERCHANT_ACTIONS:
         abort(404)
+    if action in ADMIN_ONLY and current_user.role != "admin":
+        abort(403)
     back = safe_next(request.form.get("back")) or url_for("admin.merchants")
     refusals_go_to(back)
     form = ActionForm()
     if not form.validate_on_submit():
         raise InvalidInput("；".join(e for errors in form.errors.values() for e in errors) or "提交无效")
+    if action == "blacklist" and request.form.get("confirm") != "1":
+        raise ReviewRefused(BLACKLIST_UNCONFIRMED, subject=enrolment.label(enrolled))
     code = review_merchant(current_user._get_current_object(), enrolled, action, form.reason.data, utcnow())
     done = MERCHANT_ACTIONS[action][2]
     flash(

@@ -72,13 +72,15 @@ def round_quotas(campaign_id: int, number: int):
         return redirect(request.path)
     held = remaining_by_tier(round_.id)
     tiers = sorted(round_.campaign.tiers, key=lambda t: (t.category.position, t.face_fen))
+    pool, now = ledger.pool_fen(campaign_id), utcnow()
     return render_template(
         "admin/round.html",
         round=round_,
         tiers=tiers,
         held=held,
-        pool=ledger.pool_fen(campaign_id),
-        open=utcnow() >= round_.opens_at,
+        pool=pool,
+        empty=advisor.empty_round_reason(round_, now, stocked=any(held.values()), pool_fen=pool),
+        open=now >= round_.opens_at,
         form=form,
         can_change=current_user.role in MONEY,
     )

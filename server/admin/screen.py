@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import abort, current_app, jsonify, make_response, render_template, request
 
 from ..auth import paycode, screen
+from ..campaign.snapshot import phase
 from ..core.money import coupon_label
 from ..core.time import utcnow
 from ..extensions import db
@@ -48,13 +49,13 @@ def event_screen_qr(campaign_id: int):
 @bp.get("/campaigns/<id:campaign_id>/screen.json")
 @role_required(*MERCHANTS)
 def event_screen_figures(campaign_id: int):
-    """What is left of each coupon in the open round, for the screen's counters."""
+    """What is left of each coupon in the open round, for the screen's counters; open or not by the
+    rule the console's campaign list reads (campaign.snapshot.phase)."""
     campaign = _event(campaign_id)
-    now = utcnow()
-    current = next((r for r in campaign.rounds if r.opens_at <= now < r.closes_at), None)
-    left = remaining_by_tier(current.id) if current else {}
+    standing = phase(campaign, utcnow())
+    left = remaining_by_tier(standing.round.id) if standing.open else {}
     tiers = sorted(campaign.tiers, key=lambda t: -t.face_fen)
     return jsonify(
-        open=current is not None,
+        open=standing.open,
         tiers=[{"label": coupon_label(t.face_fen, t.threshold_fen), "remaining": left.get(t.id, 0)} for t in tiers],
     )

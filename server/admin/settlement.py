@@ -12,14 +12,14 @@ from flask import abort, render_template, request
 from flask_login import current_user
 
 from ..core.db import local_text, snapshot
-from ..core.time import utcnow
+from ..core.time import local_day, utcnow
 from ..extensions import db
 from ..models import Campaign, Category, Merchant, Redemption, Staff
 from ..pool import rollup
 from ..pool.coupons import settled_clause
 from . import audit, bp
 from .access import READ, role_required
-from .console import query_args, text_row, xlsx
+from .console import query_args, text_cells, text_row, xlsx
 from .lists import parse_filters, within_days
 
 
@@ -78,6 +78,31 @@ def statement_rows(merchant_id: int, period: dict):
     return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))
 
 
+MONEY_FORMAT = "#,##0.00"
+
+
+def money_cells(sheet, values, money: tuple[int, ...] = ()) -> list:
+    """A row of text and numbers for an XLSX sheet: the money columns (fen) as yuan numbers with a
+    two-decimal format, so that Excel sums them; every text a text cell, never a formula."""
+    from openpyxl.cell import WriteOnlyCell
+
+    row = text_cells(sheet, values)
+    for i in money:
+        if values[i] is not None:
+            cell = WriteOnlyCell(sheet, value=values[i] / 100)
+            cell.number_format = MONEY_FORMAT
+            row[i] = cell
+    return row
+
+
+def widths(sheet, *columns: int) -> None:
+    """Column widths in characters (a CJK character counts two), set before any row is written."""
+    from openpyxl.utils import get_column_letter
+
+    for n, width in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(n)].width = width
+
+
 def statement_xlsx(merchant, period: str, rows):
     """A merchant's settlement statement for a period as XLSX (write-only): the redemptions, then
     the total the bureau owes. Returns an open temporary file."""
@@ -85,6 +110,7 @@ def statement_xlsx(merchant, period: str, rows):
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("结算单")
+    widths(sheet, 12, 18, 10, 10, 13, 11, 13, 13, 11, 12, 10, 24)
     text_row(sheet, [f"{merchant.name} 消费券结算单"])
     text_row(sheet, ["统一社会信用代码", merchant.credit_code])
     text_row(sheet, ["结算期间", period])
@@ -93,24 +119,49 @@ def statement_xlsx(merchant, period: str, rows):
                   "退货扣减(元)", "应结算(元)", "消费品类", "店员", "备注"])  # fmt: skip
     count = owed = spend = 0
     for row in rows:
-        text_row(sheet, [row.id, row.created_at, row.coupon_id, row.face_fen / 100, row.spend_fen / 100,
-                      row.paid_fen / 100, row.refunded_spend_fen / 100, row.refund_share_fen / 100,
-                      row.owed_fen / 100, row.spend_category, row.name, row.note or ""])  # fmt: skip
+        values = [row.id, row.created_at, row.coupon_id, row.face_fen, row.spend_fen, row.paid_fen,
+                  row.refunded_spend_fen, row.refund_share_fen, row.owed_fen, row.spend_category, row.name,
+                  row.note or ""]  # fmt: skip
+        sheet.append(money_cells(sheet, values, (3, 4, 5, 6, 7, 8)))
         count, owed, spend = count + 1, owed + row.owed_fen, spend + row.spend_fen
     text_row(sheet, [])
     text_row(sheet, ["合计笔数", count])
-    text_row(sheet, ["应结算金额(元)", owed / 100])
-    text_row(sheet, ["带动消费金额(元)", spend / 100])
+    sheet.append(money_cells(sheet, ["应结算金额(元)", owed], (1,)))
+    sheet.append(money_cells(sheet, ["带动消费金额(元)", spend], (1,)))
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)
     handle.seek(0)
     return handle, count, owed
 
 
+def table_xlsx(label: str, rows: list[MerchantPeriod]):
+    """The settlement page's whole table as XLSX: a line per merchant, then the totals."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("商户结算")
+    widths(sheet, 30, 22, 10, 14, 10, 10, 14)
+    text_row(sheet, [f"商户结算汇总 {label}"])
+    text_row(sheet, [])
+    text_row(sheet, ["商户", "统一社会信用代码", "核销笔数", "订单金额(元)", "退货笔数", "结算笔数", "应结算金额(元)"])
+    for r in rows:
+        values = [r.merchant.name, r.merchant.credit_code, r.redeemed, r.order_fen, r.refunded, r.settled, r.owed_fen]
+        sheet.append(money_cells(sheet, values, (3, 6)))
+    totals = ["合计", "", sum(r.redeemed for r in rows), sum(r.order_fen for r in rows),
+              sum(r.refunded for r in rows), sum(r.settled for r in rows), sum(r.owed_fen for r in rows)]  # fmt: skip
+    sheet.append(money_cells(sheet, totals, (3, 6)))
+    handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
+    workbook.save(handle)
+    handle.seek(0)
+    return handle
+
+
 def _period_args() -> tuple[dict, str]:
-    """The settlement period's filters ("from", "to": local dates; "campaign"), and how to name it."""
+    """The settlement period's filters ("from", "to": local dates; "campaign"), and how to name it:
+    the dates given, else the campaign's start and the day of the export."""
     filters = parse_filters(request.args, ("from", "to", "campaign"))
-    label = f"{filters.get('from', '开始')} 至 {filters.get('to', '今')}"
+    to = filters.get("to") or f"{local_day(utcnow())}（导出当日）"
+    label = f"{filters.get('from', '活动开始')} 至 {to}"
     campaign = db.session.get(Campaign, filters["campaign"]) if filters.get("campaign") else None
     return filters, (f"{campaign.name} " if campaign else "") + label
 
@@ -132,6 +183,16 @@ def settlement():
         query=query_args(period),
         campaigns=db.session.execute(sa.select(Campaign.id, Campaign.name).order_by(Campaign.id.desc())).all(),
     )
+
+
+@bp.get("/settlement.xlsx")
+@role_required(*READ)
+def settlement_table():
+    """The settlement page's whole table for the period, as XLSX; the download is audited."""
+    period, label = _period_args()
+    handle = table_xlsx(label, merchant_periods(period))
+    audit.record(current_user._get_current_object(), "export", utcnow(), after={"settlement": "table", "period": label})
+    return xlsx(handle, f"商户结算汇总-{label.replace(' ', '')}.xlsx")
 
 
 @bp.get("/settlement/<id:merchant_id>.xlsx")

@@ -1,9 +1,11 @@
-"""Bureau accounts: creation, password hashing, sign-in with lockout."""
+"""Bureau accounts: creation, password hashing, generated one-time passwords, disabling and
+enabling, sign-in with lockout. The console's account page and `flask admin` call the same rules."""
 
 from __future__ import annotations
 
 import functools
 import re
+import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -50,10 +52,60 @@ def set_password(user: AdminUser, password: str) -> None:
     db.session.flush()
 
 
-def disable(user: AdminUser, now: datetime) -> None:
+# A generated password is read off a screen and typed: no 0/O/o, 1/l/I. Twelve of these 56
+# characters are about 69 bits, in three groups of four for reading aloud.
+PASSWORD_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def new_password() -> str:
+    """A random password to be shown once: Kq7m-R4tx-P9hw."""
+    groups = ("".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(4)) for _ in range(3))
+    return "-".join(groups)
+
+
+def reset_password(user: AdminUser) -> str:
+    """A generated password for a lost one, returned to be shown once; the lockout is lifted and
+    every session of the account ends (set_password)."""
+    password = new_password()
+    set_password(user, password)
+    return password
+
+
+def disable(user: AdminUser, now: datetime, *, by: AdminUser | None = None) -> None:
+    """The account can no longer sign in, and every session of it ends.
+
+    Done in the console (`by` the account doing it), an admin cannot disable their own account or
+    the last enabled admin: someone must be left who can manage the accounts. The command line may
+    (whoever runs it can always create another account).
+    """
+    subject = user.username
+    if user.disabled_at is not None:
+        raise AccountRefused("该账号已停用", subject=subject)
+    if by is not None:
+        if by.id == user.id:
+            raise AccountRefused("不能停用自己正在使用的账号", subject=subject)
+        if user.role == "admin" and enabled_admins(excluding=user) == 0:
+            raise AccountRefused("这是最后一个可用的管理员账号，不能停用", subject=subject)
     user.disabled_at = now
     end_sessions(user)
     db.session.flush()
+
+
+def enable(user: AdminUser) -> None:
+    """A disabled account may sign in again (with its password; a lockout is lifted)."""
+    if user.disabled_at is None:
+        raise AccountRefused("该账号未停用", subject=user.username)
+    user.disabled_at, user.failed_logins, user.locked_until = None, 0, None
+    db.session.flush()
+
+
+def enabled_admins(*, excluding: AdminUser | None = None) -> int:
+    """How many admins may sign in, their rows locked until the commit: of two admins disabling
+    each other at once, the second counts after the first has disabled its admin."""
+    query = sa.select(AdminUser.id).where(AdminUser.role == "admin", AdminUser.disabled_at.is_(None))
+    if excluding is not None:
+        query = query.where(AdminUser.id != excluding.id)
+    return len(db.session.scalars(query.with_for_update()).all())
 
 
 def find(username: str) -> AdminUser:

@@ -24,19 +24,24 @@ is the round's current stock, capped the same way. Leverage is reported, not sco
 Everything is read with aggregate queries (a campaign holds up to millions of coupons); `propose`
 is a pure function of the figures. Accepting goes through the console's quota change
 (`admin.rounds.adjust_round` -> `pool.rounds.adjust_quotas`), after `check_affordable`.
+
+A round the plan put no money in (`allocate: first_round`) holds nothing until the rollover
+feeds it after the round before; until then its quota page and its advice are all zeros, and
+`empty_round_reason` says why in words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 
 import sqlalchemy as sa
 
 from ..core.money import yuan
+from ..core.time import moment
 from ..extensions import db
-from ..models import Allocation, Category, Coupon, Redemption, Round, Tier
+from ..models import Allocation, Category, Coupon, LedgerEntry, Redemption, Round, Tier
 from ..pool import ledger, rounds
 from ..pool.coupons import remaining_by_tier
 
@@ -133,6 +138,7 @@ class Advice:
     money: Money
     tiers: list[TierAdvice]
     wanted_fen: int  # what base x factor would cost before any scaling down
+    empty: str | None = None  # why the round holds nothing yet (empty_round_reason)
 
     @property
     def proposed_fen(self) -> int:
@@ -170,10 +176,11 @@ class Advice:
     @property
     def notes(self) -> list[str]:
         history = self.history
+        first = [self.empty, "本轮有券之后，这里的建议按届时的库存和资金重新计算。"] if self.empty else []
         if not history.rounds:
-            return ["尚无已开始的轮次可供参考：建议保持本轮现有配额（不超过可用资金）。"]
+            return [*first, "尚无已开始的轮次可供参考：建议保持本轮现有配额（不超过可用资金）。"]
         numbers = "、".join(f"第{n}轮" for n in history.rounds)
-        notes = [f"依据{numbers}的领取与核销数据，以第{history.last}轮的投放量为基数。"]
+        notes = [*first, f"依据{numbers}的领取与核销数据，以第{history.last}轮的投放量为基数。"]
         if history.drawing:
             notes.append(f"第{history.last}轮仍在领取中，售罄情况尚无定论。")
         if history.still_valid:
@@ -376,7 +383,54 @@ def advise(round_: Round, now: datetime) -> Advice:
     """The proposal for this round, from the rounds before it."""
     measured = history(round_, now)
     previous = next((r for r in round_.campaign.rounds if r.number == measured.last), None)
-    return propose(slots(round_, previous), measured, money(round_))
+    available = money(round_)
+    advice = propose(slots(round_, previous), measured, available)
+    empty = empty_round_reason(round_, now, stocked=available.stock_fen > 0, pool_fen=available.pool_fen)
+    return replace(advice, empty=empty)
+
+
+def planned_rounds(campaign_id: int) -> list[int]:
+    """The numbers of the rounds the plan put money in (the ledger's `allocate` entries)."""
+    return list(
+        db.session.scalars(
+            sa.select(Round.number)
+            .join(LedgerEntry, LedgerEntry.round_id == Round.id)
+            .where(LedgerEntry.campaign_id == campaign_id, LedgerEntry.kind == "allocate")
+            .distinct()
+            .order_by(Round.number)
+        )
+    )
+
+
+def empty_round_reason(round_: Round, now: datetime, *, stocked: bool, pool_fen: int) -> str | None:
+    """Why a round that has not opened holds no coupon, in words for the bureau (its quota page
+    and its advice show zeros); None when it holds some, has opened, or the plan stocked it."""
+    campaign = round_.campaign
+    previous = next((r for r in campaign.rounds if r.number == round_.number - 1), None)
+    if stocked or now >= round_.opens_at or previous is None:
+        return None
+    planned = planned_rounds(campaign.id)
+    if round_.number in planned:
+        return None  # stocked by the plan, then set to nothing by the bureau: the page says so
+    where = "、".join(f"第{n}轮" for n in planned) or "各轮"
+    if pool_fen > 0:
+        money_ = f"本活动计划投放的券全部在{where}（资金池另有 {yuan(pool_fen, grouped=True)} 元，可用于调增本轮配额）"
+    else:
+        money_ = f"本活动的预算全部投放在{where}"
+    this = f"第{round_.number}轮"
+    if campaign.rollover_policy == "none":
+        return f"{money_}；本活动不滚动，{this}没有计划投放的券。"
+    source = f"第{previous.number}轮" if previous.number == 1 else "此前各轮"
+    if round_.rolled_over_at is not None:
+        return (
+            f"{money_}；{this}的券由{source}未领取、过期和退回的金额滚动生成，"
+            f"{moment(round_.rolled_over_at)}滚动时没有可滚动的金额，所以本轮没有券。"
+        )
+    due = rounds.rollover_due(previous, round_)
+    return (
+        f"{money_}；{this}的券由{source}未领取、过期和退回的金额滚动生成，第{previous.number}轮结束后才能确定"
+        f"（预计 {moment(due)} 由系统自动生成），所以现在各券种都是0张。"
+    )
 
 
 def check_affordable(round_: Round, quantities: dict[int, int], now: datetime) -> Money:

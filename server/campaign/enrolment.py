@@ -128,13 +128,15 @@ def reject(enrolment: Enrolment, now: datetime, reason: str) -> None:
     enrolment.status, enrolment.reviewed_at, enrolment.review_note = "rejected", now, reason.strip()
 
 
-def set_standing(enrolment: Enrolment, status: str, now: datetime, reason: str) -> None:
+def set_standing(enrolment: Enrolment, status: str, now: datetime, reason: str, *, lifting: bool = False) -> None:
     """Suspend, blacklist or reinstate an enrolment. A blacklisted merchant stays out: all its
-    enrolments are blacklisted, and its unused binding codes stop working."""
+    enrolments are blacklisted, and its unused binding codes stop working. Only `lifting` (the
+    bureau reversing a blacklisting, with its reason) takes an enrolment off the blacklist, back
+    to approved: this one enrolment (the codes revoked stay revoked; the bureau issues a new one)."""
     allowed = {
         "suspended": ("approved",),
         "blacklisted": ("approved", "suspended", "applied", "rejected"),
-        "approved": ("suspended",),
+        "approved": ("blacklisted",) if lifting else ("suspended",),
     }
     if enrolment.status not in allowed[status]:
         raise ReviewRefused(

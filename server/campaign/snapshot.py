@@ -4,8 +4,10 @@ that the hot path reads instead of querying the campaign on every draw, rebuilt 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -13,10 +15,60 @@ import sqlalchemy.orm
 
 from ..core import cache
 from ..core.money import yuan
-from ..core.time import isoformat, moment, zone
+from ..core.time import isoformat, local, moment, zone
 from ..extensions import db
 from ..models import Campaign, Round, Tier
 from .rules import usage_hours_text
+
+# ---------------------------------------------------------------- when a campaign is open
+
+Timed = TypeVar("Timed")  # a round: a models.Round or a RoundView (opens_at, closes_at)
+
+
+def open_round(rounds: Sequence[Timed], now: datetime) -> Timed | None:
+    """The round open for claims at `now`: from its opening to its close. The one rule of "in
+    progress": the draw and the grab (Snapshot.round_at), the event screen and the console's
+    campaign list (phase) all read it."""
+    return next((r for r in rounds if r.opens_at <= now < r.closes_at), None)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where a campaign stands at a moment, in words for the bureau."""
+
+    key: str  # draft | upcoming | open | between | spending | over
+    name: str  # 草稿, 未开始, 进行中, 两轮之间, 领取已结束, 已结束
+    detail: str  # 第2轮领券中，至7月4日 24:00 ...
+    round: Round | None = None  # the open round, else the next one
+
+    @property
+    def open(self) -> bool:
+        return self.key == "open"
+
+
+def phase(campaign: Campaign, now: datetime) -> Phase:
+    """Where the campaign stands at `now`, by its rounds (open_round) and its status."""
+    if campaign.status == "draft":
+        return Phase("draft", "草稿", "不对居民公开")
+    rounds = list(campaign.rounds)
+    act = "受理申请" if campaign.kind == "subsidy" else "领券"
+
+    def named(round_: Round) -> str:
+        return f"第{round_.number}轮" if len(rounds) > 1 else ""
+
+    current = open_round(rounds, now)
+    if current is not None and campaign.status == "active":
+        return Phase("open", "进行中", f"{named(current)}{act}中，至{moment(current.closes_at)}", current)
+    upcoming = next((r for r in rounds if now < r.opens_at), None)
+    if campaign.status == "active" and upcoming is not None:
+        when = f"{named(upcoming)}将于 {local(upcoming.opens_at)} 开始{act}"
+        if upcoming is rounds[0]:
+            return Phase("upcoming", "未开始", when, upcoming)
+        return Phase("between", "两轮之间", when, upcoming)
+    deadline = max((max(r.closes_at, r.valid_until) for r in rounds), default=None)
+    if campaign.status == "active" and deadline is not None and now < deadline and campaign.kind != "subsidy":
+        return Phase("spending", "领取已结束", f"已领的券可用至{moment(deadline)}")
+    return Phase("over", "已结束", f"已于{moment(deadline)}结束" if deadline else "")
 
 
 @dataclass(frozen=True)
@@ -78,10 +130,7 @@ class Snapshot:
         return next((t for views in self.tiers.values() for t in views if t.id == tier_id), None)
 
     def round_at(self, now: datetime) -> RoundView | None:
-        for round_ in self.rounds:
-            if round_.opens_at <= now < round_.closes_at:
-                return round_
-        return None
+        return open_round(self.rounds, now)
 
     def next_round(self, now: datetime) -> RoundView | None:
         upcoming = [r for r in self.rounds if r.opens_at > now]

@@ -213,6 +213,42 @@ def _local_text_sqlite(element, compiler, **kw):
     return f"coalesce(strftime('%Y-%m-%d %H:%M:%S', {column}, {offset}), '')"
 
 
+class _DeadlineText(FunctionElement):
+    type = sa.String()
+    inherit_cache = True
+
+
+def deadline_text(column) -> _DeadlineText:
+    """A deadline as the pages write it (core.time.moment), in SQL: "YYYY-MM-DD HH:MM" local, and
+    a deadline at local midnight as the day before's 24:00 ('' for none)."""
+    tz = zone()
+    offset = int(tz.utcoffset(utcnow().replace(tzinfo=None)).total_seconds() // 60)
+    return _DeadlineText(
+        column, sa.literal(str(tz), literal_execute=True), sa.literal(f"{offset:+d} minutes", literal_execute=True)
+    )
+
+
+@compiles(_DeadlineText, "postgresql")
+def _deadline_text_pg(element, compiler, **kw):
+    column, name, _ = (compiler.process(c, **kw) for c in element.clauses)
+    at = f"({column} AT TIME ZONE {name})"
+    return (
+        f"coalesce(CASE WHEN to_char({at}, 'HH24:MI:SS') = '00:00:00'"
+        f" THEN to_char({at} - interval '1 day', 'YYYY-MM-DD') || ' 24:00'"
+        f" ELSE to_char({at}, 'YYYY-MM-DD HH24:MI') END, '')"
+    )
+
+
+@compiles(_DeadlineText, "sqlite")
+def _deadline_text_sqlite(element, compiler, **kw):
+    column, _, offset = (compiler.process(c, **kw) for c in element.clauses)
+    return (
+        f"coalesce(CASE WHEN strftime('%H:%M:%S', {column}, {offset}) = '00:00:00'"
+        f" THEN strftime('%Y-%m-%d', {column}, {offset}, '-1 day') || ' 24:00'"
+        f" ELSE strftime('%Y-%m-%d %H:%M', {column}, {offset}) END, '')"
+    )
+
+
 class yuan_text(FunctionElement):  # noqa: N801 - reads as the SQL function it stands for
     """Fen as yuan with two decimals ("50.00"; '' for none): core.money.yuan(cents=True), in SQL."""
 

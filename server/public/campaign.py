@@ -8,14 +8,13 @@ the results (admin/campaigns.py) it also shows what came of the money (campaign/
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 
 from flask import abort, render_template
 
 from ..campaign import results
+from ..campaign.snapshot import phase
 from ..core.money import yuan
 from ..core.time import day, local, moment, utcnow
-from ..models import Campaign
 from . import bp
 
 PUBLIC_CACHE_S = 60  # the figures change slowly; a proxy may keep the page a minute
@@ -28,15 +27,6 @@ def missing(status: int = 404):
     else:
         title, text = "找不到这个活动", "没有找到对应的消费券活动，或该活动尚未公开。请核对链接地址。"
     return render_template("public/missing.html", title=title, text=text), status
-
-
-def _status(campaign: Campaign, now: datetime) -> str:
-    if not campaign.rounds:
-        return "进行中"
-    if now < campaign.rounds[0].opens_at:
-        return "即将开始"
-    last = campaign.rounds[-1]
-    return "已结束" if now >= max(last.closes_at, last.valid_until) else "进行中"
 
 
 @bp.get("/public/<code>")
@@ -52,7 +42,7 @@ def campaign_page(code: str):
     response = render_template(
         "public/campaign.html",
         campaign=campaign,
-        status=_status(campaign, now),
+        status=phase(campaign, now).name,
         categories=sorted(campaign.categories, key=lambda c: c.position),
         tiers=tiers,
         merchants=results.merchants_by_category(campaign),

@@ -283,3 +283,31 @@ def test_a_line_break_in_where_to_go_back_is_ignored_and_nothing_half_done(app, 
     assert answer.status_code == 302 and "\n" not in answer.headers["Location"]
     assert "X-Evil" not in answer.headers
     assert enrolment_status(app, merchant_id) == "suspended"
+
+
+@pytest.mark.parametrize("role", ["auditor", "operator"])
+def test_only_admins_manage_accounts(app, console, make_account, role):
+    client = console(role)
+    make_account("operator", "zhao")
+    with app.app_context():
+        zhao = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == "zhao"))
+    assert "账号管理" not in client.get("/admin/").get_data(as_text=True)
+    assert client.get("/admin/accounts").status_code == 403
+    token = csrf_token(client.get("/admin/").get_data(as_text=True))
+    for path, form in (
+        ("/admin/accounts", {"username": "newbie", "role": "admin"}),
+        (f"/admin/accounts/{zhao.id}/disable", {}),
+        (f"/admin/accounts/{zhao.id}/password", {}),
+        (f"/admin/accounts/{zhao.id}/enable", {}),
+    ):
+        assert client.post(path, data={"csrf_token": token, **form}).status_code == 403, path
+    with app.app_context():
+        after = db.session.scalar(sa.select(AdminUser).where(AdminUser.username == "zhao"))
+        assert (after.disabled_at, after.session_version, after.password_hash) == (None, 0, zhao.password_hash)
+        assert db.session.scalar(sa.select(AdminUser.id).where(AdminUser.username == "newbie")) is None
+    assert "账号管理" in console("admin").get("/admin/").get_data(as_text=True)
+
+
+def test_anonymous_visitors_cannot_reach_the_accounts(client):
+    answer = client.get("/admin/accounts")
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/admin/login")

@@ -319,3 +319,63 @@ def test_any_history_gives_a_proposal_the_quota_change_accepts_and_the_books_sti
         faces = dict(db.session.execute(sa.select(Tier.id, Tier.face_fen)).all())
         assert sum(faces[t] * n for t, n in held.items()) == advice.proposed_fen
         assert ledger.verify(db.session.get(Campaign, campaign_id)).problems == []
+
+
+# ---------------------------------------------------------------- a round the plan put nothing in
+
+
+def test_a_round_fed_only_by_rollover_says_why_it_shows_zeros(app, console, client, make_campaign, make_resident,
+                                                               make_till, clock):  # fmt: skip
+    """The whole budget (1,200 yuan) in round 1: round 2's quota page and its advice are all
+    zeros until the rollover after round 1, and both say so in words; once fed, they do not."""
+    campaign_id = make_campaign(small_campaign(1200))
+    admin = console("admin")
+    expected = (
+        "本活动的预算全部投放在第1轮；第2轮的券由第1轮未领取、过期和退回的金额滚动生成，第1轮结束后才能确定"
+        "（预计 6月26日 24:00 由系统自动生成），所以现在各券种都是0张。"
+    )  # round 1 closes at 24:00 of its second day, its coupons' deadline too
+    quota_page = admin.get(f"/admin/campaigns/{campaign_id}/rounds/2").get_data(as_text=True)
+    assert "资金池现有 0 元" in quota_page and expected in quota_page
+    advice_page = admin.get(f"/admin/campaigns/{campaign_id}/rounds/2/advice").get_data(as_text=True)
+    assert expected in advice_page and "本轮有券之后，这里的建议按届时的库存和资金重新计算。" in advice_page
+    assert expected not in admin.get(f"/admin/campaigns/{campaign_id}/rounds/1").get_data(as_text=True)
+    assert "所以现在各券种都是0张" not in admin.get(f"/admin/campaigns/{campaign_id}/rounds/1/advice").get_data(
+        as_text=True
+    )
+
+    # Round 1 under way: the advice measures it, the money still is not there, the reason stands.
+    play_round_one(client, make_resident, make_till, clock, {"hotel": (4, 4), "fuel": (4, 1)})
+    with app.app_context():
+        advice = advisor.advise(round_two(app, campaign_id), utcnow())
+        assert advice.proposed_fen == 0 and advice.notes[0] == expected
+
+    # Fed by the rollover the night before round 2 (fuel: four undrawn, three drawn and expired
+    # unspent): no reason left.
+    clock.move_to(BEFORE_ROUND_2)
+    run_all(app)
+    with app.app_context():
+        round_ = round_two(app, campaign_id)
+        assert sum(remaining_by_tier(round_.id).values()) == 7
+        assert advisor.advise(round_, utcnow()).empty is None
+    page = console("operator").get(f"/admin/campaigns/{campaign_id}/rounds/2").get_data(as_text=True)
+    assert 'id="empty"' not in page
+
+
+def test_a_reserve_in_the_pool_is_named_and_a_rollover_that_brought_nothing_is_explained(app, make_campaign, clock):
+    campaign_id = make_campaign(small_campaign(1500))  # 300 yuan held back in the pool
+    with app.app_context():
+        round_ = round_two(app, campaign_id)
+        reason = advisor.empty_round_reason(round_, utcnow(), stocked=False, pool_fen=ledger.pool_fen(campaign_id))
+        assert reason.startswith("本活动计划投放的券全部在第1轮（资金池另有 300 元，可用于调增本轮配额）；")
+        round_.rolled_over_at = utcnow()
+        reason = advisor.empty_round_reason(round_, utcnow(), stocked=False, pool_fen=0)
+        assert reason.endswith("滚动时没有可滚动的金额，所以本轮没有券。")
+        assert advisor.empty_round_reason(round_, utcnow(), stocked=True, pool_fen=0) is None
+        db.session.rollback()
+
+
+def test_a_campaign_stocking_every_round_has_no_reason_to_give(app, make_campaign, clock):
+    campaign_id = make_campaign(campaign_doc(budget_yuan=3600, tiers=TIERS, rounds=ROUNDS, allocate="every_round"))
+    with app.app_context():
+        round_ = round_two(app, campaign_id)
+        assert advisor.empty_round_reason(round_, utcnow(), stocked=False, pool_fen=0) is None

@@ -4,6 +4,7 @@ only for rounds not yet open, paid from the pool, and only by admins."""
 from __future__ import annotations
 
 import io
+import re
 
 import sqlalchemy as sa
 
@@ -94,3 +95,27 @@ def test_the_campaign_list_shows_the_staged_release(console, make_campaign, cloc
     make_campaign(release=[{"seconds": 10, "percent": 50}, {"seconds": 180, "percent": 80}])
     page = console("auditor").get("/admin/campaigns").get_data(as_text=True)
     assert "开轮10秒内50%，开轮180秒内80%" in page
+
+
+def test_the_upload_is_explained_in_words_not_in_commands(console):
+    page = console("admin").get("/admin/campaigns").get_data(as_text=True)
+    assert "任何一处有问题都不会导入" in page and "投放总额不超过总预算" in page and "仅检查" in page
+    assert "flask --app" not in page and "<code>" not in page
+    # The command line is named once, in the small print for technical staff.
+    tech = re.search(r'<p class="hint tech">(.*?)</p>', page, re.S).group(1)
+    assert tech.startswith("技术人员：") and page.count("campaign check") == 1
+    assert "任何一处有问题都不会导入" not in console("auditor").get("/admin/campaigns").get_data(as_text=True)
+
+
+def test_an_event_campaign_links_its_big_screen_for_those_who_may_open_it(app, console, make_campaign, clock):
+    from tests.draw.test_event import fair
+
+    fair_id, _ = fair(app, make_campaign)
+    wheel_id = make_campaign()
+    operator = console("operator")
+    page = operator.get("/admin/campaigns").get_data(as_text=True)
+    links = re.findall(r'href="(/admin/campaigns/\d+/screen)"[^>]*data-action="screen"', page)
+    assert links == [f"/admin/campaigns/{fair_id}/screen"] and f"/admin/campaigns/{wheel_id}/screen" not in page
+    assert operator.get(links[0]).status_code == 200
+    auditor = console("auditor").get("/admin/campaigns").get_data(as_text=True)
+    assert "现场活动：居民扫描大屏二维码领券" in auditor and 'data-action="screen"' not in auditor  # 403 for them

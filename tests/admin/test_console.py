@@ -167,3 +167,60 @@ def test_one_assistant_is_unbound_and_their_token_ends_at_once(app, client, cons
     sms = client.get("/api/v1/dev/sms-outbox?phone=13700000077").get_json()["items"][0]["code"]
     body = {"binding_code": code, "name": "店员小李", "phone": "13700000077", "sms_code": sms}
     assert client.post("/api/v1/merchant/bind", json=body).status_code == 200
+
+
+def test_blacklisting_asks_for_confirmation_and_only_an_admin_reverses_it_with_a_reason(
+    app, client, console, make_till, make_campaign
+):
+    import html
+
+    make_campaign()
+    merchant_id, _ = make_till("hotel")
+    operator, admin = console("operator"), console("admin")
+    page = operator.get("/admin/merchants").get_data(as_text=True)
+    assert '<input type="checkbox" name="confirm" value="1" required>确认列入黑名单' in page
+    path = f"/admin/merchants/enrolments/{enrolment_id(app, merchant_id)}"
+    form = {"csrf_token": csrf_token(page), "reason": "虚假交易"}
+
+    def said(answer) -> str:
+        return html.unescape(operator.get(answer.headers["Location"]).get_data(as_text=True))
+
+    unconfirmed = operator.post(f"{path}/blacklist", data=form)
+    assert "演示商户1（测试消费券）：请勾选「确认列入黑名单」后再提交" in said(unconfirmed)
+    assert enrolment_status(app, merchant_id) == "approved"
+    assert operator.post(f"{path}/blacklist", data=form | {"confirm": "1"}).status_code == 302
+    assert enrolment_status(app, merchant_id) == "blacklisted"
+    listed = "/api/v1/categories/hotel/merchants"  # where residents find the shops taking coupons
+    assert client.get(listed).get_json()["items"] == []
+
+    # An operator blacklists but cannot reverse it; nor does "reinstate" (for a suspension) do it.
+    assert 'data-action="unblacklist"' not in operator.get("/admin/merchants").get_data(as_text=True)
+    assert operator.post(f"{path}/unblacklist", data=form | {"reason": "误列"}).status_code == 403
+    refused = operator.post(f"{path}/reinstate", data=form | {"reason": "误列"})
+    assert "报名当前状态为「已列入黑名单」，不能改为「已通过」" in said(refused)
+    assert enrolment_status(app, merchant_id) == "blacklisted"
+
+    page = admin.get("/admin/merchants").get_data(as_text=True)
+    assert 'data-action="unblacklist"' in page and 'placeholder="撤销理由"' in page
+    token = csrf_token(page)
+    no_reason = admin.post(f"{path}/unblacklist", data={"csrf_token": token, "reason": " "})
+    assert "请填写撤销黑名单的理由" in admin.get(no_reason.headers["Location"]).get_data(as_text=True)
+    answer = admin.post(
+        f"{path}/unblacklist", data={"csrf_token": token, "reason": "核实为误列"}, follow_redirects=True
+    )
+    assert "演示商户1（测试消费券）：已撤销黑名单，恢复为已通过" in answer.get_data(as_text=True)
+    assert enrolment_status(app, merchant_id) == "approved"
+    assert [m["id"] for m in client.get(listed).get_json()["items"]] == [merchant_id]
+    with app.app_context():
+        entry = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "merchant_unblacklist"))
+        assert (entry.admin_name, entry.before["status"], entry.after) == (
+            "admin-user",
+            "blacklisted",
+            {"status": "approved", "campaign": "test-campaign", "reason": "核实为误列"},
+        )
+    log = html.unescape(admin.get("/admin/audit").get_data(as_text=True))
+    assert "将商户「演示商户1」（测试消费券）列入黑名单，理由：虚假交易" in log
+    assert "撤销商户「演示商户1」（测试消费券）的黑名单，恢复为已通过，理由：核实为误列" in log
+    # Lifting applies only to a blacklisted enrolment.
+    again = admin.post(f"{path}/unblacklist", data={"csrf_token": token, "reason": "再来"})
+    assert "不能改为「已通过」" in html.unescape(admin.get(again.headers["Location"]).get_data(as_text=True))

@@ -60,3 +60,25 @@ def test_a_plan_file_too_large_is_the_consoles_413_page(console):
     answer = client.post("/admin/campaigns", data=big, content_type="multipart/form-data")
     assert answer.status_code == 413 and answer.mimetype == "text/html"
     assert "文件过大" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("suffix", ["screen", "screen.json", "screen.png"])
+def test_the_screen_of_a_campaign_that_has_none_is_the_consoles_404(console, make_campaign, suffix):
+    """A wheel campaign has no big screen, campaign 999 does not exist: the console's page, in
+    Chinese, whatever the browser says it accepts."""
+    wheel_id = make_campaign()
+    client = console("operator")
+    for path in (f"/admin/campaigns/{wheel_id}/{suffix}", f"/admin/campaigns/999/{suffix}"):
+        for accept in ("text/html", "application/json", "*/*"):
+            answer = client.get(path, headers={"Accept": accept})
+            assert answer.status_code == 404 and answer.mimetype == "text/html", (path, accept)
+            page = answer.get_data(as_text=True)
+            assert "找不到页面" in page and '"error"' not in page
+
+
+@pytest.mark.parametrize("path", ["/admin/nope", "/admin/nope/deeper", "/admin/campaigns/x/screen", "/admin/lists/"])
+def test_an_unknown_console_address_is_a_page_signed_in_or_not(app, console, path):
+    for client in (console("admin"), app.test_client()):
+        answer = client.get(path, headers={"Accept": "application/json"})
+        assert answer.status_code == 404 and answer.mimetype == "text/html", path
+        assert "找不到页面" in answer.get_data(as_text=True)

@@ -206,7 +206,10 @@ def test_each_export_holds_the_cells_of_its_list_as_the_role_sees_them(app, cons
     answer = client.get(f"/admin/lists/{name}/export.xlsx")
     sheet = load_workbook(io.BytesIO(answer.get_data()), read_only=True).active
     cells = [[cell if cell is not None else "" for cell in row] for row in sheet.iter_rows(values_only=True)]
-    assert cells[1:] == expected
+    # Money is a number there (Excel sums it), the list's "50.00" as 50.0; every other cell as listed.
+    money = {i for i, title in enumerate(listing.titles) if title.endswith("(元)")}
+    assert money or name == "residents"
+    assert cells[1:] == [[float(c) if i in money and c != "" else c for i, c in enumerate(row)] for row in expected]
     page = client.get(f"/admin/lists/{name}").get_data(as_text=True)
     assert f"<td>{expected[0][1]}</td>" in page
 
@@ -306,3 +309,124 @@ def test_the_tills_note_appears_on_the_list_the_exports_and_the_statement(
     assert cells and cells[0][-1] == "备注"
     lines = [row for row in statement.iter_rows(values_only=True) if row and isinstance(row[0], int)]
     assert lines[0][-1] == "店内收款191元"
+
+
+def name_staff(app, redemptions) -> None:
+    """The hotel's assistant 王丽娟, the fuel station's 李建国 (the fixture names both 店员)."""
+    import sqlalchemy as sa
+
+    from server.extensions import db
+    from server.models import Staff
+
+    with app.app_context():
+        for category, name in (("hotel", "王丽娟"), ("fuel", "李建国")):
+            merchant_id = redemptions["merchants"][category]
+            db.session.execute(sa.update(Staff).where(Staff.merchant_id == merchant_id).values(name=name))
+        db.session.commit()
+
+
+def test_staff_are_found_by_name_or_by_their_full_phone_and_a_phone_search_is_audited(app, console, redemptions):
+    name_staff(app, redemptions)
+    client = console("admin")
+    made = redemptions["made"]
+    hotel = sorted(r for c, r, _ in made if c == "hotel")
+    fuel = sorted(r for c, r, _ in made if c == "fuel")
+    assert sorted(ids_on_page(client, "staff=丽娟")) == hotel  # part of a name
+    assert sorted(ids_on_page(client, "staff=李建国")) == fuel
+    assert ids_on_page(client, "staff=%25") == []  # a LIKE wildcard is a character like any other
+    assert sorted(ids_on_page(client, "staff=13700000002")) == fuel  # make_till's second assistant
+    assert ids_on_page(client, "staff=1370000000") == []  # a phone matches in full, never in part
+    assert ids_on_page(client, "staff=2") == []  # no longer an id number
+    body = client.get("/admin/lists/redemptions/export.csv?staff=丽娟").get_data().decode("utf-8-sig")
+    assert sorted(int(r[0]) for r in list(csv.reader(io.StringIO(body)))[1:]) == hotel
+    with app.app_context():
+        import sqlalchemy as sa
+
+        from server.extensions import db
+        from server.models import AuditEntry
+
+        searched = db.session.scalars(
+            sa.select(AuditEntry.after).where(AuditEntry.action == "phone_search").order_by(AuditEntry.id)
+        ).all()
+    # Every search by digits is one by phone, audited; none by a name.
+    assert searched == [
+        {"list": "redemptions", "phone": phone, "of": "staff"} for phone in ("13700000002", "1370000000", "2")
+    ]
+    client.get("/admin/lists/redemptions?staff=13700000002&phone=13910000000")
+    with app.app_context():
+        both = db.session.scalars(
+            sa.select(AuditEntry.after).where(AuditEntry.action == "phone_search").order_by(AuditEntry.id)
+        ).all()[3:]
+    assert both == [
+        {"list": "redemptions", "phone": "13910000000"},
+        {"list": "redemptions", "phone": "13700000002", "of": "staff"},
+    ]
+
+
+def test_auditors_find_staff_by_name_but_never_by_phone(app, console, redemptions):
+    name_staff(app, redemptions)
+    auditor = console("auditor")
+    page = auditor.get("/admin/lists/redemptions").get_data(as_text=True)
+    assert 'placeholder="店员姓名"' in page
+    assert len(ids_on_page(auditor, "staff=丽娟")) == 4
+    for path in ("/admin/lists/redemptions?staff=13700000002", "/admin/lists/redemptions/export.csv?staff=13700000002"):
+        refused = auditor.get(path, follow_redirects=True)
+        text = refused.get_data(as_text=True)
+        assert "不能按完整手机号查询" in text and "13700000002" not in text
+    with app.app_context():
+        import sqlalchemy as sa
+
+        from server.extensions import db
+        from server.models import AuditEntry
+
+        assert not db.session.scalar(sa.select(AuditEntry.id).where(AuditEntry.action == "phone_search"))
+    assert 'placeholder="店员姓名或手机号"' in console("admin").get("/admin/lists/redemptions").get_data(as_text=True)
+
+
+def test_the_merchant_choices_are_the_merchants_that_can_have_redemptions(app, console, redemptions, make_till):
+    """Approved, suspended or blacklisted after approval: offered. Applied, rejected, or
+    blacklisted before it was ever approved (no binding code): not offered."""
+    import sqlalchemy as sa
+
+    from server.extensions import db
+    from server.models import Enrolment, Merchant
+
+    for status in ("applied", "rejected", "suspended", "blacklisted"):
+        make_till("hotel", status=status)
+    with app.app_context():
+        never = Merchant(name="从未通过的商户", credit_code="91220723MA0000000X", address="乾安县",
+                         contact_name="某", contact_phone="13900000000")  # fmt: skip
+        db.session.add_all([never, Enrolment(merchant=never, campaign_id=1, status="blacklisted")])
+        db.session.commit()
+        statuses = dict(db.session.execute(sa.select(Merchant.name, Enrolment.status).join(Enrolment)).all())
+    page = console("auditor").get("/admin/lists/redemptions").get_data(as_text=True)
+    offered = re.findall(r'<option value="\d+" >([^<]+)</option>', page)
+    assert sorted(offered) == sorted(n for n, s in statuses.items() if s in ("approved", "suspended", "blacklisted")
+                                     and n != "从未通过的商户")  # fmt: skip
+    assert {statuses[n] for n in offered} == {"approved", "suspended", "blacklisted"}
+
+
+def test_the_page_heads_its_columns_short_and_the_exports_keep_the_full_titles(console, redemptions):
+    client = console("admin")
+    page = client.get("/admin/lists/redemptions").get_data(as_text=True)
+    assert '<th title="消费金额(元)">消费额</th>' in page and "<th>商户</th>" in page and "金额单位：元" in page
+    body = client.get("/admin/lists/redemptions/export.csv").get_data().decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(body)))[0] == list(lists.REDEMPTIONS.titles)
+    assert len(lists.REDEMPTIONS.headings) == len(lists.REDEMPTIONS.titles)
+
+
+def test_a_deadline_reads_as_its_last_day_and_24_00_as_everywhere_else(
+    console, client, make_campaign, make_resident, clock
+):
+    """The claims list and its export write a midnight deadline as the phone, the till and the
+    public page do: 2026-06-29 24:00, not 2026-06-30 00:00 (residents read the latter as the 30th)."""
+    make_campaign()
+    _, token = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()["coupon"]
+    assert won["valid_until"] == "2026-06-30T00:00:00+08:00"
+    admin = console("admin")
+    body = admin.get("/admin/lists/claims/export.csv").get_data().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(body)))
+    column = rows[0].index("有效期至")
+    assert [r[column] for r in rows[1:]] == ["2026-06-29 24:00"]
+    assert "2026-06-29 24:00" in admin.get("/admin/lists/claims").get_data(as_text=True)

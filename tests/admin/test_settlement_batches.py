@@ -164,7 +164,7 @@ def test_a_seven_round_campaign_settles_the_same_everywhere(app, county, make_ac
                 fuel = db.session.get(Merchant, tills["fuel"][0])
                 enrolment_id = fuel.enrolments[0].id
             answer = admin.post(f"/admin/merchants/enrolments/{enrolment_id}/blacklist",
-                                data={"csrf_token": token, "reason": "虚假交易"})  # fmt: skip
+                                data={"csrf_token": token, "reason": "虚假交易", "confirm": "1"})  # fmt: skip
             assert answer.status_code == 302
             lines = line_rows(app, second)
             assert lines["演示商户2"][3] == lines["演示商户2"][1] > 0  # withheld whole

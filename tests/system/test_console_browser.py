@@ -7,22 +7,10 @@ import re
 
 import pytest
 
-from tests.browser import screenshot
+from tests.browser import screenshot, signed_in
 from tests.helpers import PASSWORD, auth, paycode, redeem
 
 pytestmark = pytest.mark.browser
-
-
-def signed_in(browser, live_server: str, username: str):
-    """A console page signed in as this account, at 1366 px like a bureau laptop."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.goto(f"{live_server}/admin/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server}/admin/**")
-    return page
 
 
 def test_a_bureau_member_signs_in_sees_the_charts_and_approves_a_merchant(
