@@ -97,6 +97,12 @@ def lay_demo(now: datetime, admin_username: str = "admin") -> dict:
     return {"campaign": campaign, "created": True, "merchants": merchants, "admin_password": password}
 
 
+def campaign_enrolments(campaign: Campaign) -> list[Enrolment]:
+    return list(
+        db.session.scalars(sa.select(Enrolment).where(Enrolment.campaign_id == campaign.id).order_by(Enrolment.id))
+    )
+
+
 @command("seed-demo")
 @click.option(
     "--base-url", default="http://127.0.0.1:5000", show_default=True, help="Where the server answers, for the printout."
@@ -115,8 +121,16 @@ def seed_demo(base_url: str) -> None:
             click.echo(
                 f"    [{merchant.id}] {merchant.name}（{merchant.categories[0].name}，{merchant.address}）绑定码 {code}"
             )
+    flask = ".venv/bin/flask --app server"
     if result["admin_password"]:
         click.echo(f"管理员账号：admin  密码：{result['admin_password']}  （请妥善保存，只显示这一次）")
-    click.echo(f"管理后台：{base_url}/admin/   （用上面的管理员账号登录）")
-    click.echo(f"居民页面：{base_url}/h5/   店员核销页面：{base_url}/h5/staff   （用上面的商户绑定码绑定店员）")
+        click.echo(f"管理后台：{base_url}/admin/   （用上面的管理员账号登录）")
+        click.echo(f"居民页面：{base_url}/h5/   店员核销页面：{base_url}/h5/staff   （用上面的商户绑定码绑定店员）")
+    else:
+        # A second run: the password and the codes were shown once, at the first; say how to get new ones.
+        click.echo(f"管理后台：{base_url}/admin/   管理员账号 admin 的密码只在首次创建时显示；"
+                   f"忘记密码可运行 {flask} admin reset-password admin 重置（新密码只显示一次）")  # fmt: skip
+        merchants = ", ".join(f"[{e.merchant_id}] {e.merchant.name}" for e in campaign_enrolments(campaign))
+        click.echo(f"店员绑定码只在签发时显示；为商户重新签发：{flask} merchant code 商户编号   商户：{merchants}")
+        click.echo(f"居民页面：{base_url}/h5/   店员核销页面：{base_url}/h5/staff")
     click.echo(f"居民接口：{base_url}/api/v1/campaign   接口文档：{base_url}/api/v1/docs")

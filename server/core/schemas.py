@@ -23,6 +23,10 @@ class CouponOut(Schema):
         allow_none=True,
         metadata={"description": 'When in the day it may be spent, e.g. "09:00-22:00" (null: any time)'},
     )
+    void_reason = fields.String(
+        allow_none=True,
+        metadata={"description": "Why a void coupon is void, for its holder (GET /coupons?status=void)"},
+    )
 
 
 class ErrorDetail(Schema):

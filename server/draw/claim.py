@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+
 from ..auth import screen, tokens
 from ..campaign import geo
 from ..campaign.snapshot import Segment, Snapshot, snapshot
@@ -28,6 +30,8 @@ from ..core.errors import (
 )
 from ..core.money import coupon_label
 from ..core.time import isoformat
+from ..extensions import db
+from ..models import Draw
 from ..pool import coupons
 from ..pool.coupons import ALL_RELEASED, Status
 from .binding import ensure_bound, ensure_identified
@@ -120,6 +124,20 @@ def wheel(snap: Snapshot, code: str, now: datetime) -> dict:
         "segments": [{"index": s.index, "face_fen": s.face_fen, "label": s.label} for s in snap.segments[code]],
         "remaining": sum(remaining.get(t.id, 0) for t in snap.tiers[code]),
     }
+
+
+def round_draws(snap: Snapshot, resident_id: int, now: datetime) -> dict:
+    """The categories this resident has drawn in the open round, so the page marks them before a
+    spin is refused."""
+    current = snap.round_at(now)
+    if current is None:
+        return {"round": None, "drawn": []}
+    codes = {category_id: code for code, category_id in snap.category_ids.items()}
+    rows = db.session.execute(
+        sa.select(Draw.category_id, Draw.outcome).where(Draw.resident_id == resident_id, Draw.round_id == current.id)
+    )
+    drawn = [{"category": codes[c], "outcome": outcome} for c, outcome in rows if c in codes]
+    return {"round": current.number, "drawn": sorted(drawn, key=lambda d: d["category"])}
 
 
 # ---------------------------------------------------------------- the draw's rules

@@ -13,7 +13,7 @@ from ..campaign.rules import usage_hours_text
 from ..campaign.snapshot import Snapshot
 from ..core.errors import CouponExpired, CouponUsed, NotFound
 from ..extensions import db
-from ..models import Coupon, Merchant, Round, merchant_categories
+from ..models import AuditEntry, Coupon, Merchant, Redemption, Round, merchant_categories
 from ..pool import coupons
 from ..pool.coupons import Status
 from .claim import category_code_or_404
@@ -31,8 +31,10 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
         )
         .order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
     )
-    if wanted in (Status.USED, Status.UNUSED, Status.EXPIRED):
+    if wanted in (Status.USED, Status.UNUSED, Status.EXPIRED, Status.VOID):
         query = query.where(coupons.status_clause(wanted, now))
+    held = [(c, coupons.status(c, now)) for c in db.session.scalars(query).unique()]
+    reasons = void_reasons([c.id for c, status in held if status == Status.VOID])
     return [
         coupons.coupon_json(
             c.id,
@@ -40,14 +42,41 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
             c.face_fen,
             c.threshold_fen,
             c.round.number,
-            coupons.status(c, now),
+            status,
             c.valid_until,
             c.claimed_at,
             usage_hours_text(c.tier.usage_hours, c.round.campaign.usage_hours),
             merchants=f"/api/v1/categories/{c.category.code}/merchants?code={c.round.campaign.code}",
+            **({"void_reason": reasons.get(c.id, "该券已作废")} if status == Status.VOID else {}),
         )
-        for c in db.session.scalars(query).unique()
+        for c, status in held
     ]
+
+
+def void_reasons(coupon_ids: list[int]) -> dict[int, str]:
+    """Why each of these void coupons is void, as its holder should read it: the bureau revoked it
+    (with the reason it recorded), or the shop took the goods back under the "return" policy."""
+    if not coupon_ids:
+        return {}
+    reasons: dict[int, str] = {}
+    for coupon_id, reason in db.session.execute(
+        sa.select(Redemption.coupon_id, Redemption.refund_reason).where(
+            Redemption.coupon_id.in_(coupon_ids),
+            Redemption.refunded_at.is_not(None),
+            Redemption.refund_policy == "return",
+        )
+    ):
+        reasons[coupon_id] = "商户已办理退货，券随之作废" + (f"（{reason}）" if reason else "")
+    for target_id, after in db.session.execute(
+        sa.select(AuditEntry.target_id, AuditEntry.after).where(
+            AuditEntry.action == "claim_revoke",
+            AuditEntry.target_type == Coupon.__tablename__,
+            AuditEntry.target_id.in_([str(i) for i in coupon_ids]),
+        )
+    ):
+        why = (after or {}).get("reason")
+        reasons[int(target_id)] = "商务局已撤销此券" + (f"：{why}" if why else "") + "。如有疑问请联系商务局。"
+    return reasons
 
 
 def merchants_of(snap: Snapshot, code: str) -> list[dict]:

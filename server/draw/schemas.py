@@ -220,7 +220,24 @@ class DrawOut(Schema):
 
 
 class CouponsQuery(Schema):
-    status = fields.String(validate=validators.OneOf([Status.UNUSED, Status.USED, Status.EXPIRED]), load_default=None)
+    status = fields.String(
+        validate=validators.OneOf([Status.UNUSED, Status.USED, Status.EXPIRED, Status.VOID]),
+        load_default=None,
+        metadata={"description": "unused, used, expired, or void (revoked by the bureau, or refunded under "
+                  "the return policy: each with its void_reason)"},
+    )  # fmt: skip
+
+
+class DrawnOut(Schema):
+    category = fields.String(required=True, metadata={"description": "The category's code"})
+    outcome = fields.String(required=True, validate=validators.OneOf(["won", "thanks"]))
+
+
+class DrawsOut(Schema):
+    round = fields.Integer(required=True, allow_none=True, metadata={"description": "The open round (null: none)"})
+    drawn = fields.List(
+        fields.Nested(DrawnOut), required=True, metadata={"description": "The categories drawn this round"}
+    )
 
 
 class CouponsOut(Schema):
@@ -298,7 +315,8 @@ class SurveyAnswerIn(Schema):
 
 
 class SurveyIn(Schema):
-    answers = fields.List(fields.Nested(SurveyAnswerIn), required=True, validate=validators.Length(1, 20))
+    # Empty is a survey not answered: the refusal names the first question missing, in words.
+    answers = fields.List(fields.Nested(SurveyAnswerIn), required=True, validate=validators.Length(0, 20))
 
 
 class SurveyConditionOut(Schema):

@@ -25,6 +25,7 @@ from .schemas import (
     CouponsQuery,
     DrawIn,
     DrawOut,
+    DrawsOut,
     GrabIn,
     GrabOut,
     IdentityIn,
@@ -129,6 +130,16 @@ def campaigns():
 def wheel(category, query):
     """The wheel's segments for a category (of the campaign `code`, if given), and what is left of it this round."""
     return claim.wheel(claim.current_snapshot(query.get("code")), category, utcnow())
+
+
+@bp.get("/draws")
+@bp.input(CampaignQuery, location="query", arg_name="query")
+@bp.output(DrawsOut)
+@bp.doc(security=BEARER, responses=_errors(400, 401, 404))
+def round_draws(query):
+    """The categories this resident has already drawn in the open round (of the campaign `code`, if given)."""
+    bearer = tokens.require_bearer("resident")
+    return claim.round_draws(claim.current_snapshot(query.get("code")), bearer.id, utcnow())
 
 
 @bp.post("/draw")

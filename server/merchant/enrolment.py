@@ -85,6 +85,18 @@ def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -
     return tokens.issue("staff", staff.id, bound=True), db.session.get(Enrolment, binding.enrolment_id)
 
 
+def unbind_self(staff_id: int, now: datetime) -> Staff:
+    """A shop assistant unbinds their own phone (leaving, or handing the phone on): their token
+    stops working at once, their redemptions stay theirs, the phone may bind again with a new
+    binding code. The bureau unbinds others from the console (admin/merchants.py)."""
+    staff = db.session.get(Staff, staff_id)
+    if staff is None or staff.unbound_at is not None:
+        raise NotFound("店员身份已失效")
+    staff.unbound_at = now
+    db.session.flush()
+    return staff
+
+
 def merchant_json(focus: Enrolment) -> dict:
     """The merchant as an application or a binding answers it: the enrolment in question (its
     campaign, status and categories) and every enrolment of the merchant."""

@@ -187,6 +187,11 @@ class RedeemOut(Schema):
     redemption = fields.Nested(RedemptionOut, required=True)
 
 
+class UnboundOut(Schema):
+    unbound = fields.Boolean(required=True)
+    name = fields.String(required=True, metadata={"description": "The assistant unbound"})
+
+
 class ReasonIn(Schema):
     reason = fields.String(required=True, validate=validators.Length(1, 200))
 

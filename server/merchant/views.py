@@ -27,6 +27,7 @@ from .schemas import (
     ScanIn,
     ScanOut,
     SettlementOut,
+    UnboundOut,
 )
 from .settlement import owed
 
@@ -108,6 +109,17 @@ def refund(redemption_id, body):
     till = redemption.till(tokens.require_bearer("staff"))
     done = redemption.refund(till, redemption_id, body["reason"], utcnow(), body["spend_fen"])
     return {"redemption": redemption.redemption_json(done)}
+
+
+@bp.post("/staff/unbind")
+@bp.output(UnboundOut)
+@bp.doc(security=BEARER, responses={401: "No staff token"})
+def unbind():
+    """Unbind this phone from the shop (解绑本机): the staff token stops working at once; binding
+    again takes a new binding code from the bureau."""
+    till = redemption.till(tokens.require_bearer("staff"))
+    staff = enrolment.unbind_self(till.staff_id, utcnow())
+    return {"unbound": True, "name": staff.name}
 
 
 @bp.get("/redemptions")

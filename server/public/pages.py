@@ -1,10 +1,12 @@
 """The H5 pages, served from static/h5/: the resident's (/h5/) and the shop assistant's
-(/h5/staff). Plain HTML and modules on the same API as the mini-program, no build step."""
+(/h5/staff). Plain HTML and modules on the same API as the mini-program, no build step. And the
+host's own front door: a landing page at / that says where each of them is, and the icon."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, send_from_directory
+from flask import current_app, jsonify, render_template, send_from_directory
 
+from ..campaign.snapshot import active_campaigns
 from . import bp
 
 
@@ -12,6 +14,18 @@ def _page(name: str, folder: str = "h5"):
     response = send_from_directory(current_app.static_folder + "/" + folder, name, max_age=0)
     response.headers["Cache-Control"] = "no-cache"  # a new release reaches phones on their next visit
     return response
+
+
+@bp.get("/")
+def home():
+    """Where everything is: the residents' and the assistants' pages, the console, each active
+    campaign's public page, the API's documentation."""
+    return render_template("public/home.html", campaigns=active_campaigns())
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.ico", max_age=86400)
 
 
 @bp.get("/h5/")

@@ -59,10 +59,11 @@ export class ApiError extends Error {
 }
 
 // The refusal as people read it: the server's own sentence (it may be more precise), then what to do.
+// The next step is left out when the server's sentence already says it.
 export function sentence(error) {
   const [what, next] = REFUSALS[error.code] || [error.message || "出了点问题。", "请稍后再试。"];
-  const said = error.message && error.code !== "NETWORK" ? error.message : what;
-  return `${said.replace(/[。！]?$/, "。")}${next}`;
+  const said = (error.message && error.code !== "NETWORK" ? error.message : what).replace(/[。！]?$/, "。");
+  return said.includes(next.slice(0, 8)) ? said : `${said}${next}`;
 }
 
 // A random name for this browser, kept in its storage: the bureau's risk flags count the
@@ -107,6 +108,7 @@ export function client(tokenKey) {
   return {
     token,
     setToken: (value) => localStorage.setItem(tokenKey, value),
+    clearToken: () => localStorage.removeItem(tokenKey),
     get: (path, headers) => call("GET", path, undefined, headers),
     post: (path, body, headers) => call("POST", path, body, headers),
   };
@@ -144,6 +146,16 @@ export function toast(text, kind = "error") {
   box.hidden = false;
   clearTimeout(box.timer);
   box.timer = setTimeout(() => (box.hidden = true), 5000);
+}
+
+// A deadline as the public page, the till and the console write it: "12月4日 24:00"; a deadline
+// at midnight is the last day's 24:00 (as the plans write 第五天24:00), never the next day's 00:00.
+export function until(iso) {
+  if (!iso) return "";
+  const [y, m, d, hh, mm] = iso.slice(0, 16).split(/[-T:]/).map(Number);
+  const midnight = hh === 0 && mm === 0;
+  const day = new Date(Date.UTC(y, m - 1, d - (midnight ? 1 : 0)));
+  return `${day.getUTCMonth() + 1}月${day.getUTCDate()}日 ${midnight ? "24:00" : iso.slice(11, 16)}`;
 }
 
 export function local(iso) {

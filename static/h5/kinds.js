@@ -3,7 +3,7 @@
 // for a pass before anything else and sends it with every grab; a purchase subsidy is an
 // application form beside its bracket table. The server decides every outcome, and nothing here
 // compares the phone's clock with the server's: a phone's clock may be wrong.
-import { $, ApiError, el, hours, local, sentence, toast, yuan } from "./common.js";
+import { $, ApiError, el, hours, local, sentence, toast, yuan, until } from "./common.js";
 
 // ---------------------------------------------------------------- money, exactly
 
@@ -156,7 +156,7 @@ export function kinds(ctx) {
     });
     $("#tiers").replaceChildren(...(cards.length ? cards : [el("p", { class: "hint" }, "暂无可领的券")]));
     const schedule = campaign.rounds.map((r) =>
-      el("li", {}, `第 ${r.number} 期：${local(r.opens_at)} 开抢，券 ${local(r.valid_until)} 前有效`),
+      el("li", {}, `第${r.number}期：${local(r.opens_at)} 开抢，券有效期至 ${until(r.valid_until)}`),
     );
     $("#grab-schedule").replaceChildren(...schedule);
     $("#grab-closed").hidden = open;
@@ -181,7 +181,7 @@ export function kinds(ctx) {
       result.className = "result ok";
       result.replaceChildren(
         el("b", {}, `抢到了！${coupon.category.name} ${tierLabel(coupon)} 券`),
-        el("p", {}, `已放入“我的券”，有效期至 ${local(coupon.valid_until)}${hours(coupon)}`),
+        el("p", {}, `已放入“我的券”，有效期至 ${until(coupon.valid_until)}${hours(coupon)}`),
         el("button", { type: "button", onclick: () => ctx.openPaycode(coupon) }, "立即出示付款码"),
       );
     } catch (error) {

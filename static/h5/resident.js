@@ -2,7 +2,7 @@
 // purchase subsidy: kinds.js), see my coupons, show a pay code, find merchants, answer the survey.
 // The server decides every outcome; the wheel only shows it. `?campaign=CODE` names the campaign
 // for everything on the page; an on-site event's QR adds `&screen=CODE`.
-import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan, until } from "./common.js";
 import { exchangeScreen, kinds } from "./kinds.js";
 
 const api = client("huigou.resident");
@@ -37,6 +37,8 @@ async function start() {
   $("#survey-form").addEventListener("submit", submitSurvey);
   $("#survey-form").addEventListener("change", showAskedQuestions);
   $("#wallet-button").addEventListener("click", openWallet);
+  $("#sign-out").addEventListener("click", signOut);
+  $("#privacy-link").addEventListener("click", () => ($("#privacy").open = true));
   state.kinds = kinds({
     api,
     code: state.code,
@@ -70,6 +72,7 @@ async function scannedAtTheEvent() {
 async function bind(event) {
   event.preventDefault();
   const form = new FormData(event.target);
+  if (!form.get("consent")) return toast("请先阅读并同意《个人信息保护说明》。");
   const body = Object.fromEntries(["name", "phone", "sms_code"].map((k) => [k, form.get(k).trim()]));
   if (!$("#bind-id-field").hidden) body.id_number = form.get("id_number").trim();
   try {
@@ -103,6 +106,13 @@ function failed(error) {
   toast(sentence(error));
 }
 
+// This phone forgets the resident: the coupons stay in the account, found again with the phone's code.
+function signOut() {
+  api.clearToken();
+  toast("已退出登录。", "info");
+  go("bind");
+}
+
 // ---------------------------------------------------------------- the campaign, categories and the wheel
 
 const HOME_TABS = { wheel: "抽奖", grab: "抢券", subsidy: "购车补贴" };
@@ -110,8 +120,8 @@ const HOME_TABS = { wheel: "抽奖", grab: "抢券", subsidy: "购车补贴" };
 function roundLabel(campaign) {
   const n = campaign.current_round;
   if (campaign.kind === "subsidy") return n ? "受理中" : "不在受理时间";
-  if (campaign.kind === "grab") return n ? `第 ${n} 期` : "未到领券时间";
-  return n ? `第 ${n} 轮` : "本轮未开始";
+  if (campaign.kind === "grab") return n ? `第${n}期` : "未到领券时间";
+  return n ? `第${n}轮` : "本轮未开始";
 }
 
 async function fetchCampaign() {
@@ -152,16 +162,20 @@ async function loadHome() {
     $("#wheel-home").hidden = campaign.kind === "grab" || campaign.kind === "subsidy";
     if (campaign.kind === "grab") return state.kinds.showGrab(campaign);
     if (campaign.kind === "subsidy") return await state.kinds.showSubsidy(campaign);
+    state.drawn = await drawnThisRound();
     const cards = campaign.categories.map((category) => {
       const tiers = campaign.tiers.filter((t) => t.category.code === category.code);
       const left = tiers.reduce((n, t) => n + t.remaining, 0);
-      const faces = tiers.map((t) => `${yuan(t.face_fen)}元`).join(" / ");
+      const faces = tiers.flatMap((t, i) => [i ? "、" : "", el("i", {}, `${yuan(t.face_fen)}元`)]);
+      const drawn = state.drawn[category.code];
       return el(
         "button",
-        { class: "card", "data-category": category.code, onclick: () => openWheel(category) },
+        { class: drawn ? "card drawn" : "card", "data-category": category.code, onclick: () => openWheel(category) },
         el("b", {}, category.name),
-        el("span", {}, faces),
-        el("small", {}, left > 0 ? `本轮剩余 ${left} 张` : "本轮已抢完"),
+        el("span", { class: "faces" }, ...faces),
+        drawn
+          ? el("small", { class: "done" }, drawn === "won" ? "本轮已抽中 · 见“我的券”" : "本轮已抽过")
+          : el("small", {}, left > 0 ? `本轮剩余 ${left} 张` : "本轮已抢完"),
       );
     });
     $("#categories").replaceChildren(...cards);
@@ -170,12 +184,32 @@ async function loadHome() {
   }
 }
 
+// The categories already drawn this round: {code: "won" | "thanks"} (none when it cannot tell).
+async function drawnThisRound() {
+  try {
+    const { drawn } = await api.get(`/draws${state.code ? `?code=${encodeURIComponent(state.code)}` : ""}`);
+    return Object.fromEntries(drawn.map((d) => [d.category, d.outcome]));
+  } catch {
+    return {};
+  }
+}
+
+function markDrawn(code, outcome) {
+  state.drawn = { ...(state.drawn || {}), [code]: outcome };
+  const button = $("#spin-button");
+  button.disabled = true;
+  button.textContent = "本轮已抽过该品类";
+}
+
 async function openWheel(category) {
   state.category = category;
   show("wheel");
   $("#wheel-title").textContent = `${category.name} · 幸运转盘`;
   $("#draw-result").hidden = true;
   $("#spin-button").disabled = false;
+  $("#spin-button").textContent = "开始抽奖";
+  const drawn = state.drawn?.[category.code];
+  if (drawn) markDrawn(category.code, drawn);
   try {
     const wheel = await api.get(`/draw/${category.code}/wheel${state.code ? `?code=${encodeURIComponent(state.code)}` : ""}`);
     state.segments = wheel.segments;
@@ -243,8 +277,10 @@ async function spin() {
     });
   } catch (error) {
     button.disabled = false;
+    if (error.code === "ALREADY_DRAWN") markDrawn(state.category.code, "won");
     return failed(error);
   }
+  markDrawn(state.category.code, answer.coupon ? "won" : "thanks");
   const slice = 360 / state.segments.length;
   const target = 360 - (answer.segment_index + 0.5) * slice;
   const turned = state.rotation - (state.rotation % 360) + 360 * 5 + target;
@@ -260,7 +296,7 @@ async function spin() {
     result.className = "result ok";
     result.replaceChildren(
       el("b", {}, `恭喜！获得 ${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-      el("p", {}, `${usable(c)}，有效期至 ${local(c.valid_until)}${hours(c)}`),
+      el("p", {}, `${usable(c)}，有效期至 ${until(c.valid_until)}${hours(c)}`),
       el("button", { onclick: () => openPaycode(c) }, "立即出示付款码"),
     );
   } else {
@@ -276,8 +312,10 @@ const STATUS_NAMES = { unused: "未使用", used: "已使用", expired: "已过�
 async function loadCoupons(status) {
   show("coupons");
   $$("#coupon-tabs button").forEach((b) => b.classList.toggle("on", b.dataset.status === status));
+  const asked = (state.couponsAsked = (state.couponsAsked || 0) + 1);
   try {
     const { items } = await api.get(`/coupons?status=${status}`);
+    if (asked !== state.couponsAsked) return; // a tab tapped since: its answer is the one to show
     const list = items.map((c) =>
       el(
         "div",
@@ -287,8 +325,9 @@ async function loadCoupons(status) {
           "div",
           { class: "terms" },
           el("b", {}, `${c.category.name}消费券`),
-          el("span", {}, `${usable(c)} · 第 ${c.round} 轮`),
-          el("small", {}, `有效期至 ${local(c.valid_until)}${hours(c)}`),
+          el("span", {}, `${usable(c)} · 第${c.round}轮`),
+          el("small", {}, `有效期至 ${until(c.valid_until)}${hours(c)}`),
+          c.void_reason ? el("small", { class: "void-reason" }, c.void_reason) : null,
         ),
         c.status === "unused"
           ? el("button", { onclick: () => openPaycode(c) }, "付款码")
@@ -382,7 +421,11 @@ async function loadSurvey() {
     const blocks = questions.map((q) =>
       el(
         "fieldset",
-        { "data-question": q.number, ...(q.when ? { "data-when": `${q.when.question}:${q.when.choice}` } : {}) },
+        {
+          "data-question": q.number,
+          "data-optional": String(q.optional),
+          ...(q.when ? { "data-when": `${q.when.question}:${q.when.choice}` } : {}),
+        },
         el("legend", {}, `${q.number}. ${q.text}`),
         ...q.options.map((option, i) =>
           el(
@@ -413,8 +456,21 @@ function showAskedQuestions() {
   }
 }
 
+// The first question asked and not answered, pointed at before anything is sent.
+function missingQuestion() {
+  const asked = $$("#survey-form fieldset:not([hidden])");
+  asked.forEach((set) => set.classList.remove("missing"));
+  return asked.find((set) => set.dataset.optional !== "true" && !$$("input:checked", set).length);
+}
+
 async function submitSurvey(event) {
   event.preventDefault();
+  const missing = missingQuestion();
+  if (missing) {
+    missing.classList.add("missing");
+    missing.scrollIntoView({ block: "center" });
+    return toast(`第${missing.dataset.question}题还没有作答，请选择后再提交。`);
+  }
   const answers = $$("#survey-form fieldset:not([hidden])").map((set) => {
     const number = Number(set.dataset.question);
     const choices = $$("input:checked", set).map((input) => Number(input.value));

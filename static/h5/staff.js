@@ -1,7 +1,7 @@
 // The shop assistant's page: bind with the merchant's code, scan the resident's pay code (camera,
 // or the short code typed by hand), check the coupon, enter amount and category, redeem once even
 // when the network fails mid-way (one Idempotency-Key per coupon shown), see today's redemptions.
-import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan } from "./common.js";
+import { $, $$, client, el, hours, local, sentence, show, smsButton, toast, usable, yuan, until } from "./common.js";
 
 const api = client("huigou.staff");
 const MERCHANT = "huigou.staff.merchant";
@@ -27,6 +27,9 @@ function start() {
   });
   $("#redeem-form [name=amount]").addEventListener("input", checkThreshold);
   $("#redeem-form").addEventListener("submit", submit);
+  $("#fix-revoke").addEventListener("click", () => fix("revoke"));
+  $("#fix-refund-button").addEventListener("click", () => fix("refund"));
+  $("#unbind-button").addEventListener("click", unbind);
   showMerchant();
   go(api.token() ? "scan" : "bind");
 }
@@ -125,7 +128,7 @@ async function preview(code) {
     } else {
       $("#preview-coupon").replaceChildren(
         el("b", {}, `${c.category.name} ${yuan(c.face_fen)} 元消费券`),
-        el("p", {}, `${usable(c)} · 有效期至 ${local(c.valid_until)}${hours(c)}`),
+        el("p", {}, `${usable(c)} · 有效期至 ${until(c.valid_until)}${hours(c)}`),
       );
     }
     $("#redeem-form").reset();
@@ -263,7 +266,54 @@ function showSettled(settlement) {
   $("#batch-rows").replaceChildren(...rows);
 }
 
+// A redemption of today's list picked to undo (撤回, within the window) or to refund (退货).
+function pick(redemption) {
+  state.fixing = redemption;
+  const box = $("#fix");
+  box.hidden = false;
+  $("#fix-title").textContent =
+    `${local(redemption.created_at).slice(11)} ${yuan(redemption.face_fen)}元券 · 消费 ${yuan(redemption.spend_fen)}元`;
+  $("#fix-reason").value = "";
+  $("#fix-refund").value = "";
+  box.scrollIntoView({ block: "center" });
+}
+
+async function fix(action) {
+  const redemption = state.fixing;
+  const reason = $("#fix-reason").value.trim();
+  if (!reason) return toast("请填写原因。");
+  const body = { reason };
+  const part = $("#fix-refund").value.trim();
+  if (action === "refund" && part) {
+    if (!/^\d+(\.\d{1,2})?$/.test(part)) return toast("退货金额请填写数字，最多两位小数。");
+    body.spend_fen = Math.round(Number(part) * 100);
+  }
+  try {
+    await api.post(`/merchant/redemptions/${redemption.id}/${action}`, body);
+    toast(action === "revoke" ? "已撤回，券已退还顾客。" : "已办理退货。", "info");
+    loadToday();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+// This phone leaves the shop: the bureau issues a new binding code to bind again.
+async function unbind() {
+  if (!window.confirm("解绑后本机不能再核销，确定解绑吗？")) return;
+  try {
+    await api.post("/merchant/staff/unbind", {});
+    api.clearToken();
+    localStorage.removeItem(MERCHANT);
+    showMerchant();
+    toast("本机已解绑。", "info");
+    go("bind");
+  } catch (error) {
+    failed(error);
+  }
+}
+
 async function loadToday() {
+  $("#fix").hidden = true; // at once: a row tapped while the list refreshes keeps its panel
   try {
     const settlement = await api.get("/merchant/settlement");
     $("#today-count").textContent = settlement.today.count;
@@ -276,7 +326,11 @@ async function loadToday() {
     const rows = items.map((r) =>
       el(
         "tr",
-        { class: r.revoked_at || r.refunded_at ? "void" : "" },
+        {
+          class: r.revoked_at || r.refunded_at ? "void" : "pick",
+          "data-redemption": r.id,
+          onclick: () => (r.revoked_at || r.refunded_at ? null : pick(r)),
+        },
         el("td", {}, local(r.created_at).slice(11)),
         el("td", {}, `${yuan(r.face_fen)}元`),
         el("td", {}, `${yuan(r.spend_fen)}元`),

@@ -51,5 +51,8 @@ def test_seed_demo_lays_the_qianan_campaign_from_today(app, runner, client, make
         again = runner.invoke(args=["seed-demo"])
         assert again.exit_code == 0
         assert "已存在，未重复创建" in again.output
+        # The password and codes were shown once: a second run says how to get new ones.
+        assert "admin reset-password admin" in again.output and "merchant code 商户编号" in again.output
+        assert "用上面的" not in again.output
         with app.app_context():
             assert db.session.scalar(sa.select(sa.func.count()).select_from(Coupon)) == 20450

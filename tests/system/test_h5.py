@@ -47,6 +47,10 @@ def bind_form(page, client, fields: dict, phone: str):
     page.click("#sms-button")
     page.wait_for_selector("#sms-button:has-text('秒后重发')")
     page.fill("#bind-form [name=sms_code]", sms_code(client, phone))
+    consent = page.locator("#bind-form [name=consent]")  # the resident's page asks for it
+    if consent.count():
+        assert consent.evaluate("box => box.required")
+        consent.check()
 
 
 def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, live_server, make_campaign, clock):
@@ -90,10 +94,23 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     resident.wait_for_selector("#draw-result:not([hidden])", timeout=10000)
     result = resident.inner_text("#draw-result")
     assert "恭喜" in result, result
+    # One wording of a deadline everywhere: its last day and 24:00, never the next day's 00:00.
+    assert re.search(r"有效期至 \d+月\d+日 24:00", result), result
+    # The turned wheel stays inside the phone's width; the tab bar stays on the screen.
+    assert resident.evaluate("document.documentElement.scrollWidth") <= 360
+    tabs = resident.locator("#tabs").bounding_box()
+    assert tabs["y"] + tabs["height"] <= 740 and tabs["width"] <= 360
     screenshot(resident, "h5-resident-wheel-won")
     face, threshold = (int(n) for n in re.search(r"(\d+) 元消费券\s+满 (\d+) 元可用", result).groups())
 
-    resident.click("#draw-result button")  # 立即出示付款码
+    # Back on the categories, the one drawn says so, and its wheel does not spin again.
+    resident.click("#wheel button[data-go=home]")
+    resident.wait_for_selector("#categories .card.drawn[data-category=hotel]")
+    assert "本轮已抽中" in resident.inner_text("#categories .card[data-category=hotel]")
+    resident.click("#categories .card[data-category=hotel]")
+    assert resident.is_disabled("#spin-button") and "本轮已抽过" in resident.inner_text("#spin-button")
+    resident.click("nav [data-view=coupons]")
+    resident.click("#coupon-list .coupon button")  # 付款码
     resident.wait_for_function("() => document.querySelector('#paycode-image').naturalWidth > 0")
     short = resident.inner_text("#paycode-short")
     assert re.fullmatch(r"\d+-\d{8}", short)
@@ -144,6 +161,14 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     assert "商务局尚未生成结算批次" in staff.inner_text("#batch-rows")
     screenshot(staff, "h5-staff-today")
 
+    # A code mistyped is refused once, in one sentence (not the server's and the page's both).
+    staff.click("nav [data-view=scan]")
+    staff.fill("#manual-form [name=paycode]", "1234-00000000")
+    staff.click("#manual-form button[type=submit]")
+    staff.wait_for_function("() => document.querySelector('#toast').textContent.includes('付款码')")
+    mistyped = staff.inner_text("#toast")
+    assert mistyped.count("刷新付款码") == 1, mistyped
+
     # The same code again is refused in words, with what to do next.
     staff.click("nav [data-view=scan]")
     staff.fill("#manual-form [name=paycode]", short)
@@ -165,6 +190,12 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     # The coupon is used: question 6 says so, and 7 (how using it went) is asked, 8 (why not) is not.
     assert resident.is_checked("[name=q6][value='0']")
     assert resident.is_visible("[data-question='7']") and not resident.is_visible("[data-question='8']")
+    # Sent empty, the page points at the first question to answer, in Chinese.
+    resident.evaluate("() => document.querySelectorAll('#survey-form input').forEach((i) => (i.checked = false))")
+    resident.click("#survey-form button[type=submit]")
+    resident.wait_for_selector("#toast:not([hidden])")
+    assert "第1题还没有作答" in resident.inner_text("#toast")
+    assert resident.locator("#survey-form fieldset.missing[data-question='1']").count() == 1
     resident.evaluate(
         """() => document.querySelectorAll('#survey-form fieldset').forEach((set) => {
             if (set.dataset.question !== '8') set.querySelector('input').checked = true;
@@ -173,6 +204,29 @@ def test_a_resident_and_a_shop_assistant_on_their_phones(app, client, browser, l
     screenshot(resident, "h5-resident-survey")
     resident.click("#survey-form button[type=submit]")
     resident.wait_for_selector("#survey-done:not([hidden])")
+    # The assistant takes the sale back from today's list (退货); the coupon is void for the
+    # resident, with the reason, under its own heading.
+    staff.click("nav [data-view=today]")
+    staff.click("#today-rows tr.pick")
+    staff.fill("#fix-reason", "顾客退货")
+    staff.click("#fix-refund-button")
+    staff.wait_for_selector("#today-rows td:has-text('已退货')")
+    resident.click("nav [data-view=coupons]")
+    resident.click("#coupon-tabs [data-status=void]")
+    resident.wait_for_selector("#coupon-list .coupon.void")
+    assert "商户已办理退货，券随之作废（顾客退货）" in resident.inner_text("#coupon-list")
+    screenshot(resident, "h5-resident-void")
+    # The assistant leaves: this phone is unbound and back at the binding form.
+    staff.on("dialog", lambda dialog: dialog.accept())
+    staff.click("#unbind-button")
+    staff.wait_for_selector("#bind:not([hidden])")
+    assert staff.evaluate("localStorage.getItem('huigou.staff')") is None
+
+    # Signing out forgets the resident on this phone.
+    resident.click("nav [data-view=coupons]")
+    resident.click("#sign-out")
+    resident.wait_for_selector("#bind:not([hidden])")
+    assert resident.evaluate("localStorage.getItem('huigou.resident')") is None
 
 
 def sa_select_category(category, code: str):

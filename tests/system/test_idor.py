@@ -144,6 +144,8 @@ IDS: dict[tuple[str, str, str, str], tuple | Public] = {
     ("POST", "/api/v1/subsidies", "body", "campaign"): PUBLIC_CAMPAIGN,
     ("GET", "/api/v1/categories/{category}/merchants", "query", "code"): PUBLIC_CAMPAIGN,
     ("GET", "/api/v1/draw/{category}/wheel", "query", "code"): PUBLIC_CAMPAIGN,
+    # The campaign is public; the draws answered are the bearer's own (tests/draw/test_resident_page_api.py).
+    ("GET", "/api/v1/draws", "query", "code"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/merchant/apply", "body", "campaign"): PUBLIC_CAMPAIGN,
     ("POST", "/api/v1/merchant/apply", "body", "sms_code"): (
         Elsewhere("tests/merchant/test_enrolment.py::test_an_application_proves_its_contact_phone_by_an_sms_code"),
@@ -675,6 +677,7 @@ BODIES = {
     },
     ("POST", "/api/v1/merchant/redemptions/{redemption_id}/revoke"): lambda w: {"reason": "核对"},
     ("POST", "/api/v1/merchant/redemptions/{redemption_id}/refund"): lambda w: {"reason": "退货"},
+    ("POST", "/api/v1/merchant/staff/unbind"): lambda w: {},
 }
 
 
