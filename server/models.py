@@ -86,6 +86,9 @@ class Campaign(db.Model):
     grab_limit: Mapped[str] = mapped_column(sa.String(8), default="tier", server_default="tier")
     # An on-site event (年货大集): claims open only through the rotating QR on the big screen.
     screen_qr: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Youhao's wallet pay code (钱包付款码): one code for the resident's coupons of this campaign,
+    # the till applying the best; a campaign without it is paid coupon by coupon.
+    wallet: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Purchase subsidies: [{"vehicle": "new_energy", "from_fen": 3000000, "to_fen": 6000000,
     # "subsidy_fen": 80000}, ...]; `to_fen` is exclusive and None for "and above".
     subsidy_brackets: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)

@@ -54,6 +54,7 @@ def campaign_doc(**overrides) -> dict:
             "leftover",
             "short_sale",
             "identity",
+            "wallet",
         }:
             doc["campaign"][key] = value
         else:

@@ -6,7 +6,9 @@ that, so a screenshot sent around goes stale. Making one reads nothing on the dr
 Beside the QR's token a coupon has a short code a shop assistant can type when the camera fails:
 the coupon's number and eight digits, an HMAC of coupon, holder and the current PAYCODE_TTL_S
 window under the app's secret ("1234-05817263"). It is accepted in its window and the next one,
-and guessing it is one chance in 10^8 per coupon and window.
+and guessing it is one chance in 10^8 per coupon and window. A wallet pay code has one too: "W",
+the resident's number and eight digits ("W4711-30592817"); it pays once in its window (its nonce
+is the window), so a resident paying twice within a minute by hand waits for the next code.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..core.time import utcnow
 from ..extensions import db
 from ..models import Coupon
 
-SHORT = re.compile(r"^(\d{1,12})-(\d{8})$")
+SHORT = re.compile(r"^([Ww]?)(\d{1,12})-(\d{8})$")
 
 
 WALLET = 0  # the coupon a wallet pay code names: none, the till's spend chooses one
@@ -71,14 +73,24 @@ def short_code(coupon_id: int, resident_id: int, now: datetime) -> str:
     return f"{coupon_id}-{_digits(coupon_id, resident_id, _window(now))}"
 
 
+def wallet_short_code(resident_id: int, now: datetime) -> str:
+    """The wallet pay code to type by hand: "W", the resident's number and eight digits."""
+    return f"W{resident_id}-{_digits(WALLET, resident_id, _window(now))}"
+
+
 def _read_short(found: re.Match, now: datetime) -> PayCode:
-    coupon_id = int(found.group(1))
-    resident_id = db.session.scalar(sa.select(Coupon.resident_id).where(Coupon.id == coupon_id))
+    wallet, number, digits = found.group(1), int(found.group(2)), found.group(3)
     window = _window(now)
+    if wallet:
+        for w in (window, window - 1):
+            if secrets.compare_digest(digits, _digits(WALLET, number, w)):
+                return PayCode(WALLET, number, f"w{w}")  # pays once in its window
+        raise PaycodeExpired("券码不正确或已过期，请让顾客刷新付款码后重新输入")
+    resident_id = db.session.scalar(sa.select(Coupon.resident_id).where(Coupon.id == number))
     if resident_id is not None and any(
-        secrets.compare_digest(found.group(2), _digits(coupon_id, resident_id, w)) for w in (window, window - 1)
+        secrets.compare_digest(digits, _digits(number, resident_id, w)) for w in (window, window - 1)
     ):
-        return PayCode(coupon_id, resident_id)
+        return PayCode(number, resident_id)
     raise PaycodeExpired("券码不正确或已过期，请让顾客刷新付款码后重新输入")
 
 
@@ -118,7 +130,7 @@ def named_coupon(token: str) -> int | None:
     till's retry is matched to its first attempt by it. None for a garbled or forged code."""
     found = _typed_short(token)
     if found:
-        return int(found.group(1))
+        return None if found.group(1) else int(found.group(2))
     data = _unaged(token)
     return data["c"] if data else None
 
@@ -126,6 +138,9 @@ def named_coupon(token: str) -> int | None:
 def named_wallet(token: str) -> int | None:
     """The resident of a wallet pay code even when it is stale, for matching a till's retry;
     None for any other code."""
+    found = _typed_short(token)
+    if found:
+        return int(found.group(2)) if found.group(1) else None
     data = _unaged(token)
     return data["r"] if data and data["c"] == WALLET else None
 

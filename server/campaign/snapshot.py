@@ -122,6 +122,7 @@ class Snapshot:
     kind: str = "wheel"  # wheel | grab | subsidy (models.Campaign.kind)
     grab_limit: str = "tier"  # a grab campaign's rule: once per tier, or once per round
     screen_qr: bool = False  # an on-site event: claims only through the big screen's QR
+    wallet: bool = False  # its coupons are paid with the wallet pay code too (models.Campaign.wallet)
     brackets: tuple[dict, ...] = ()  # a purchase subsidy's bracket table (models.Campaign.subsidy_brackets)
     ends_at: datetime | None = None  # the campaign's end, if its file set one (its rounds end by then)
     identity: str = "phone"  # "id_card": residents take part once they gave an ID card (core/idcard.py)
@@ -209,6 +210,7 @@ def build_snapshot(campaign: Campaign) -> Snapshot:
         kind=campaign.kind,
         grab_limit=campaign.grab_limit,
         screen_qr=campaign.screen_qr,
+        wallet=campaign.wallet,
         brackets=tuple(campaign.subsidy_brackets or ()),
         ends_at=campaign.ends_at,
         identity=campaign.identity,

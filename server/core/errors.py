@@ -242,7 +242,11 @@ def register_errorhandlers(app: APIFlask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error: RateLimitExceeded):
-        """A limit of auth/limits.py, with its own sentence; Flask-Limiter adds the Retry-After."""
+        """A limit of auth/limits.py, with its own sentence; Flask-Limiter adds the Retry-After. A
+        page (a console search too often) answers its own 429 page."""
+        render = _page_for(request.path)
+        if render is not None:
+            return render(429)
         return error_body(RateLimited.code, error.description or RateLimited.message), 429
 
     @app.errorhandler(sa.exc.OperationalError)

@@ -83,6 +83,7 @@ def campaign_json(snap: Snapshot, now: datetime) -> dict:
         "kind": snap.kind,
         "grab_limit": snap.grab_limit,
         "screen_qr": snap.screen_qr,
+        "wallet": snap.wallet,
         "draw_strategy": snap.draw_strategy,
         "geofence_required": snap.geofence is not None,
         "identity": snap.identity,

@@ -11,9 +11,9 @@ from ..auth import paycode
 from ..campaign import enrolment
 from ..campaign.rules import usage_hours_text
 from ..campaign.snapshot import Snapshot
-from ..core.errors import CouponExpired, CouponUsed, NotFound
+from ..core.errors import CouponExpired, CouponUsed, NotFound, WrongCampaignKind
 from ..extensions import db
-from ..models import AuditEntry, Coupon, Merchant, Redemption, Round, merchant_categories
+from ..models import AuditEntry, Campaign, Coupon, Merchant, Redemption, Round, merchant_categories
 from ..pool import coupons
 from ..pool.coupons import Status
 from .claim import category_code_or_404
@@ -51,6 +51,21 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
         )
         for c, status in held
     ]
+
+
+def ensure_wallet_coupons(resident_id: int, now: datetime) -> None:
+    """The wallet pay code is for the coupons of campaigns paid by it (Campaign.wallet): a resident
+    who never held one is told to show a coupon's own pay code (one whose coupons are all spent
+    gets the code, and the till says there is none left)."""
+    held = db.session.scalar(
+        sa.select(Coupon.id)
+        .join(Round, Round.id == Coupon.round_id)
+        .join(Campaign, Campaign.id == Round.campaign_id)
+        .where(Coupon.resident_id == resident_id, Campaign.wallet.is_(True))
+        .limit(1)
+    )
+    if held is None:
+        raise WrongCampaignKind("您的消费券不用钱包付款码支付，请在“我的券”中出示要用的那张券的付款码")
 
 
 def void_reasons(coupon_ids: list[int]) -> dict[int, str]:

@@ -139,6 +139,10 @@ class CampaignOut(Schema):
     screen_qr = fields.Boolean(
         required=True, metadata={"description": "An on-site event: grabs need a pass from the big screen's QR"}
     )
+    wallet = fields.Boolean(
+        required=True,
+        metadata={"description": "Its coupons may be paid with the wallet pay code (GET /wallet/paycode)"},
+    )
     draw_strategy = fields.String(required=True)
     geofence_required = fields.Boolean(required=True)
     identity = fields.String(
@@ -304,6 +308,11 @@ class SubsidiesOut(Schema):
 
 class WalletPaycodeOut(Schema):
     paycode = fields.String(required=True, metadata={"description": "The token the QR code carries"})
+    short_code = fields.String(
+        required=True,
+        metadata={"description": 'To type at the till when the camera fails: "W", the resident\'s number and 8 '
+                  "digits; it pays once in its minute"},
+    )  # fmt: skip
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
 
 

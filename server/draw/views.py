@@ -14,7 +14,7 @@ from ..core.api import BEARER, optional_bearer
 from ..core.api import error_responses as _errors
 from ..core.time import isoformat, utcnow
 from . import binding, bp, claim, subsidy
-from .coupons import merchants_of, my_coupons, paycode_for
+from .coupons import ensure_wallet_coupons, merchants_of, my_coupons, paycode_for
 from .schemas import (
     BindIn,
     BindOut,
@@ -296,25 +296,31 @@ def subsidies():
 
 @bp.get("/wallet/paycode")
 @bp.output(WalletPaycodeOut)
-@bp.doc(security=BEARER, responses=_errors(401, 403))
+@bp.doc(security=BEARER, responses=_errors(401, 403, 409))
 def wallet_paycode():
     """One pay code for all the resident's coupons (valid 60 s): the till applies the largest
     coupon that its shop and the spend qualify for."""
     bearer = tokens.require_bearer("resident")
     binding.ensure_bound(bearer)
-    token, expires = paycode.issue_wallet(bearer.id, utcnow())
-    return {"paycode": token, "expires_at": isoformat(expires)}
+    now = utcnow()
+    ensure_wallet_coupons(bearer.id, now)
+    token, expires = paycode.issue_wallet(bearer.id, now)
+    return {"paycode": token, "short_code": paycode.wallet_short_code(bearer.id, now), "expires_at": isoformat(expires)}
 
 
 @bp.get("/wallet/paycode.png")
 @bp.doc(
     security=BEARER,
-    responses={200: {"description": "The wallet pay code as a QR image", "content": {"image/png": {}}}, **_errors(401)},
+    responses={
+        200: {"description": "The wallet pay code as a QR image", "content": {"image/png": {}}},
+        **_errors(401, 409),
+    },
 )
 def wallet_paycode_image():
     """The wallet pay code as a QR image, fresh on every request."""
     bearer = tokens.require_bearer("resident")
     binding.ensure_bound(bearer)
+    ensure_wallet_coupons(bearer.id, utcnow())
     token, expires = paycode.issue_wallet(bearer.id, utcnow())
     return _qr_image(token, expires, "png")
 

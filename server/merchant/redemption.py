@@ -197,11 +197,13 @@ def scan(till_: Till, token: str, now: datetime) -> dict:
 
 
 def _wallet(till_: Till, resident_id: int, now: datetime):
-    """The resident's unused coupons that this shop takes, with category and phone (as `Held`)."""
+    """The resident's unused coupons that this shop takes, of the campaigns paid by the wallet pay
+    code (Campaign.wallet), with category and phone (as `Held`)."""
     return _held().where(
         Coupon.resident_id == resident_id,
         coupons.status_clause(coupons.Status.UNUSED, now),
         Coupon.category_id.in_(till_.category_ids),
+        Campaign.wallet.is_(True),
     )
 
 

@@ -335,7 +335,7 @@ async function loadCoupons(status) {
       ),
     );
     $("#coupon-list").replaceChildren(...(list.length ? list : [el("p", { class: "hint" }, "暂无消费券")]));
-    $("#wallet-button").hidden = status !== "unused" || !list.length;
+    $("#wallet-button").hidden = status !== "unused" || !list.length || !state.campaign?.wallet;
   } catch (error) {
     failed(error);
   }
@@ -388,6 +388,7 @@ async function refreshWallet() {
     const img = $("#wallet-image");
     if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
     img.src = URL.createObjectURL(await image.blob());
+    $("#wallet-short").textContent = code.short_code;
     $("#wallet-expiry").textContent = `付款码每分钟自动刷新，截图无效。本码 ${local(code.expires_at).slice(11)} 前有效。`;
   } catch (error) {
     clearInterval(state.paycodeTimer);

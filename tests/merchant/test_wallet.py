@@ -4,6 +4,7 @@ and the server applies the largest unused coupon that this shop and this spend q
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -117,8 +118,8 @@ def test_the_till_applies_the_largest_coupon_the_spend_reaches(
 def test_only_coupons_this_shop_takes_and_still_valid_are_chosen(
     app, client, make_campaign, make_resident, make_till, clock
 ):
-    """Standard campaign: hotel 50/100/200 (thresholds 150/300/600), fuel 100 (300)."""
-    make_campaign()
+    """Standard campaign, paid by the wallet: hotel 50/100/200 (thresholds 150/300/600), fuel 100 (300)."""
+    make_campaign(wallet=True)
     _, token = make_resident(id_card=id_number(2))
     for category in ("hotel", "fuel"):
         assert client.post("/api/v1/draw", json={"category": category}, headers=auth(token)).status_code == 200
@@ -268,3 +269,31 @@ def test_a_tiers_own_hours_and_hours_a_file_cannot_mean(app, make_campaign):
         with app.app_context():
             _, problems = campaign_file.check(campaign_file.Document(bad, "test"))
         assert [p.place for p in problems] == ["campaign.hours"], wrong
+
+
+def test_the_wallet_is_for_campaigns_paid_by_it_and_has_a_code_to_type(
+    app, client, make_campaign, make_resident, make_till, clock
+):
+    """A campaign without the wallet is paid coupon by coupon: a resident holding only its coupons
+    gets no wallet code. The wallet's short code, typed at the till, pays once in its minute."""
+    make_campaign()
+    _, token = make_resident()
+    assert client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).status_code == 200
+    refused = client.get("/api/v1/wallet/paycode", headers=auth(token))
+    assert refused.status_code == 409 and "出示要用的那张券的付款码" in refused.get_json()["error"]["message"]
+    assert client.get("/api/v1/campaign").get_json()["wallet"] is False
+
+    make_campaign(code="wallet-campaign", wallet=True)
+    _, staff = make_till("hotel")  # the newest campaign's hotel
+    other_id, other = make_resident()
+    won = client.post("/api/v1/draw", json={"category": "hotel", "campaign": "wallet-campaign"}, headers=auth(other))
+    coupon = won.get_json()["coupon"]
+    code = client.get("/api/v1/wallet/paycode", headers=auth(other)).get_json()
+    assert re.fullmatch(rf"W{other_id}-\d{{8}}", code["short_code"])
+    paid = redeem(client, staff, code["short_code"], coupon["threshold_fen"])
+    assert paid.status_code == 200, paid.get_json()
+    assert paid.get_json()["redemption"]["coupon_id"] == coupon["id"]
+    again = redeem(client, staff, code["short_code"], coupon["threshold_fen"])
+    assert again.status_code == 400 and again.get_json()["error"]["code"] == "PAYCODE_EXPIRED"
+    wrong = redeem(client, staff, f"W{other_id}-00000000", coupon["threshold_fen"])
+    assert wrong.get_json()["error"]["code"] == "PAYCODE_EXPIRED"

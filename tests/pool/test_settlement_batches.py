@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from server.campaign import enrolment
+from server.core.db import transient
 from server.core.errors import Refusal
 from server.extensions import db
 from server.models import AdminUser, Campaign, Enrolment, Redemption, SettlementBatch, SettlementItem, SettlementLine
 from server.pool import settlement
-from tests.helpers import T0, at_once, auth, paycode, redeem
+from tests.helpers import ON_POSTGRES, T0, at_once, auth, paycode, redeem
 
 DAY = timedelta(days=1)
 
@@ -334,20 +335,35 @@ def test_a_redemption_arriving_while_a_batch_freezes_is_in_exactly_one_batch(
     frozen: list = []
 
     def freezing(client):
-        frozen.append(freeze(app, people["operator"], campaign_id, date(2026, 6, 25), T0 + DAY))
+        for _ in range(5):  # SQLite's one writer may turn it away while a till writes: try again
+            try:
+                frozen.append(freeze(app, people["operator"], campaign_id, date(2026, 6, 25), T0 + DAY))
+                break
+            except sa.exc.OperationalError as error:
+                assert transient(error) and not ON_POSTGRES
         return client.get("/healthz")
 
     answers = at_once(app, [*calls, freezing])
-    assert [status for status, _ in answers] == [200] * 9
+    assert answers[-1][0] == 200 and frozen
+    # PostgreSQL takes every redemption; SQLite's one writer may answer one 503 (retry later)
+    # after its busy timeout on a loaded machine: never recorded, never frozen.
+    statuses = [status for status, _ in answers[:-1]]
+    assert statuses == [200] * 8 if ON_POSTGRES else set(statuses) <= {200, 503}
     batch_1 = frozen[0][0]
     audit(app, people["auditor"], batch_1, T0 + DAY)
-    freeze(app, people["operator"], campaign_id, date(2026, 6, 26), T0 + 2 * DAY)
+    with app.app_context():
+        in_first = db.session.scalar(sa.select(SettlementBatch).where(SettlementBatch.id == batch_1)).lines
+        first_count = sum(line.sales for line in in_first)
+    if first_count < 3 + statuses.count(200):  # some committed after the freeze's statement: the next batch's
+        freeze(app, people["operator"], campaign_id, date(2026, 6, 26), T0 + 2 * DAY)
+    else:  # every one made it into the first: the next has nothing to take
+        refused("没有需要结算", freeze, app, people["operator"], campaign_id, date(2026, 6, 26), T0 + 2 * DAY)
     with app.app_context():
         sales = db.session.execute(
             sa.select(SettlementItem.redemption_id, SettlementItem.amount_fen).where(SettlementItem.kind == "sale")
         ).all()
         owed = dict(db.session.execute(sa.select(Redemption.id, Redemption.owed_fen)).all())
-    assert len(sales) == len({r for r, _ in sales}) == 11 == len(owed)
+    assert len(sales) == len({r for r, _ in sales}) == 3 + statuses.count(200) == len(owed)
     assert dict(sales) == owed
     balanced(campaign_id)
     assert {r["id"] for r in early} <= {r for r, _ in sales}

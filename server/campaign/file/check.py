@@ -198,6 +198,11 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         problem("campaign.screen_qr", "现场大屏扫码应为 true 或 false")
     elif settings["screen_qr"] and kind != "grab":
         problem("campaign.screen_qr", "现场大屏扫码只用于抢券活动（如年货大集）")
+    settings["wallet"] = campaign.get("wallet", False)
+    if not isinstance(settings["wallet"], bool):
+        problem("campaign.wallet", "钱包付款码应为 true 或 false")
+    elif settings["wallet"] and kind == "subsidy":
+        problem("campaign.wallet", "购车补贴活动不发券，不用钱包付款码")
     settings["subsidy_brackets"] = _check_brackets(data.get("subsidy_brackets"), kind, problem)
     settings["usage_hours"] = _check_hours(campaign.get("hours"), "campaign.hours", problem)
     settings["leftover_after_days"], settings["leftover_to"] = _check_leftover(campaign.get("leftover"), problem)
@@ -207,7 +212,7 @@ def check(doc: Document) -> tuple[Plan | None, list[Problem]]:
         if key not in {
             "code", "name", "region", "budget_yuan", "timezone", "draw_strategy", "thanks_weight",
             "threshold_multiple", "min_leverage", "validity", "refund_policy", "allocate", "geofence",
-            "rollover", "release", "kind", "grab_limit", "screen_qr", "ends", "hours", "spend_categories",
+            "rollover", "release", "kind", "grab_limit", "screen_qr", "wallet", "ends", "hours", "spend_categories",
             "short_sale", "leftover", "identity",
         }:  # fmt: skip
             problem(f"campaign.{key}", f"未知的设置「{key}」")

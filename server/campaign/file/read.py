@@ -67,6 +67,7 @@ XLSX_LABELS = {
     "活动类型": "campaign.kind",
     "抢券限制": "campaign.grab_limit",
     "现场大屏扫码": "campaign.screen_qr",
+    "钱包付款码": "campaign.wallet",
     "活动截止": "campaign.ends",
     "使用时段": "campaign.hours",
     "消费品类": "campaign.spend_categories",
