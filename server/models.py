@@ -688,6 +688,11 @@ class SettlementLine(db.Model):
     def unpaid_fen(self) -> int:
         return self.payable_fen - self.paid_fen - self.withheld_fen
 
+    @property
+    def clawback_fen(self) -> int:
+        """Owed back and not yet recovered: its shortfall, unless a later line took it."""
+        return 0 if self.carried_on else self.shortfall_fen - self.recovered_fen
+
 
 class SettlementItem(db.Model):
     """One redemption's part in a batch: its sale ("sale": what it owed when frozen; a redemption

@@ -12,6 +12,7 @@ import tempfile
 from datetime import date
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -24,10 +25,10 @@ from ..models import AdminUser, Campaign, SettlementBatch, SettlementItem, Settl
 from ..pool import settlement
 from . import audit, bp
 from .access import READ, role_required
-from .console import attachment, refusals_go_to, text_cells, xlsx
+from .console import attachment, refusals_go_to, text_cells, widths, xlsx
 from .forms import ActionForm
 from .lists import csv_cell
-from .settlement import money_cells, widths
+from .settlement import money_cells
 
 INVALIDATE_ROLES = ("auditor", "admin")  # an admin only once the batch is audited (pool/settlement.py)
 
@@ -84,7 +85,11 @@ def batches():
     """Every batch, newest first (of one campaign if asked), and the form to freeze the next."""
     campaigns = list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id.desc())))
     wanted = request.args.get("campaign", "")
-    query = sa.select(SettlementBatch).order_by(SettlementBatch.created_at.desc(), SettlementBatch.id.desc())
+    query = (
+        sa.select(SettlementBatch)
+        .options(sa.orm.selectinload(SettlementBatch.lines), sa.orm.joinedload(SettlementBatch.campaign))
+        .order_by(SettlementBatch.created_at.desc(), SettlementBatch.id.desc())
+    )
     chosen = next((c for c in campaigns if str(c.id) == wanted), None)
     if chosen is not None:
         query = query.where(SettlementBatch.campaign_id == chosen.id)
@@ -276,16 +281,15 @@ def batch_xlsx(batch: SettlementBatch, role: str):
     summary.append(text_cells(summary, SUMMARY_TITLES))
     for line in lines:
         m, paid = line.merchant, [p for p in payments.get(line.id, []) if p.kind == "pay"]
-        claim = 0 if line.carried_on else line.shortfall_fen - line.recovered_fen
+        claim = line.clawback_fen
         summary.append(money_cells(summary, [m.name, m.credit_code, m.bank_payee or "", m.bank_name or "",
                                         account(m.bank_account), line.sales, line.gross_fen, line.excluded_fen,
                                         line.deducted_fen, line.carried_fen, line.payable_fen, line.paid_fen,
                                         line.withheld_fen, claim, paid[-1].paid_on.isoformat() if paid else "",
                                         "、".join(p.reference for p in paid)], SUMMARY_MONEY))  # fmt: skip
     t = settlement.Totals.of(lines)
-    claims = sum(0 if line.carried_on else line.shortfall_fen - line.recovered_fen for line in lines)
     summary.append(money_cells(summary, ["合计", "", "", "", "", t.sales, t.gross_fen, t.excluded_fen, t.deducted_fen,
-                                    t.carried_fen, t.payable_fen, t.paid_fen, t.withheld_fen, claims],
+                                    t.carried_fen, t.payable_fen, t.paid_fen, t.withheld_fen, t.clawback_fen],
                           SUMMARY_MONEY))  # fmt: skip
     by_merchant: dict[int, list] = {}
     for item, redemption in settlement.items_of(batch.id):

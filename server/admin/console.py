@@ -129,6 +129,26 @@ def text_row(sheet, values) -> None:
     sheet.append(text_cells(sheet, values))
 
 
+MONEY_FORMAT = "#,##0.00"
+
+
+def money_cell(sheet, yuan_value: float):
+    """Money as a number in yuan with two decimals shown, so that Excel sums it."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(sheet, value=yuan_value)
+    cell.number_format = MONEY_FORMAT
+    return cell
+
+
+def widths(sheet, *columns: int) -> None:
+    """Column widths in characters (a CJK character counts two), set before any row is written."""
+    from openpyxl.utils import get_column_letter
+
+    for n, width in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(n)].width = width
+
+
 def campaign_choice() -> tuple[Campaign | None, list[Campaign]]:
     """The campaign a page is about (`?campaign=ID`, else the newest), and the ones to pick from."""
     choices = list(

@@ -454,13 +454,10 @@ def xlsx_file(listing: Listing, filters: dict, role: str):
     """The list as an XLSX workbook in a temporary file (openpyxl's write-only mode keeps memory
     flat); the caller streams the file and it is deleted when closed."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.utils import get_column_letter
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(listing.title)
-    for n, title in enumerate(listing.titles, start=1):  # wide enough for the title, a CJK character two
-        sheet.column_dimensions[get_column_letter(n)].width = max(10, 2 * len(title) + 2)
+    console.widths(sheet, *(max(10, 2 * len(title) + 2) for title in listing.titles))  # the title fits
     sheet.append(listing.titles)
     # Money columns (titled "(元)") hold numbers with two decimals, so that Excel sums them.
     money = [i for i, title in enumerate(listing.titles) if title.endswith("(元)")]
@@ -468,8 +465,7 @@ def xlsx_file(listing: Listing, filters: dict, role: str):
         cells = console.text_cells(sheet, row)
         for i in money:
             if row[i] not in (None, ""):
-                cells[i] = WriteOnlyCell(sheet, value=float(row[i]))
-                cells[i].number_format = "#,##0.00"
+                cells[i] = console.money_cell(sheet, float(row[i]))
         sheet.append(cells)
     handle = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - closed by the response
     workbook.save(handle)

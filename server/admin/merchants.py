@@ -147,9 +147,7 @@ def unbind_staff(admin: AdminUser, staff: Staff, now: datetime) -> None:
     """One shop assistant unbound (a phone lost, a person gone): their token stops working at
     once (the till loads only bound staff), their redemptions stay theirs, their phone may bind
     again with a new binding code; audited."""
-    if staff.unbound_at is not None:
-        raise ReviewRefused("该店员已解绑", subject=staff.name)
-    staff.unbound_at = now
+    enrolment.unbind(staff, now)
     audit.record(admin, "staff_unbind", now, target=staff, after={"merchant": staff.merchant_id, "name": staff.name})
     db.session.flush()
 

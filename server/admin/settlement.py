@@ -19,7 +19,7 @@ from ..pool import rollup
 from ..pool.coupons import settled_clause
 from . import audit, bp
 from .access import READ, role_required
-from .console import query_args, text_cells, text_row, xlsx
+from .console import money_cell, query_args, text_cells, text_row, widths, xlsx
 from .lists import parse_filters, within_days
 
 
@@ -78,29 +78,14 @@ def statement_rows(merchant_id: int, period: dict):
     return db.session.execute(query.order_by(Redemption.created_at, Redemption.id).execution_options(yield_per=2000))
 
 
-MONEY_FORMAT = "#,##0.00"
-
-
 def money_cells(sheet, values, money: tuple[int, ...] = ()) -> list:
-    """A row of text and numbers for an XLSX sheet: the money columns (fen) as yuan numbers with a
-    two-decimal format, so that Excel sums them; every text a text cell, never a formula."""
-    from openpyxl.cell import WriteOnlyCell
-
+    """A row of text and numbers for an XLSX sheet: the money columns (fen) as yuan numbers
+    (console.money_cell); every text a text cell, never a formula."""
     row = text_cells(sheet, values)
     for i in money:
         if values[i] is not None:
-            cell = WriteOnlyCell(sheet, value=values[i] / 100)
-            cell.number_format = MONEY_FORMAT
-            row[i] = cell
+            row[i] = money_cell(sheet, values[i] / 100)
     return row
-
-
-def widths(sheet, *columns: int) -> None:
-    """Column widths in characters (a CJK character counts two), set before any row is written."""
-    from openpyxl.utils import get_column_letter
-
-    for n, width in enumerate(columns, start=1):
-        sheet.column_dimensions[get_column_letter(n)].width = width
 
 
 def statement_xlsx(merchant, period: str, rows):

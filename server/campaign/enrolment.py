@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..core.errors import BindingCodeInvalid, Forbidden, MerchantExists, MerchantSuspended, ReviewRefused
 from ..core.signing import keyed_digest
 from ..extensions import db
-from ..models import BindingCode, Category, Enrolment, Merchant
+from ..models import BindingCode, Category, Enrolment, Merchant, Staff
 from ..pool import settlement
 
 # Codes are read out over the phone and typed at a till: no 0/O, 1/I/L.
@@ -167,6 +167,16 @@ def binding_code_merchant(code: str, now: datetime) -> tuple[BindingCode, Mercha
     if db.session.get(Enrolment, found.enrolment_id).status != "approved":
         raise MerchantSuspended("该商户当前不能参加活动，请联系商务局")
     return found, db.session.get(Merchant, found.merchant_id)
+
+
+def unbind(staff: Staff, now: datetime) -> None:
+    """A shop assistant unbound (a phone lost, a person gone, or handed on): their token stops
+    working at once (the till loads only bound staff), their redemptions stay theirs, and their
+    phone may bind again with a new binding code. The bureau's console and the till both call it."""
+    if staff.unbound_at is not None:
+        raise ReviewRefused("该店员已解绑", subject=staff.name)
+    staff.unbound_at = now
+    db.session.flush()
 
 
 def mark_used(binding: BindingCode, now: datetime) -> None:

@@ -124,7 +124,7 @@ def settlement_show(batch_id: int) -> None:
         click.echo(f"批准 {names.get(batch.approved_by)} {local(batch.approved_at)}")
     for line in batch.lines:
         m = line.merchant
-        claim = 0 if line.carried_on else line.shortfall_fen - line.recovered_fen
+        claim = line.clawback_fen
         click.echo(
             f"  {m.credit_code}  {m.name}  笔数 {line.sales}  核销 {yuan(line.gross_fen)}"
             f"  剔除 {yuan(line.excluded_fen)}  扣减 {yuan(line.deducted_fen + line.carried_fen)}"

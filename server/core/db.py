@@ -192,13 +192,16 @@ def local_text(column) -> _LocalText:
 
     The zone is a parameter: PostgreSQL converts by its name; SQLite, which has no zone database,
     adds the zone's offset now (China keeps one offset all year, +8)."""
+    return _LocalText(column, *_zone_literals())
+
+
+def _zone_literals() -> tuple:
+    """The reporting zone's name (PostgreSQL) and its offset now (SQLite), rendered into the SQL,
+    not bound: a query that selects and groups by a local day must say the same expression twice,
+    which two placeholders are not."""
     tz = zone()
     offset = int(tz.utcoffset(utcnow().replace(tzinfo=None)).total_seconds() // 60)
-    # Rendered into the SQL, not bound: a query that selects and groups by a local day must say
-    # the same expression twice, which two placeholders are not.
-    return _LocalText(
-        column, sa.literal(str(tz), literal_execute=True), sa.literal(f"{offset:+d} minutes", literal_execute=True)
-    )
+    return sa.literal(str(tz), literal_execute=True), sa.literal(f"{offset:+d} minutes", literal_execute=True)
 
 
 @compiles(_LocalText, "postgresql")
@@ -221,11 +224,7 @@ class _DeadlineText(FunctionElement):
 def deadline_text(column) -> _DeadlineText:
     """A deadline as the pages write it (core.time.moment), in SQL: "YYYY-MM-DD HH:MM" local, and
     a deadline at local midnight as the day before's 24:00 ('' for none)."""
-    tz = zone()
-    offset = int(tz.utcoffset(utcnow().replace(tzinfo=None)).total_seconds() // 60)
-    return _DeadlineText(
-        column, sa.literal(str(tz), literal_execute=True), sa.literal(f"{offset:+d} minutes", literal_execute=True)
-    )
+    return _DeadlineText(column, *_zone_literals())
 
 
 @compiles(_DeadlineText, "postgresql")

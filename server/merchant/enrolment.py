@@ -86,14 +86,12 @@ def bind_staff(code: str, name: str, phone: str, sms_code: str, now: datetime) -
 
 
 def unbind_self(staff_id: int, now: datetime) -> Staff:
-    """A shop assistant unbinds their own phone (leaving, or handing the phone on): their token
-    stops working at once, their redemptions stay theirs, the phone may bind again with a new
-    binding code. The bureau unbinds others from the console (admin/merchants.py)."""
+    """A shop assistant unbinds their own phone (leaving, or handing the phone on), by the rule the
+    bureau's console unbinds others with (campaign/enrolment.unbind)."""
     staff = db.session.get(Staff, staff_id)
     if staff is None or staff.unbound_at is not None:
         raise NotFound("店员身份已失效")
-    staff.unbound_at = now
-    db.session.flush()
+    enrolment.unbind(staff, now)
     return staff
 
 

@@ -598,6 +598,7 @@ class Totals:
     withheld_fen: int = 0
     shortfall_fen: int = 0
     recovered_fen: int = 0
+    clawback_fen: int = 0
 
     @classmethod
     def of(cls, lines) -> Totals:
@@ -659,7 +660,7 @@ def merchant_view(merchant_id: int) -> dict:
                 "deducted_fen": line.excluded_fen + line.deducted_fen + line.carried_fen,
                 "paid_fen": line.paid_fen,
                 "withheld_fen": line.withheld_fen,
-                "clawback_fen": 0 if line.carried_on else line.shortfall_fen - line.recovered_fen,
+                "clawback_fen": line.clawback_fen,
                 "paid_on": paid[-1].paid_on.isoformat() if paid else None,
                 "references": [p.reference for p in paid],
             }
@@ -669,7 +670,7 @@ def merchant_view(merchant_id: int) -> dict:
         "payable_fen": totals.unpaid_fen,
         "paid_fen": totals.paid_fen,
         "withheld_fen": totals.withheld_fen,
-        "clawback_fen": sum(b["clawback_fen"] for b in batches),
+        "clawback_fen": totals.clawback_fen,
         "batches": batches,
     }
 
