@@ -117,7 +117,8 @@ def recreate(admin_dsn: str, name: str) -> None:
         conn.execute(f"CREATE DATABASE {name}")
 
 
-def start_gunicorn(app: str, port: int, env: dict, args) -> subprocess.Popen:
+def start_gunicorn(app: str, port: int, env: dict, args, cwd: Path = ROOT, stderr=None) -> subprocess.Popen:
+    """gunicorn serving `app` from the checkout `cwd`; `stderr` a file for its log (the request log)."""
     workers = (
         ["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads else ["--worker-class", "sync"]
     )
@@ -128,7 +129,7 @@ def start_gunicorn(app: str, port: int, env: dict, args) -> subprocess.Popen:
         *workers,
         "--backlog", "2048", "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, stderr=stderr)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -177,23 +178,73 @@ def wrk(url: str, plan: Path, script: Path, args, seconds: float) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def alternate(targets: dict[str, str], plans: list[Path], script: Path, args) -> dict[str, dict]:
+def cpu_seconds() -> dict[int, tuple[int, float, str]]:
+    """Every process's (parent, CPU seconds used so far, command name), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, name)
+    return found
+
+
+def cpu_split(server: subprocess.Popen | None) -> tuple[float, float]:
+    """CPU seconds used so far by a gunicorn (its master and workers) and by PostgreSQL (every
+    `postgres` process on this machine)."""
+    processes = cpu_seconds()
+    tree, app = {server.pid} if server else set(), 0.0
+    for pid, (parent, used, _) in sorted(processes.items()):
+        if pid in tree or parent in tree:
+            tree.add(pid)
+            app += used
+    database = sum(used for _, used, name in processes.values() if name == "postgres")
+    return app, database
+
+
+def add_turn(total: dict, turn: dict) -> None:
+    for key in ("requests", "duration_us", "errors", "wrapped", "app_cpu_s", "pg_cpu_s"):
+        total[key] = total.get(key, 0) + turn.get(key, 0)
+    for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
+        total[key] = max(total.get(key, 0), turn[key])
+    for code, count in turn["statuses"].items():
+        total["statuses"][code] = total["statuses"].get(code, 0) + count
+
+
+def measured(url: str, plan: Path, script: Path, args, seconds: int, server: subprocess.Popen | None) -> dict:
+    """One wrk run, with the CPU the server and PostgreSQL spent on it."""
+    app_before, pg_before = cpu_split(server)
+    turn = wrk(url, plan, script, args, seconds)
+    app_after, pg_after = cpu_split(server)
+    return turn | {"app_cpu_s": app_after - app_before, "pg_cpu_s": pg_after - pg_before}
+
+
+def cpu_per_request(result: dict) -> str:
+    """Milliseconds of CPU per request answered: the app's, PostgreSQL's."""
+    n = max(1, result["requests"])
+    return f"{result['app_cpu_s'] * 1000 / n:>10.2f}{result['pg_cpu_s'] * 1000 / n:>6.2f}"
+
+
+def alternate(
+    targets: dict[str, str], plans: list[Path], script: Path, args, servers: dict[str, subprocess.Popen]
+) -> dict[str, dict]:
     """Run the targets in turns of a few seconds each, so drift in the machine hits them alike.
 
-    Throughput is summed over the turns; latency percentiles are the worst turn's.
+    Throughput and CPU are summed over the turns; latency percentiles are the worst turn's.
     """
-    results = {name: {"requests": 0, "duration_us": 0, "errors": 0, "wrapped": 0, "statuses": {}} for name in targets}
+    results = {name: {"statuses": {}} for name in targets}
     seconds = max(1, args.duration // args.turns)
     for plan in plans:  # each turn has draws of its own, never sent before
         for name, url in targets.items():
             total = results[name]
-            turn = wrk(url, plan, script, args, seconds)
-            for key in ("requests", "duration_us", "errors", "wrapped"):
-                total[key] += turn[key]
-            for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
-                total[key] = max(total.get(key, 0), turn[key])
-            for code, count in turn["statuses"].items():
-                total["statuses"][code] = total["statuses"].get(code, 0) + count
+            turn = measured(url, plan[name], script, args, seconds, servers.get(name))
+            add_turn(total, turn)
     for total in results.values():
         total["per_s"] = total["requests"] / (total["duration_us"] / 1e6)
     return results
@@ -243,6 +294,32 @@ def prepare(args) -> tuple[dict, str]:
     return env, seed
 
 
+def as_in_production(env: dict, tmp: Path) -> tuple[dict, object]:
+    """Huigou's environment with what production runs on every request: the figures of every
+    worker in PROMETHEUS_MULTIPROC_DIR, and the JSON request log written to a file (journald's
+    place); the environment and the log file."""
+    metrics = tmp / "metrics"
+    metrics.mkdir()
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics), "REQUEST_LOG": "true"}, open(tmp / "requests.log", "w")
+
+
+def baseline_checkout(ref: str, tmp: Path) -> Path:
+    """A worktree of another commit (`--baseline REF`), to serve beside this one in the same run."""
+    where = tmp / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), ref], check=True, cwd=ROOT, capture_output=True)
+    return where
+
+
+def drop_checkout(where: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
+
+
+def log_lines(log) -> int:
+    log.flush()
+    with open(log.name) as read:
+        return sum(1 for _ in read)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--residents", type=int, default=5000)
@@ -254,6 +331,9 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1", help="PostgreSQL server")
     parser.add_argument("--database", default="huigou_bench")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also serve this commit (a git worktree) in the same turns, to compare"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -265,8 +345,16 @@ def main() -> int:
 
     floor_app.prepare(dsn)
 
-    huigou = start_gunicorn("server:create_app()", 5081, env, args)
-    floor = start_gunicorn("bench.floor_app:create_app()", 5082, env, args)
+    scratch = Path(tempfile.mkdtemp(prefix="huigou-bench-"))
+    production_env, request_log = as_in_production(env, scratch)
+    servers = {"draws": start_gunicorn("server:create_app()", 5081, production_env, args, stderr=request_log)}
+    targets = {"draws": "http://127.0.0.1:5081/api/v1/draw"}
+    if args.baseline:
+        checkout = baseline_checkout(args.baseline, scratch)
+        servers["baseline"] = start_gunicorn("server:create_app()", 5085, env, args, cwd=checkout)
+        targets["baseline"] = "http://127.0.0.1:5085/api/v1/draw"
+    servers["floor"] = start_gunicorn("bench.floor_app:create_app()", 5082, env, args)
+    targets["floor"] = "http://127.0.0.1:5082/floor"
     try:
         t = time.perf_counter()
         tokens = bind_residents("http://127.0.0.1:5081", args.residents)
@@ -279,37 +367,51 @@ def main() -> int:
             script.write_text(WRK_SCRIPT)
             lines = [f'{token} - {{"category": "{c}"}}' for token in tokens for c in CATEGORIES]
             random.Random(9).shuffle(lines)
-            plans = [Path(tmp) / f"plan-{k}.txt" for k in range(args.turns)]
-            for k, plan in enumerate(plans):
-                plan.write_text("\n".join(lines[k :: args.turns]) + "\n")
+            # Each turn and each server its own draws, never sent before: a draw sent twice would
+            # be a cheap refusal, not a draw.
+            split = args.turns * len(targets)
+            plans = []
+            for k in range(args.turns):
+                plan = {}
+                for n, name in enumerate(targets):
+                    plan[name] = Path(tmp) / f"plan-{k}-{name}.txt"
+                    plan[name].write_text("\n".join(lines[k * len(targets) + n :: split]) + "\n")
+                plans.append(plan)
             print(
                 f"==> burst: {args.connections} connections, {args.duration} s on each server in {args.turns}"
                 f" alternating turns, {len(lines)} planned draws"
             )
-            results = alternate(
-                {"draws": "http://127.0.0.1:5081/api/v1/draw", "floor": "http://127.0.0.1:5082/floor"},
-                plans,
-                script,
-                args,
-            )
+            results = alternate(targets, plans, script, args, servers)
             draws, base = results["draws"], results["floor"]
     finally:
-        stop(huigou)
-        stop(floor)
+        for server in servers.values():
+            stop(server)
+        if args.baseline:
+            drop_checkout(checkout)
 
     state = verify(dsn)
-    won = draws["statuses"].get("200", 0)
+    # Every server that drew (this commit's, the baseline's) counts toward what was issued.
+    drawing = [results[name] for name in targets if name != "floor"]
+    won = sum(r["statuses"].get("200", 0) for r in drawing)
     issued = sum(t[3] for t in state["tiers"])
     inventory = sum(t[2] for t in state["tiers"])
     oversold = [t for t in state["tiers"] if t[3] > t[2] or t[4] != t[2]]
     print()
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'socket errors':>15}")
-    for name, r in (("Huigou POST /draw", draws), ("raw-SQL floor", base)):
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'socket errors':>15}"
+          f"{'CPU ms/req: app':>17}{'pg':>6}")  # fmt: skip
+    rows = [("Huigou POST /draw", draws), ("raw-SQL floor", base)]
+    if args.baseline:
+        rows.insert(1, (f"baseline {args.baseline[:12]}", results["baseline"]))
+    for name, r in rows:
         print(
             f"{name:24}{r['per_s']:>10.0f}{r['p50_ms']:>9.1f}{r['p90_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-            f"{r['max_ms']:>9.1f}{r['errors']:>15}"
+            f"{r['max_ms']:>9.1f}{r['errors']:>15}{cpu_per_request(r):>23}"
         )
     print(f"draws / floor: {draws['per_s'] / base['per_s']:.0%}   (target >= 70%, p99 < 150 ms; worst turn's p99)")
+    if args.baseline:
+        print(f"draws / baseline: {draws['per_s'] / results['baseline']['per_s']:.1%}")
+    print(f"request log: {log_lines(request_log)} JSON lines; every worker's figures in PROMETHEUS_MULTIPROC_DIR")
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"answers: {json.dumps(draws['statuses'], sort_keys=True)}; plan wrapped {draws['wrapped']} time(s)")
     print(f"coupons issued {issued} of inventory {inventory}; 200 answers {won}; won draws {state['won_draws']}")
     for code, face, quantity, taken, _rows in state["tiers"]:
@@ -322,7 +424,7 @@ def main() -> int:
         and not oversold
         and state["duplicates"] == 0
         and state["orphans"] == 0
-        and won <= issued <= won + args.connections * args.turns
+        and won <= issued <= won + args.connections * args.turns * len(drawing)
     )
     print(
         "invariants:",

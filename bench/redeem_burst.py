@@ -37,12 +37,18 @@ sys.path.insert(0, str(ROOT))
 from bench.draw_burst import (  # noqa: E402
     CATEGORIES,
     WRK_SCRIPT,
+    add_turn,
+    as_in_production,
+    baseline_checkout,
     bind_residents,
+    cpu_per_request,
+    drop_checkout,
     ledger_balances,
+    log_lines,
+    measured,
     prepare,
     start_gunicorn,
     stop,
-    wrk,
 )
 
 
@@ -120,6 +126,9 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1")
     parser.add_argument("--database", default="huigou_bench")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also serve this commit (a git worktree), in turns with this one, to compare"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -129,7 +138,15 @@ def main() -> int:
 
     floor_app.prepare(dsn)
     base = "http://127.0.0.1:5083"
-    server = start_gunicorn("server:create_app()", 5083, env, args)
+    scratch = Path(tempfile.mkdtemp(prefix="huigou-bench-"))
+    production_env, request_log = as_in_production(env, scratch)
+    server = start_gunicorn("server:create_app()", 5083, production_env, args, stderr=request_log)
+    servers = {"redeem": (server, f"{base}/api/v1/merchant/redeem")}
+    if args.baseline:
+        checkout = baseline_checkout(args.baseline, scratch)
+        other = start_gunicorn("server:create_app()", 5086, env, args, cwd=checkout)
+        servers["baseline"] = (other, "http://127.0.0.1:5086/api/v1/merchant/redeem")
+    results = {}
     try:
         staff = bind_staff(base, seed)
         print(f"==> bound {sum(map(len, staff.values()))} shop assistants to {len(staff)} categories of merchants")
@@ -146,22 +163,36 @@ def main() -> int:
             body = json.dumps({"paycode": code, "spend_fen": threshold, "spend_category": "压测"})
             lines.append(f"{tills[n % len(tills)]} {uuid.uuid4().hex} {body}")
         with tempfile.TemporaryDirectory() as tmp:
-            plan, script = Path(tmp) / "plan.txt", Path(tmp) / "redeem.lua"
-            plan.write_text("\n".join(lines) + "\n")
+            script = Path(tmp) / "redeem.lua"
             script.write_text(WRK_SCRIPT)
-            args.turns = 1
+            # With a baseline, two turns each, alternating, each turn its own pay codes (they live a
+            # minute: the turns cannot be many).
+            turns = 2 if args.baseline else 1
+            order = [name for _ in range(turns) for name in servers]
             print(f"==> burst: {args.connections} connections for {args.duration} s at 12 merchants' tills")
-            result = wrk(f"{base}/api/v1/merchant/redeem", plan, script, args, args.duration)
+            for k, name in enumerate(order):
+                plan = Path(tmp) / f"plan-{k}.txt"
+                plan.write_text("\n".join(lines[k :: len(order)]) + "\n")
+                running, url = servers[name]
+                turn = measured(url, plan, script, args, max(1, args.duration // turns), running)
+                add_turn(results.setdefault(name, {"statuses": {}}), turn)
             # The floor right after, with the same gunicorn and wrk settings (pay codes live a
-            # minute, so the two cannot alternate in turns as the draw benchmark's do).
-            stop(server)
+            # minute, so the floor cannot alternate with them as the draw benchmark's does).
+            for running, _ in servers.values():
+                stop(running)
+            servers = {}
             server = start_gunicorn("bench.floor_app:create_app()", 5084, env, args)
             floor_plan = Path(tmp) / "floor.txt"
             floor_plan.write_text("".join(f'- - {{"paycode": "{n}", "spend_fen": 30000}}\n' for n in range(1, 200001)))
             print(f"==> the raw-SQL floor: {args.connections} connections for {args.duration} s")
-            floor = wrk("http://127.0.0.1:5084/floor-redeem", floor_plan, script, args, args.duration)
+            floor = measured("http://127.0.0.1:5084/floor-redeem", floor_plan, script, args, args.duration, server)
     finally:
         stop(server)
+        for running, _ in servers.values():
+            stop(running)
+        if args.baseline:
+            drop_checkout(checkout)
+    result = results["redeem"]
     per_s = result["requests"] / (result["duration_us"] / 1e6)
     with psycopg.connect(dsn) as conn:
         redemptions = conn.execute("SELECT count(*) FROM redemptions WHERE revoked_at IS NULL").fetchone()[0]
@@ -169,19 +200,29 @@ def main() -> int:
         twice = conn.execute(
             "SELECT count(*) FROM (SELECT coupon_id FROM redemptions GROUP BY 1 HAVING count(*) > 1) d"
         ).fetchone()[0]
-    ok200 = result["statuses"].get("200", 0)
+    ok200 = sum(r["statuses"].get("200", 0) for r in results.values())  # the baseline's redeem too
     print()
-    print(f"{'':28}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"{'':28}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU ms/req: app':>17}{'pg':>6}")
     print(
         f"{'POST /merchant/redeem':28}{per_s:>8.0f}{result['p50_ms']:>9.1f}{result['p90_ms']:>9.1f}"
-        f"{result['p99_ms']:>9.1f}{result['max_ms']:>9.1f}"
+        f"{result['p99_ms']:>9.1f}{result['max_ms']:>9.1f}{cpu_per_request(result):>23}"
     )
     floor_per_s = floor["requests"] / (floor["duration_us"] / 1e6)
     print(
         f"{'raw-SQL floor':28}{floor_per_s:>8.0f}{floor['p50_ms']:>9.1f}{floor['p90_ms']:>9.1f}"
-        f"{floor['p99_ms']:>9.1f}{floor['max_ms']:>9.1f}"
+        f"{floor['p99_ms']:>9.1f}{floor['max_ms']:>9.1f}{cpu_per_request(floor):>23}"
     )
     print(f"redemptions / floor: {per_s / floor_per_s:.0%}   (target >= 70%, p99 < 150 ms)")
+    if args.baseline:
+        other = results["baseline"]
+        other_per_s = other["requests"] / (other["duration_us"] / 1e6)
+        print(
+            f"{'baseline ' + args.baseline[:12]:28}{other_per_s:>8.0f}{other['p50_ms']:>9.1f}{other['p90_ms']:>9.1f}"
+            f"{other['p99_ms']:>9.1f}{other['max_ms']:>9.1f}{cpu_per_request(other):>23}"
+        )
+        print(f"redemptions / baseline: {per_s / other_per_s:.1%}")
+    print(f"request log: {log_lines(request_log)} JSON lines; every worker's figures in PROMETHEUS_MULTIPROC_DIR")
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"answers: {json.dumps(result['statuses'], sort_keys=True)}; plan wrapped {result['wrapped']} time(s)")
     print(f"redemptions {redemptions}, coupons used {used}, coupons redeemed twice {twice}, 200 answers {ok200}")
     rate = png_rate(3)
@@ -190,7 +231,13 @@ def main() -> int:
     # Every 200 is a redemption, but for a plan that wrapped: its second pass resubmits the same pay
     # codes with the same Idempotency-Keys, which answer 200 with the first redemption.
     answered = ok200 <= redemptions or result["wrapped"] > 0
-    ok = balanced and twice == 0 and redemptions == used and answered and redemptions <= ok200 + args.connections
+    ok = (
+        balanced
+        and twice == 0
+        and redemptions == used
+        and answered
+        and redemptions <= ok200 + args.connections * 2 * len(results)
+    )
     print("invariants:", "hold" if ok else "BROKEN")
     return 0 if ok else 1
 

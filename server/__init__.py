@@ -64,8 +64,11 @@ def register_extensions(app: APIFlask) -> None:
     from .admin import access
     from .auth import headers, limits
     from .core import db as database
+    from .core import metrics, requestlog
     from .extensions import csrf, db, migrate
 
+    requestlog.init_app(app)  # first: its hook starts the clock and names the request
+    metrics.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     access.init_app(app)
@@ -111,8 +114,12 @@ def register_commands(app: APIFlask) -> None:
 
 
 def start_jobs(app: APIFlask) -> None:
-    """With SCHEDULER_IN_WEB, every worker runs the jobs too (one leads, behind the lock)."""
-    if app.config.get("SCHEDULER_IN_WEB") and not app.config.get("TESTING"):
+    """With SCHEDULER_IN_WEB, every worker runs the jobs too (one leads, behind the lock); a
+    `flask ...` command (a backup's verify, a migration) is no web worker and starts none."""
+    import click
+
+    in_command = click.get_current_context(silent=True) is not None
+    if app.config.get("SCHEDULER_IN_WEB") and not app.config.get("TESTING") and not in_command:
         from .pool.jobs import start_in_web
 
         start_in_web(app)

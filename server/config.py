@@ -46,6 +46,15 @@ def from_environment(instance_path: str) -> dict:
         # Run the round and pool jobs inside the web workers too (behind the leader lock).
         "SCHEDULER_IN_WEB": _flag("SCHEDULER_IN_WEB", False),
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE", False),
+        # GET /metrics: a bearer token for the scraper, and/or the addresses (or networks) that may
+        # read it without one; loopback only by default.
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+        "METRICS_ALLOW": os.environ.get("METRICS_ALLOW", "127.0.0.1,::1"),
+        # `flask scheduler run` serves its own figures (job runs, leadership) on this address:port
+        # (prometheus_client's server), when set, e.g. 127.0.0.1:9464.
+        "SCHEDULER_METRICS": os.environ.get("SCHEDULER_METRICS", ""),
+        # One JSON line per request on stderr (core/requestlog.py).
+        "REQUEST_LOG": _flag("REQUEST_LOG", True),
     }
 
 

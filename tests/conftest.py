@@ -24,6 +24,7 @@ from tests.helpers import (
     PASSWORD,
     PG_URL,
     T0,
+    TEST_CONFIG,
     assert_books_count_the_coupons,
     auth,
     campaign_doc,
@@ -89,16 +90,11 @@ def app(tmp_path, _schema, request):
         shutil.copyfile(url.removeprefix("sqlite:///"), tmp_path / "test.sqlite3")
         url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
     app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
+        TEST_CONFIG
+        | {
             "SQLALCHEMY_DATABASE_URI": url,
-            "SMS_BACKEND": "outbox",
-            "WECHAT_BACKEND": "dev",
-            "CAMPAIGN_CACHE_SECONDS": 0,
             "DRAW_SEED": 20220625,
             "RATELIMIT_ENABLED": request.node.get_closest_marker("rate_limits") is not None,
-            "RATELIMIT_STORAGE_URI": "memory://",
         }
     )
     forget_snapshot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,3 +222,33 @@ def apply_merchant(client, body: dict):
                                expires_at=now + timedelta(minutes=5)))  # fmt: skip
         db.session.commit()
     return client.post("/api/v1/merchant/apply", json=body | {"sms_code": "246810"})
+
+
+def claims_and_redemptions(client, make_campaign, make_resident, make_till, clock) -> tuple[list[int], list[int]]:
+    """Five claims and two redemptions at 09:00 (T0), then the clock a minute later: (coupon ids,
+    redemption ids). What the chain's and the backups' tests seal and check."""
+    make_campaign()
+    _, staff = make_till("hotel")
+    coupons = []
+    for _ in range(5):
+        _, token = make_resident()
+        body = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()
+        coupons.append((token, body["coupon"]))
+    redeemed = []
+    for token, coupon in coupons[:2]:
+        answer = redeem(client, staff, paycode(client, token, coupon["id"]), coupon["threshold_fen"])
+        assert answer.status_code == 200, answer.get_json()
+        redeemed.append(answer.get_json()["redemption"]["id"])
+    clock.move_to(T0 + timedelta(minutes=1))
+    return [c["id"] for _, c in coupons], redeemed
+
+
+# The app's settings under test (conftest's `app`, and the tests that build an app of their own).
+TEST_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret",
+    "SMS_BACKEND": "outbox",
+    "WECHAT_BACKEND": "dev",
+    "CAMPAIGN_CACHE_SECONDS": 0,
+    "RATELIMIT_STORAGE_URI": "memory://",
+}

@@ -176,6 +176,8 @@ def csrf_failed(_error):
 
 def error_page(status: int):
     title, text = ERROR_PAGES.get(status) or ERROR_PAGES[500 if status >= 500 else 400]
+    if status >= 500 and g.get("request_id"):  # the same id as in X-Request-Id and the log
+        text += f" 如需报告问题，请提供请求编号 {g.request_id}。"
     return message(title, text, status)
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..adapters import sms
+from ..core import metrics
 from ..core.errors import SmsCodeExpired, SmsCodeInvalid, SmsTooFrequent
 from ..core.phone import check_phone
 from ..core.signing import keyed_digest
@@ -73,7 +74,12 @@ def send(phone: str, purpose: str, now: datetime) -> int:
     )
     db.session.flush()
     text = f"【惠购】您的验证码是{code}，{minutes}分钟内有效。请勿告诉他人。"
-    sms.gateway().send_code(phone, code, text)
+    try:
+        sms.gateway().send_code(phone, code, text)
+    except Exception:
+        metrics.SMS.labels(purpose, "failed").inc()
+        raise
+    metrics.SMS.labels(purpose, "sent").inc()
     return cooldown
 
 

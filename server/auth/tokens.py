@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired
 
 from ..core.errors import Forbidden, Unauthorized
@@ -49,6 +49,7 @@ def optional_bearer(kind: str) -> Bearer | None:
         raise Unauthorized("登录已失效，请重新登录")
     if bearer.kind != kind:
         raise Forbidden()
+    g.actor = f"{bearer.kind}:{bearer.id}"  # for the request log
     return bearer
 
 

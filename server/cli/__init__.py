@@ -68,7 +68,7 @@ def campaigns_or_exit(code: str | None) -> list[Campaign]:
 
 
 def register(app: Flask) -> None:
-    from . import admin, audit, campaign, merchant, pool, seed, settlement
+    from . import admin, audit, backup, campaign, merchant, pool, seed, settlement
 
     for group in (
         audit.cli,
@@ -79,6 +79,7 @@ def register(app: Flask) -> None:
         campaign.cli,
         admin.cli,
         settlement.cli,
+        backup.cli,
     ):
         app.cli.add_command(group)
     app.cli.add_command(seed.seed_demo)

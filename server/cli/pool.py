@@ -77,6 +77,13 @@ def scheduler_run() -> None:
     running, leader = jobs.build(app, blocking=True)
     for job in jobs.JOBS:
         click.echo(f"  {job.name}: 每 {job.every_s} 秒  {job.description}")
+    if app.config.get("SCHEDULER_METRICS"):
+        # This process's figures (job runs and failures, leadership) for Prometheus, on its own port.
+        from prometheus_client import start_http_server
+
+        host, _, port = app.config["SCHEDULER_METRICS"].rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1")
+        click.echo(f"调度器指标：http://{host or '127.0.0.1'}:{port}/metrics")
     click.echo("调度器已启动（Ctrl+C 停止）；启动时先补跑错过的任务")
     try:
         running.start()

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from apiflask import APIFlask, HTTPError
-from flask import abort, request
+from flask import abort, g, has_request_context, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -142,6 +142,9 @@ _BY_STATUS = {
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict:
+    """The envelope; its code is also the request's, for the request log and the figures."""
+    if has_request_context():
+        g.error_code = code
     return {"error": {"code": code, "message": message, **extra}}
 
 
@@ -257,7 +260,8 @@ def register_errorhandlers(app: APIFlask) -> None:
         if not transient(error):
             return unexpected(error)
         rollback_quietly()
-        app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
+        where = f"{request.method} {request.path} (request {g.get('request_id')})"
+        app.logger.warning("database unavailable on %s: %s", where, error.orig)
         body = error_body(ServiceUnavailable.code, ServiceUnavailable.message)
         return body, 503, {"Retry-After": "1"}
 
@@ -267,8 +271,10 @@ def register_errorhandlers(app: APIFlask) -> None:
         if isinstance(error, HTTPException):
             return api_error(HTTPError(error.code or 500, headers=dict(error.get_headers())))
         rollback_quietly()
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        app.logger.exception("unhandled error on %s %s (request %s)", request.method, request.path, g.get("request_id"))
+        g.error_code = InternalError.code
         render = _page_for(request.path)
         if render is not None:
             return render(500)
-        return error_body(InternalError.code, InternalError.message), 500
+        # The request's id, to quote when reporting it: the same as in X-Request-Id and the log.
+        return error_body(InternalError.code, InternalError.message, request_id=g.get("request_id")), 500

@@ -15,7 +15,7 @@ from ..auth import screen, tokens
 from ..campaign import geo
 from ..campaign.snapshot import Segment, Snapshot, snapshot
 from ..campaign.subsidy import bracket_rows
-from ..core import cache
+from ..core import cache, metrics
 from ..core.errors import (
     AlreadyDrawn,
     LocationRequired,
@@ -287,9 +287,12 @@ def draw(
 ) -> tuple[int, dict | None]:
     """Spin the wheel of a category once for this round: (the segment it lands on, the coupon won
     or None for "thanks"), or a refusal."""
+    counted = metrics.outcome(metrics.DRAWS, "won", campaign="-", category="-")
     snap = current_snapshot(campaign)
+    counted.labels["campaign"] = snap.code
     _refuse_kind(snap, "wheel")
     code = category_code_or_404(snap, code)
+    counted.labels["category"] = code
     current = _open_round(snap, now)
     ensure_bound(bearer)
     ensure_identified(bearer, snap.identity)
@@ -297,10 +300,11 @@ def draw(
 
     chosen = _fixed_odds_segment(snap, code) if snap.draw_strategy == "fixed_odds" else None
     if chosen is not None and chosen.tier_id is None:  # "thanks for taking part": no coupon
-        counted = coupons.record_thanks(
+        counted.success = "thanks"
+        recorded = coupons.record_thanks(
             resident_id=bearer.id, round_id=current.id, category_id=snap.category_ids[code], now=now
         )
-        if not counted:
+        if not recorded:
             _refuse_second_draw(snap, current, bearer.id, code)
         return chosen.index, None
 
@@ -322,11 +326,14 @@ def grab(
 ) -> dict:
     """Take one coupon of the chosen tier (抢券), once per tier -- or once per round -- while
     stock lasts; an on-site event's claims need a pass from its big screen's QR."""
+    counted = metrics.outcome(metrics.DRAWS, "won", campaign="-", category="-")
     snap = current_snapshot(campaign)
+    counted.labels["campaign"] = snap.code
     _refuse_kind(snap, "grab")
     tier = snap.tier(tier_id)
     if tier is None:
         raise NotFound("没有这个券种")
+    counted.labels["category"] = tier.category_code
     current = _open_round(snap, now)
     ensure_bound(bearer)
     ensure_identified(bearer, snap.identity)

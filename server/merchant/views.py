@@ -8,6 +8,7 @@ from flask import current_app, request
 
 from ..auth import tokens
 from ..auth.limits import limited
+from ..core import metrics
 from ..core.api import BEARER
 from ..core.errors import InvalidInput
 from ..core.time import local_midnight, utcnow
@@ -77,6 +78,7 @@ def scan(body):
 )
 def redeem(body):
     """Spend the coupon (Idempotency-Key header: a retried submission records once)."""
+    metrics.outcome(metrics.REDEMPTIONS, "ok")
     till = redemption.till(tokens.require_bearer("staff"))
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 64:

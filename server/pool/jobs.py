@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import Flask
 
+from ..core import metrics
 from ..core.commit import commits
 from ..core.db import on_postgres, release_session_lock, try_session_lock
 from ..core.time import utcnow
@@ -71,9 +73,9 @@ class Leader:
 
     def holds(self) -> bool:
         with self._lock, self.app.app_context():
-            if on_postgres(db.engine):
-                return self._advisory()
-            return self._lease()
+            leads = self._advisory() if on_postgres(db.engine) else self._lease()
+        metrics.LEADER.set(1 if leads else 0)
+        return leads
 
     def _advisory(self) -> bool:
         if self._connection is not None:
@@ -139,20 +141,25 @@ class Leader:
                 table = SchedulerLease.__table__
                 with db.engine.begin() as connection:
                     connection.execute(table.delete().where(table.c.name == LOCK_NAME, table.c.holder == self.identity))
+        metrics.LEADER.set(0)
 
 
 def run_job(app: Flask, job: Job, leader: Leader | None = None, now: datetime | None = None):
     """Run one job if this process leads (or no leader is asked); it commits once, or rolls back."""
     if leader is not None and not leader.holds():
         return None
+    started = time.perf_counter()
     with app.app_context():
         try:
             result = commits(job.run)(now or utcnow())
         except Exception:
+            metrics.JOB_RUNS.labels(job.name, "failed").inc()
             log.exception("job %s failed; it will run again", job.name)
             raise
         finally:
             db.session.remove()
+            metrics.JOB_SECONDS.labels(job.name).observe(time.perf_counter() - started)
+    metrics.JOB_RUNS.labels(job.name, "ok").inc()
     if result:
         log.info("job %s: %s", job.name, result)
     return result

@@ -7,7 +7,7 @@ from ..core.errors import page_errors
 # Templates live in this package's folder (public/templates/public/).
 bp = PageBlueprint("public", __name__, template_folder="templates")
 
-from . import campaign, pages  # noqa: E402,F401  (routes register on bp)  # isort: skip
+from . import campaign, operations, pages  # noqa: E402,F401  (routes register on bp)  # isort: skip
 
 page_errors("/public", campaign.missing)
 page_errors("/h5", campaign.missing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from flask import abort, render_template
+from flask import abort, g, render_template
 
 from ..campaign import results
 from ..campaign.snapshot import phase
@@ -24,6 +24,8 @@ def missing(status: int = 404):
     """The public pages' error page: not here (a 404), or not now."""
     if status >= 500:
         title, text = "页面暂时无法显示", "系统处理时出错，请稍后刷新重试。"
+        if g.get("request_id"):  # the same id as in X-Request-Id and the log
+            text += f"如需报告问题，请提供请求编号 {g.request_id}。"
     else:
         title, text = "找不到这个活动", "没有找到对应的消费券活动，或该活动尚未公开。请核对链接地址。"
     return render_template("public/missing.html", title=title, text=text), status

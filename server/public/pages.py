@@ -4,10 +4,9 @@ host's own front door: a landing page at / that says where each of them is, and 
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, render_template, send_from_directory
+from flask import current_app, render_template, send_from_directory
 
 from ..campaign.snapshot import active_campaigns
-from ..core import ready
 from . import bp
 
 
@@ -44,20 +43,3 @@ def api_docs():
     """The API's interactive documentation: Swagger UI from static/vendor/ (no CDN: it works
     offline and in China), under the pages' content security policy."""
     return _page("index.html", "api-docs")
-
-
-@bp.get("/healthz")
-def healthz():
-    """The process answers (API.md): for the load balancer and systemd; no database touched, so a
-    database restart does not take every host out of the pool at once."""
-    return jsonify(status="ok")
-
-
-@bp.get("/readyz")
-def readyz():
-    """Whether this host should take traffic (API.md): the database answering with its migrations
-    at head, and Redis when configured; 503 naming what fails, for the load balancer."""
-    parts = ready.failing()
-    if parts:
-        return jsonify(status="unready", failing=parts), 503
-    return jsonify(status="ready")

@@ -28,7 +28,10 @@ def test_a_crash_is_the_consoles_500_page_and_changes_nothing(app, console, make
     assert answer.status_code == 500 and answer.mimetype == "text/html"
     page = answer.get_data(as_text=True)
     assert "系统出错" in page and "a defect" not in page and "Traceback" not in page
-    assert "unhandled error on GET /admin/" in caplog.text
+    # The page names the request, as its header and the log do: a bureau user can quote it.
+    request_id = answer.headers["X-Request-Id"]
+    assert f"请求编号 {request_id}" in page
+    assert f"unhandled error on GET /admin/ (request {request_id})" in caplog.text
 
 
 def test_a_post_the_page_does_not_take_is_the_consoles_405(console):

@@ -136,9 +136,13 @@ def test_a_crash_answers_500_without_a_stack_trace(app, client, caplog):
 
     answer = client.get("/api/v1/boom")
     assert answer.status_code == 500
-    assert answer.get_json() == {"error": {"code": "INTERNAL_ERROR", "message": "系统繁忙，请稍后重试"}}
+    request_id = answer.headers["X-Request-Id"]
+    assert answer.get_json() == {
+        "error": {"code": "INTERNAL_ERROR", "message": "系统繁忙，请稍后重试", "request_id": request_id}
+    }
     assert "secret internals" not in answer.get_data(as_text=True)
     assert "secret internals" in caplog.text
+    assert f"(request {request_id})" in caplog.text  # the log of the crash names the request
 
 
 def test_a_database_out_of_reach_answers_503_to_retry(tmp_path, caplog):

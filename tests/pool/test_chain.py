@@ -11,26 +11,13 @@ import sqlalchemy as sa
 from server.extensions import db
 from server.models import Coupon, Draw, Redemption, Seal
 from server.pool import jobs as scheduler
-from tests.helpers import T0, auth, paycode, redeem
+from tests.helpers import T0, auth, claims_and_redemptions
 
 
 @pytest.fixture
 def history(client, make_campaign, make_resident, make_till, clock):
     """Five claims and two redemptions at 09:00, then the clock a minute later."""
-    make_campaign()
-    _, staff = make_till("hotel")
-    coupons = []
-    for _ in range(5):
-        _, token = make_resident()
-        body = client.post("/api/v1/draw", json={"category": "hotel"}, headers=auth(token)).get_json()
-        coupons.append((token, body["coupon"]))
-    redeemed = []
-    for token, coupon in coupons[:2]:
-        answer = redeem(client, staff, paycode(client, token, coupon["id"]), coupon["threshold_fen"])
-        assert answer.status_code == 200
-        redeemed.append(answer.get_json()["redemption"]["id"])
-    clock.move_to(T0 + timedelta(minutes=1))
-    return [c["id"] for _, c in coupons], redeemed
+    return claims_and_redemptions(client, make_campaign, make_resident, make_till, clock)
 
 
 def verify(runner):
