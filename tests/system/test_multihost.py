@@ -468,7 +468,10 @@ def _the_edge(api: requests.Session, base: str, ports: dict[str, int], tmp: Path
     campaign = api.get(base + "/api/v1/campaign", headers={"X-Request-Id": "forged-by-the-client"})
     request_id = campaign.headers.get("X-Request-Id", "")
     assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
-    logged = [line for line in _access_log(tmp) if line["request_id"] == request_id]
+    deadline = time.monotonic() + 5  # nginx writes its line once the answer is sent, not before
+    while not (logged := [line for line in _access_log(tmp) if line["request_id"] == request_id]):
+        assert time.monotonic() < deadline, "nginx's access log has no line with the answer's request id"
+        time.sleep(0.05)
     assert [(line["uri"], line["status"]) for line in logged] == [("/api/v1/campaign", 200)]
     served = {}
     for line in _access_log(tmp):
@@ -521,7 +524,10 @@ def _shared_limit(api: requests.Session, base: str, hosts: dict[str, str], tmp: 
     assert heard == [(400, "INVALID_INPUT")] * 5 + [(429, "RATE_LIMITED")], heard
     assert answers[-1].headers.get("Retry-After")
     by_name = {address: name for name, address in hosts.items()}
-    served = [by_name[line["upstream"]] for line in _access_log(tmp) if line["uri"] == "/api/v1/merchant/apply"]
+    deadline = time.monotonic() + 5  # nginx writes a line once its answer is sent
+    while len(served := [by_name[x["upstream"]] for x in _access_log(tmp) if x["uri"] == "/api/v1/merchant/apply"]) < 6:
+        assert time.monotonic() < deadline, served
+        time.sleep(0.05)
     assert len(served) == 6 and set(served) == set(hosts), served
     assert any(phone.encode() in key for key in store.keys("*")), "the count is not in Redis"
     return f"5 an hour per phone: 400 x5 then 429 at the 6th, served by {', '.join(served)}; counted in Redis"
