@@ -947,7 +947,7 @@ class SchedulerLease(db.Model):
 
 
 class HourMark(db.Model):
-    """Whether an hour's stored figures (HourClaims, HourRedemptions, HourLedger) hold.
+    """Whether an hour's stored figures (HourClaims, HourRedemptions, HourLedger, the Hour*Risk) hold.
 
     The `close_hours` job stores an hour once it is over; whatever later changes one of its
     redemptions (a revocation, a refund) marks it stale in the same transaction (pool/rollup.py).
@@ -1010,6 +1010,78 @@ class HourLedger(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(16))
     amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
     coupons: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class HourMerchantRisk(db.Model):
+    """A merchant's redemptions of an hour that stand, as the risk flags count them (pool/risk.py):
+    how many, how many spent exactly the threshold, and how many ended a burst."""
+
+    __tablename__ = "hour_merchant_risk"
+    __table_args__ = (
+        sa.CheckConstraint("exact <= redeemed AND bursts <= redeemed", name="parts_within_redeemed"),
+        sa.CheckConstraint("bursts = 0 OR burst_first IS NOT NULL", name="burst_times"),
+    )
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), primary_key=True)
+    redeemed: Mapped[int]
+    exact: Mapped[int]  # spends exactly at the coupon's threshold
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    bursts: Mapped[int] = mapped_column(default=0, server_default="0")  # redemptions that ended a burst
+    burst_first: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    burst_last: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HourStaffRisk(db.Model):
+    """An assistant's redemptions of an hour that stand, per the hour of the same resident's
+    previous one by that assistant that local day (none: the resident's first that day): summed,
+    the residents an assistant redeemed for in a day, or in any part of one (pool/risk.py)."""
+
+    __tablename__ = "hour_staff_risk"
+    __table_args__ = (sa.CheckConstraint("previous IS NULL OR previous <= hour", name="previous_before"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"))
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"))
+    previous: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redeemed: Mapped[int]
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HourRepeatRisk(db.Model):
+    """A resident's redemptions of an hour at a merchant that came within minutes of their previous
+    one there (pool/risk.py): rows only where there are such."""
+
+    __tablename__ = "hour_repeat_risk"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), primary_key=True)
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True)
+    repeats: Mapped[int]
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the earliest previous redemption
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HourRefundRisk(db.Model):
+    """Refunds of an hour per merchant, per the hour of the same redemption's previous refund (none:
+    its first), with their amounts (pool/risk.py)."""
+
+    __tablename__ = "hour_refund_risk"
+    __table_args__ = (sa.CheckConstraint("previous IS NULL OR previous <= hour", name="previous_before"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    merchant_id: Mapped[int] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"))
+    previous: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refunds: Mapped[int]
+    spend_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    share_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    withheld_fen: Mapped[int] = mapped_column(sa.BigInteger)  # the shares withheld under "forfeit"
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SurveyResponse(db.Model):

@@ -13,6 +13,12 @@ Each rule is a query over a period's redemptions or bindings, with its threshold
   the sale is taken back and the shop would still be paid);
 - one resident's coupons redeemed at one merchant within minutes (一次消费限用一张券: a bill split
   to use two).
+
+What the rules over redemptions and refunds count is stored per hour as the hours close
+(pool/risk.py): the page adds up the stored hours of the period and reads the rest (its first
+and last hour or so, and any hour a revocation made stale) from the source rows, all from one
+snapshot, so that any period is read in the time of a few thousand rows and flags exactly what
+the whole period's rows say. Bindings and positions are read from their rows.
 """
 
 from __future__ import annotations
@@ -26,11 +32,11 @@ from flask import render_template, request
 from flask_login import current_user
 
 from ..campaign import geo
-from ..core.db import epoch_of, local_text
+from ..core.db import snapshot
 from ..core.money import yuan
 from ..core.time import utcnow
-from ..extensions import db
-from ..models import Merchant, Redemption, Refund, Resident, Staff
+from ..models import Merchant, Redemption, Resident, Staff
+from ..pool import risk as figures
 from ..pool import rollup
 from . import bp
 from .access import READ, role_required
@@ -38,16 +44,8 @@ from .lists import phone_text
 
 DAYS = (1, 7, 30)  # the periods the page offers
 
-RULES = {
-    "burst": {"count": 20, "minutes": 10},
-    "exact": {"count": 5, "percent": 50},
-    "staff": {"residents": 30},
-    "address": {"residents": 20},
-    "device": {"residents": 3},
-    "far": {"metres": 3000},
-    "refund": {"count": 1},
-    "repeat": {"minutes": 5},
-}
+# The thresholds: pool/risk.py counts bursts and repeats into the stored hourly figures with them.
+RULES = figures.RULES
 
 
 @dataclass
@@ -67,64 +65,43 @@ class Rule:
     flags: list[Flag]
 
 
-def _day(column):
-    return sa.func.substr(local_text(column), 1, 10)
+_day = figures.day_of
 
 
-def _merchant_names(ids) -> dict[int, str]:
+def _merchant_names(connection: sa.Connection, ids) -> dict[int, str]:
     ids = set(ids)
     if not ids:
         return {}
-    return dict(db.session.execute(sa.select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids))).all())
+    return dict(connection.execute(sa.select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids))).all())
+
+
+def _ranked(found: dict, count=lambda values: values[0]) -> list:
+    """Flags' figures, the most first (then by what they are of, so that the order is one)."""
+    return sorted(found.items(), key=lambda item: (-count(item[1]), item[0]))
 
 
 def _standing(since: datetime, until: datetime):
     return sa.and_(Redemption.created_at >= since, Redemption.created_at <= until, Redemption.revoked_at.is_(None))
 
 
-def bursts(since: datetime, until: datetime) -> list[Flag]:
+def bursts(connection: sa.Connection, split: figures.Split) -> list[Flag]:
     count, minutes = RULES["burst"]["count"], RULES["burst"]["minutes"]
-    earlier = (
-        sa.func.lag(Redemption.created_at, count - 1)
-        .over(partition_by=Redemption.merchant_id, order_by=(Redemption.created_at, Redemption.id))
-        .label("earlier")
-    )
-    inner = (
-        sa.select(Redemption.merchant_id, Redemption.created_at.label("at"), earlier)
-        .where(_standing(since, until))
-        .subquery()
-    )
-    rows = db.session.execute(
-        sa.select(inner.c.merchant_id, sa.func.count(), sa.func.min(inner.c.at), sa.func.max(inner.c.at))
-        .where(inner.c.earlier.is_not(None), epoch_of(inner.c.at) - epoch_of(inner.c.earlier) <= minutes * 60)
-        .group_by(inner.c.merchant_id)
-        .order_by(sa.func.count().desc())
-    ).all()
-    names = _merchant_names(r[0] for r in rows)
+    found = figures.bursts(connection, split, count, minutes)
+    names = _merchant_names(connection, (m for (m,) in found))
     return [
         Flag(names[m], f"{minutes}分钟内核销达到{count}张，共出现{n}次", first, last, {"merchant": m})
-        for m, n, first, last in rows
+        for (m,), (n, first, last) in _ranked(found)
     ]
 
 
-def exact_thresholds(since: datetime, until: datetime) -> list[Flag]:
+def exact_thresholds(connection: sa.Connection, split: figures.Split) -> list[Flag]:
     count, percent = RULES["exact"]["count"], RULES["exact"]["percent"]
-    exact = sa.func.sum(sa.case((Redemption.spend_fen == Redemption.threshold_fen, 1), else_=0))
-    total = sa.func.count()
-    rows = db.session.execute(
-        sa.select(
-            Redemption.merchant_id,
-            exact,
-            total,
-            sa.func.min(Redemption.created_at),
-            sa.func.max(Redemption.created_at),
-        )
-        .where(_standing(since, until))
-        .group_by(Redemption.merchant_id)
-        .having(sa.and_(exact >= count, exact * 100 >= total * percent))
-        .order_by(exact.desc())
-    ).all()
-    names = _merchant_names(r[0] for r in rows)
+    found = {
+        key: values
+        for key, values in figures.merchants(connection, split).items()
+        if values[1] >= count and values[1] * 100 >= values[0] * percent
+    }
+    names = _merchant_names(connection, (m for (m,) in found))
     return [
         Flag(
             names[m],
@@ -133,48 +110,38 @@ def exact_thresholds(since: datetime, until: datetime) -> list[Flag]:
             last,
             {"merchant": m},
         )  # fmt: skip
-        for m, n, t, first, last in rows
+        for (m,), (t, n, first, last) in _ranked(found, lambda values: values[1])
     ]
 
 
-def staff_for_many(since: datetime, until: datetime, role: str) -> list[Flag]:
+def staff_for_many(connection: sa.Connection, split: figures.Split, role: str) -> list[Flag]:
     limit = RULES["staff"]["residents"]
-    day = _day(Redemption.created_at)
-    residents = sa.func.count(sa.distinct(Redemption.resident_id))
-    rows = db.session.execute(
-        sa.select(
-            Redemption.staff_id,
-            Staff.name,
-            phone_text(Staff.phone, role),
-            Redemption.merchant_id,
-            day,
-            residents,
-            sa.func.min(Redemption.created_at),
-            sa.func.max(Redemption.created_at),
+    found = {key: values for key, values in figures.staff_days(connection, split).items() if values[0] >= limit}
+    staff = {
+        staff_id: (name, phone)
+        for staff_id, name, phone in connection.execute(
+            sa.select(Staff.id, Staff.name, phone_text(Staff.phone, role)).where(
+                Staff.id.in_({staff_id for staff_id, _, _ in found})
+            )
         )
-        .join(Staff, Staff.id == Redemption.staff_id)
-        .where(_standing(since, until))
-        .group_by(Redemption.staff_id, Staff.name, Staff.phone, Redemption.merchant_id, day)
-        .having(residents >= limit)
-        .order_by(residents.desc())
-    ).all()
-    names = _merchant_names(r[3] for r in rows)
+    }
+    names = _merchant_names(connection, (merchant for _, merchant, _ in found))
     return [
         Flag(
-            f"{names[merchant]} 店员{name}（{phone}）",
+            f"{names[merchant]} 店员{staff[staff_id][0]}（{staff[staff_id][1]}）",
             f"{on}一天内为{n}位不同居民核销",
             first,
             last,
             {"merchant": merchant, "staff": staff_id, "from": on, "to": on},
         )
-        for staff_id, name, phone, merchant, on, n, first, last in rows
+        for (staff_id, merchant, on), (n, first, last) in _ranked(found)
     ]
 
 
-def shared_origins(since: datetime, until: datetime) -> tuple[list[Flag], list[Flag]]:
+def shared_origins(connection: sa.Connection, since: datetime, until: datetime) -> tuple[list[Flag], list[Flag]]:
     window = sa.and_(Resident.bound_at >= since, Resident.bound_at <= until)
     day = _day(Resident.bound_at)
-    per_address = db.session.execute(
+    per_address = connection.execute(
         sa.select(
             Resident.bound_address, day, sa.func.count(), sa.func.min(Resident.bound_at), sa.func.max(Resident.bound_at)
         )  # fmt: skip
@@ -183,7 +150,7 @@ def shared_origins(since: datetime, until: datetime) -> tuple[list[Flag], list[F
         .having(sa.func.count() >= RULES["address"]["residents"])
         .order_by(sa.func.count().desc())
     ).all()
-    per_device = db.session.execute(
+    per_device = connection.execute(
         sa.select(
             Resident.bound_device, sa.func.count(), sa.func.min(Resident.bound_at), sa.func.max(Resident.bound_at)
         )
@@ -201,11 +168,11 @@ def shared_origins(since: datetime, until: datetime) -> tuple[list[Flag], list[F
     )
 
 
-def far_from_shop(since: datetime, until: datetime) -> list[Flag]:
+def far_from_shop(connection: sa.Connection, since: datetime, until: datetime) -> list[Flag]:
     metres = RULES["far"]["metres"]
     # Inside the square inscribed in the circle nothing is far: only the rest is measured.
     near = metres / math.sqrt(2) / 111_320
-    rows = db.session.execute(
+    rows = connection.execute(
         sa.select(
             Redemption.merchant_id, Redemption.created_at, Redemption.lat, Redemption.lng, Merchant.lat, Merchant.lng
         )  # fmt: skip
@@ -224,7 +191,7 @@ def far_from_shop(since: datetime, until: datetime) -> list[Flag]:
         distance = geo.distance_m(lat, lng, shop_lat, shop_lng)
         if distance > metres:
             found.setdefault(merchant, []).append((at, distance))
-    names = _merchant_names(found)
+    names = _merchant_names(connection, found)
     flags = []
     for merchant, seen in sorted(found.items(), key=lambda item: -len(item[1])):
         times = [at for at, _ in seen]
@@ -241,29 +208,17 @@ def far_from_shop(since: datetime, until: datetime) -> list[Flag]:
     return flags
 
 
-def refunds_after_redemption(since: datetime, until: datetime) -> list[Flag]:
+def refunds_after_redemption(connection: sa.Connection, split: figures.Split) -> list[Flag]:
     """Every merchant's refunds of the period: how many, of how many sales, and the coupons' shares
     returned to the pool or withheld from its settlement."""
-    withheld = sa.func.sum(sa.case((Refund.policy == "forfeit", Refund.share_fen), else_=0))
-    rows = db.session.execute(
-        sa.select(
-            Refund.merchant_id,
-            sa.func.count(),
-            sa.func.count(sa.distinct(Refund.redemption_id)),
-            sa.func.sum(Refund.spend_fen),
-            sa.func.sum(Refund.share_fen),
-            withheld,
-            sa.func.min(Refund.created_at),
-            sa.func.max(Refund.created_at),
-        )
-        .where(Refund.created_at >= since, Refund.created_at <= until)
-        .group_by(Refund.merchant_id)
-        .having(sa.func.count() >= RULES["refund"]["count"])
-        .order_by(sa.func.count().desc())
-    ).all()
-    names = _merchant_names(r[0] for r in rows)
+    found = {
+        key: values
+        for key, values in figures.refunds(connection, split).items()
+        if values[0] >= RULES["refund"]["count"]
+    }
+    names = _merchant_names(connection, (m for (m,) in found))
     flags = []
-    for merchant, n, sales, spend, share, kept, first, last in rows:
+    for (merchant,), (n, sales, spend, share, kept, first, last) in _ranked(found):
         detail = f"{n}次退货（{sales}笔核销），退货金额{yuan(spend, cents=True)}元，对应券值{yuan(share, cents=True)}元"
         if kept:
             detail += f"，其中{yuan(kept, cents=True)}元视为已用、不予结算"
@@ -271,55 +226,51 @@ def refunds_after_redemption(since: datetime, until: datetime) -> list[Flag]:
     return flags
 
 
-def repeated_at_one_shop(since: datetime, until: datetime, role: str) -> list[Flag]:
+def repeated_at_one_shop(connection: sa.Connection, split: figures.Split, role: str) -> list[Flag]:
     """One resident's coupons redeemed at one merchant within minutes of each other."""
     minutes = RULES["repeat"]["minutes"]
-    earlier = (
-        sa.func.lag(Redemption.created_at)
-        .over(
-            partition_by=(Redemption.resident_id, Redemption.merchant_id),
-            order_by=(Redemption.created_at, Redemption.id),
+    found = figures.repeats(connection, split, minutes)
+    phones = {
+        resident: (raw, phone)
+        for resident, raw, phone in connection.execute(
+            sa.select(Resident.id, Resident.phone, phone_text(Resident.phone, role)).where(
+                Resident.id.in_({resident for _, resident in found})
+            )
         )
-        .label("earlier")
-    )
-    inner = (
-        sa.select(Redemption.resident_id, Redemption.merchant_id, Redemption.created_at.label("at"), earlier)
-        .where(_standing(since, until))
-        .subquery()
-    )
-    rows = db.session.execute(
-        sa.select(
-            inner.c.merchant_id,
-            Resident.phone,
-            phone_text(Resident.phone, role),
-            sa.func.count(),
-            sa.func.min(inner.c.earlier, type_=Redemption.created_at.type),
-            sa.func.max(inner.c.at),
+    }
+    names = _merchant_names(connection, (merchant for merchant, _ in found))
+    flags = []
+    for (merchant, resident), (n, first, last) in _ranked(found):
+        raw, phone = phones[resident]
+        flags.append(
+            Flag(
+                f"{names[merchant]} · 居民{phone}",
+                f"{n + 1}张券在{minutes}分钟内先后核销（每次消费限用一张券）"
+                if n == 1
+                else f"{n}次在{minutes}分钟内接连核销第二张券",
+                first,
+                last,
+                {"merchant": merchant} | ({"phone": raw} if phone == raw else {}),  # a masked phone is no filter
+            )
         )
-        .join(Resident, Resident.id == inner.c.resident_id)
-        .where(inner.c.earlier.is_not(None), epoch_of(inner.c.at) - epoch_of(inner.c.earlier) <= minutes * 60)
-        .group_by(inner.c.merchant_id, inner.c.resident_id, Resident.phone)
-        .order_by(sa.func.count().desc())
-    ).all()
-    names = _merchant_names(r[0] for r in rows)
-    return [
-        Flag(
-            f"{names[merchant]} · 居民{phone}",
-            f"{n + 1}张券在{minutes}分钟内先后核销（每次消费限用一张券）"
-            if n == 1
-            else f"{n}次在{minutes}分钟内接连核销第二张券",
-            first,
-            last,
-            {"merchant": merchant} | ({"phone": raw} if phone == raw else {}),  # a masked phone is no filter
-        )
-        for merchant, raw, phone, n, first, last in rows
-    ]
+    return flags
 
 
 def flags(days: int, now: datetime, role: str) -> list[Rule]:
     """Every rule's flags over the last `days` days."""
     since, until = now - timedelta(days=days), now
-    addresses, devices = shared_origins(since, until)
+    with snapshot() as connection:  # every figure from one moment
+        # The stored hourly figures where they hold, the source rows for the rest (pool/risk.py).
+        split = figures.split(connection, since, until)
+        found = {
+            "burst": bursts(connection, split),
+            "exact": exact_thresholds(connection, split),
+            "staff": staff_for_many(connection, split, role),
+            "far": far_from_shop(connection, since, until),
+            "refund": refunds_after_redemption(connection, split),
+            "repeat": repeated_at_one_shop(connection, split, role),
+        }
+        addresses, devices = shared_origins(connection, since, until)
     burst, exact, staff, address, device, far, repeat = (
         RULES[k] for k in ("burst", "exact", "staff", "address", "device", "far", "repeat")
     )
@@ -328,19 +279,19 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
             "burst",
             "短时间大量核销",
             f"同一商户{burst['minutes']}分钟内核销{burst['count']}张及以上（可能刷单）",
-            bursts(since, until),
+            found["burst"],
         ),
         Rule(
             "exact",
             "消费金额恰好等于门槛",
             f"同一商户至少{exact['count']}笔、且不少于{exact['percent']}%的核销金额恰好等于门槛（可能套现）",
-            exact_thresholds(since, until),
+            found["exact"],
         ),  # fmt: skip
         Rule(
             "staff",
             "一名店员为大量居民核销",
             f"同一店员一天内为{staff['residents']}位及以上不同居民核销（可能代收代用）",
-            staff_for_many(since, until, role),
+            found["staff"],
         ),  # fmt: skip
         Rule(
             "address",
@@ -353,19 +304,19 @@ def flags(days: int, now: datetime, role: str) -> list[Rule]:
             "far",
             "核销地点远离门店",
             f"收银手机位置距门店超过{far['metres'] / 1000:g}公里（双方位置已知时）",
-            far_from_shop(since, until),
+            found["far"],
         ),  # fmt: skip
         Rule(
             "refund",
             "核销后退货",
             "商户在核销后办理的退货（按商户汇总）；退货视为已用时，券值不予结算",
-            refunds_after_redemption(since, until),
+            found["refund"],
         ),  # fmt: skip
         Rule(
             "repeat",
             "同一顾客同店连用多券",
             f"同一居民的消费券在同一商户{repeat['minutes']}分钟内先后核销（每次消费限用一张券，可能拆单）",
-            repeated_at_one_shop(since, until, role),
+            found["repeat"],
         ),  # fmt: skip
     ]
     for rule in rules:  # a link without days of its own shows the flag's days

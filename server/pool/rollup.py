@@ -4,12 +4,12 @@ page add up a few thousand rows instead of every claim, redemption and ledger en
 For each UTC hour (local days are whole hours: China has one offset, +8), the `close_hours` job
 stores, once the hour has ended and MARGIN has passed (a till or a draw stamps its row when it
 begins and commits within seconds): claims per (campaign, round, category), redemptions that
-stand per (campaign, round, category, merchant), and ledger entries per (campaign, round, tier,
-kind). The hour's HourMark then says "fresh". Whatever later changes a redemption of that hour
-(a revocation, a refund) marks the hour stale in its own transaction; ledger entries and claims
-are never changed. Readers take fresh hours from the stored rows and everything else from the
-source tables: what is read is always what the source tables say, and at most an hour and
-MARGIN of it is read row by row.
+stand per (campaign, round, category, merchant), ledger entries per (campaign, round, tier,
+kind), and what the risk flags count (pool/risk.py). The hour's HourMark then says "fresh".
+Whatever later changes a redemption of that hour (a revocation, a refund) marks the hour stale in
+its own transaction; ledger entries, claims and refunds are never changed. Readers take fresh
+hours from the stored rows and everything else from the source tables: what is read is always
+what the source tables say, and at most an hour and MARGIN of it is read row by row.
 
 The job and the writers meet on the hour's mark row. A writer upserts it (stale) and holds its
 lock until it commits; the job inserts-or-locks the same row before it reads the hour, so it
@@ -21,7 +21,7 @@ snapshot (REPEATABLE READ on PostgreSQL), so an hour is never counted twice or n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -42,18 +42,16 @@ from ..models import (
     Redemption,
     Round,
 )
+from . import risk
 from .coupons import settled_clause
+from .hours import HOUR, gaps, truncate, within
+from .hours import runs as runs_of
 
 MARGIN = timedelta(minutes=10)
-HOUR = timedelta(hours=1)
 # Hours a run stores at most, oldest first: a backlog (after a downtime, or a campaign's first run)
 # is worked off run by run, each run's transaction short, and what writers of those hours may wait
 # for bounded.
 RUN_LIMIT = 168
-
-
-def truncate(instant: datetime) -> datetime:
-    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def local_date(hour: datetime) -> date:
@@ -165,8 +163,8 @@ def close_hours(now: datetime) -> int:
 
     All of them at once, in a fixed number of statements however many hours are due: their marks
     are inserted and locked together, which waits for any writer in flight, then each kind's grain,
-    grouped by hour, is stored for them all. Hours without a claim, a redemption or a ledger entry
-    are stored empty (a mark and no rows).
+    grouped by hour, is stored for them all, and the risk flags' figures (pool/risk.py). Hours
+    without a claim, a redemption or a ledger entry are stored empty (a mark and no rows).
     """
     last = truncate(now - MARGIN) - HOUR  # the last hour that is over, with the margin
     firsts = [db.session.scalar(sa.select(sa.func.min(column))) for _, _, column in KINDS.values()]
@@ -183,18 +181,22 @@ def close_hours(now: datetime) -> int:
         hour += HOUR
     if not due:
         return 0
-    runs = _runs(due)
+    runs = runs_of(due)
     db.session.execute(
         database.insert(HourMark).on_conflict_do_nothing(index_elements=["hour"]),
         [{"hour": hour, "fresh": False} for hour in due],
     )
+    # The risk figures of an hour look back on earlier hours (pool/risk.py): the fresh hours that
+    # look back on a due one are counted again with it.
+    counted = runs_of(sorted(set(due) | risk.looking_back(due, fresh, last)))
     # Wait for the writers holding any of these marks; the statements below see what they committed.
-    db.session.execute(sa.select(HourMark.hour).where(_within(HourMark.hour, runs)).with_for_update())
+    db.session.execute(sa.select(HourMark.hour).where(within(HourMark.hour, counted)).with_for_update())
     for table, grain, column in KINDS.values():
-        db.session.execute(sa.delete(table).where(_within(table.hour, runs)))
-        rows = grain(_within(column, runs))
+        db.session.execute(sa.delete(table).where(within(table.hour, runs)))
+        rows = grain(within(column, runs))
         db.session.execute(sa.insert(table).from_select([c.name for c in rows.selected_columns], rows))
-    db.session.execute(sa.update(HourMark).where(_within(HourMark.hour, runs)).values(fresh=True, computed_at=now))
+    risk.store(counted)
+    db.session.execute(sa.update(HourMark).where(within(HourMark.hour, runs)).values(fresh=True, computed_at=now))
     return len(due)
 
 
@@ -227,37 +229,6 @@ class Period:
         )
 
 
-def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Sorted hours as half-open ranges of consecutive hours."""
-    runs: list[list[datetime]] = []
-    for hour in hours:
-        if runs and runs[-1][1] == hour:
-            runs[-1][1] = hour + HOUR
-        else:
-            runs.append([hour, hour + HOUR])
-    return [(a, b) for a, b in runs]
-
-
-def _gaps(runs, start: datetime | None, end: datetime | None) -> list[tuple[datetime | None, datetime | None]]:
-    """The parts of [start, end) outside the runs."""
-    gaps = []
-    for a, b in runs:
-        if start is None or a > start:
-            gaps.append((start, a))
-        start = b
-    if end is None or start is None or start < end:
-        gaps.append((start, end))
-    return gaps
-
-
-def _within(column, ranges) -> sa.ColumnElement:
-    terms = []
-    for start, end in ranges:
-        parts = ([column >= start] if start else []) + ([column < end] if end else [])
-        terms.append(sa.and_(*parts) if parts else sa.true())
-    return sa.or_(*terms) if terms else sa.false()
-
-
 def figures(connection: sa.Connection, kind: str, period: Period = Period(), campaign_id: int | None = None):
     """A subquery with one row per hour and grain of `kind` ("claims", "redemptions", "ledger"):
     the stored rows of fresh hours and the source rows of the others, for the period and
@@ -270,9 +241,9 @@ def figures(connection: sa.Connection, kind: str, period: Period = Period(), cam
         marks = marks.where(HourMark.hour >= start)
     if end:
         marks = marks.where(HourMark.hour < end)
-    runs = _runs(list(connection.scalars(marks)))
-    live = grain(_within(column, _gaps(runs, start, end)))
-    stored = sa.select(*(table.__table__.c[c.name] for c in live.selected_columns)).where(_within(table.hour, runs))
+    runs = runs_of(list(connection.scalars(marks)))
+    live = grain(within(column, gaps(runs, start, end)))
+    stored = sa.select(*(table.__table__.c[c.name] for c in live.selected_columns)).where(within(table.hour, runs))
     if campaign_id is not None:
         campaign_of = LedgerEntry.campaign_id if kind == "ledger" else Round.campaign_id
         live = live.where(campaign_of == campaign_id)
