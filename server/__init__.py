@@ -44,8 +44,10 @@ def create_app(config: dict | None = None) -> APIFlask:
 def configure(app: APIFlask, config: dict | None) -> None:
     from . import config as settings
     from .core.api import RowId, complete_spec
+    from .core.signing import SessionInterface
 
     settings.apply(app, config)
+    app.session_interface = SessionInterface()
     app.url_map.converters["id"] = RowId
     app.json.ensure_ascii = False  # Chinese as UTF-8, not \u escapes
     app.json.sort_keys = False
