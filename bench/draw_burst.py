@@ -294,13 +294,15 @@ def prepare(args) -> tuple[dict, str]:
     return env, seed
 
 
-def as_in_production(env: dict, tmp: Path) -> tuple[dict, object]:
-    """Huigou's environment with what production runs on every request: the figures of every
-    worker in PROMETHEUS_MULTIPROC_DIR, and the JSON request log written to a file (journald's
-    place); the environment and the log file."""
-    metrics = tmp / "metrics"
+def as_in_production(env: dict, tmp: Path, name: str = "huigou") -> tuple[dict, object]:
+    """A server's environment with what production runs on every request: the figures of every
+    worker in a PROMETHEUS_MULTIPROC_DIR of its own, and the JSON request log written to a file
+    (journald's place); the environment and the log file. The baseline runs so too (a commit
+    without them ignores both)."""
+    metrics = tmp / f"metrics-{name}"
     metrics.mkdir()
-    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics), "REQUEST_LOG": "true"}, open(tmp / "requests.log", "w")
+    log = open(tmp / f"requests-{name}.log", "w")  # noqa: SIM115 -- the server's stderr while it runs
+    return {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics), "REQUEST_LOG": "true"}, log
 
 
 def baseline_checkout(ref: str, tmp: Path) -> Path:
@@ -351,7 +353,10 @@ def main() -> int:
     targets = {"draws": "http://127.0.0.1:5081/api/v1/draw"}
     if args.baseline:
         checkout = baseline_checkout(args.baseline, scratch)
-        servers["baseline"] = start_gunicorn("server:create_app()", 5085, env, args, cwd=checkout)
+        baseline_env, baseline_log = as_in_production(env, scratch, "baseline")
+        servers["baseline"] = start_gunicorn(
+            "server:create_app()", 5085, baseline_env, args, cwd=checkout, stderr=baseline_log
+        )
         targets["baseline"] = "http://127.0.0.1:5085/api/v1/draw"
     servers["floor"] = start_gunicorn("bench.floor_app:create_app()", 5082, env, args)
     targets["floor"] = "http://127.0.0.1:5082/floor"

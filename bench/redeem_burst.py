@@ -144,7 +144,8 @@ def main() -> int:
     servers = {"redeem": (server, f"{base}/api/v1/merchant/redeem")}
     if args.baseline:
         checkout = baseline_checkout(args.baseline, scratch)
-        other = start_gunicorn("server:create_app()", 5086, env, args, cwd=checkout)
+        baseline_env, baseline_log = as_in_production(env, scratch, "baseline")
+        other = start_gunicorn("server:create_app()", 5086, baseline_env, args, cwd=checkout, stderr=baseline_log)
         servers["baseline"] = (other, "http://127.0.0.1:5086/api/v1/merchant/redeem")
     results = {}
     try:
