@@ -25,7 +25,7 @@ from flask import abort, jsonify, render_template
 from ..core.db import snapshot
 from ..core.time import local_day, utcnow
 from ..extensions import db
-from ..models import LEDGER_MOVES, Campaign, Category, LedgerEntry, Resident, Round
+from ..models import Campaign, Category, LedgerEntry, Resident, Round
 from ..pool import ledger, rollup
 from . import api, bp
 from .access import READ, role_required
@@ -194,13 +194,9 @@ def figures_of(campaign: Campaign, period: rollup.Period | None = None) -> Dashb
 
         # The pool's accounts: the ledger's balances at the period's end.
         entries = rollup.figures(connection, "ledger", rollup.Period(last=period.last), campaign_id=campaign.id)
-        board.balances = dict.fromkeys(ledger.ACCOUNTS, 0)
-        for kind, amount in connection.execute(
-            sa.select(entries.c.kind, sa.func.sum(entries.c.amount_fen)).group_by(entries.c.kind)
-        ):
-            source, target = LEDGER_MOVES[kind]
-            board.balances[source] = board.balances.get(source, 0) - int(amount)
-            board.balances[target] = board.balances.get(target, 0) + int(amount)
+        board.balances = ledger.moved(
+            connection.execute(sa.select(entries.c.kind, sa.func.sum(entries.c.amount_fen)).group_by(entries.c.kind))
+        )
     board.by_day = dict(sorted(board.by_day.items()))
     return board
 

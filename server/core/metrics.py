@@ -15,13 +15,12 @@ counted as what it answered, not as won.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -110,30 +109,15 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
 def exposition(collectors: Iterable[object] = ()) -> tuple[bytes, dict[str, str]]:
     """The scrape: every worker's figures (multiprocess mode) or this process's, then the
     collectors that read their figures at scrape time (the pool's balances)."""
+    scraped = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        scraped = CollectorRegistry()
         multiprocess.MultiProcessCollector(scraped)
         head = b""
     else:
-        scraped = CollectorRegistry()
         head = generate_latest(REGISTRY)
     for collector in collectors:
         scraped.register(collector)
     return head + generate_latest(scraped), {"Content-Type": CONTENT_TYPE_LATEST}
-
-
-def allowed() -> bool:
-    """METRICS_TOKEN as a bearer token, or the client's address in METRICS_ALLOW (loopback by default)."""
-    token = current_app.config.get("METRICS_TOKEN")
-    if token:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
-            return True
-    try:
-        address = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        return False
-    return any(address in network for network in current_app.config["METRICS_NETWORKS"])
 
 
 def networks(setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -65,6 +65,18 @@ ACCOUNTS = (
 SPENT = ("redeemed", "forfeited", "payable", "paid", "withheld", "disallowed")
 
 
+def moved(kind_sums, accounts: dict[str, int] | None = None) -> dict[str, int]:
+    """The accounts after entries summed per kind, (kind, fen) pairs: each sum leaves its kind's
+    source account and enters its target (`models.LEDGER_MOVES`). Adds to `accounts` if given,
+    else to every account at zero."""
+    accounts = dict.fromkeys(ACCOUNTS, 0) if accounts is None else accounts
+    for kind, amount in kind_sums:
+        source, target = LEDGER_MOVES[kind]
+        accounts[source] = accounts.get(source, 0) - int(amount)
+        accounts[target] = accounts.get(target, 0) + int(amount)
+    return accounts
+
+
 def spent_fen(accounts: dict[str, int]) -> int:
     """What redemptions took from the campaign: the SPENT accounts, less what merchants paid back
     (a clawback repays what a refund had already returned to the pool)."""

@@ -33,6 +33,7 @@ needs the hours stored again (a migration marking every hour stale, as one addin
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,6 +73,38 @@ def day_of(column) -> sa.ColumnElement:
 
 def _standing(table=Redemption) -> sa.ColumnElement:
     return table.revoked_at.is_(None)
+
+
+def _neighbour(other, row, same: tuple[str, ...], *, after: bool, where: Iterable = ()) -> sa.ScalarSelect:
+    """When `row`'s nearest neighbour in `other` (an alias of its table) sharing the `same`
+    columns was made: the one before it, or with `after` the one after it (at the same instant,
+    the lower or higher id); NULL when there is none. `where` narrows the neighbours."""
+    nearest, reach, beyond = (
+        (sa.func.min, operator.ge, operator.gt) if after else (sa.func.max, operator.le, operator.lt)
+    )
+    return (
+        sa.select(nearest(other.created_at))
+        .where(
+            *(getattr(other, name) == getattr(row, name) for name in same),
+            reach(other.created_at, row.created_at),
+            sa.or_(beyond(other.created_at, row.created_at), beyond(other.id, row.id)),
+            *where,
+        )
+        .scalar_subquery()
+    )
+
+
+def _same_day(since=None) -> list[sa.ColumnElement]:
+    """Which of an assistant's other redemptions for the resident count: standing, the same local
+    day, and not before `since`."""
+    return [
+        _standing(Earlier),
+        day_of(Earlier.created_at) == day_of(Redemption.created_at),
+        *([Earlier.created_at >= since] if since is not None else []),
+    ]
+
+
+_STAFF_SAME = ("resident_id", "staff_id", "merchant_id")
 
 
 def _exact(table=Redemption) -> sa.ColumnElement:
@@ -134,20 +167,7 @@ def repeat_rows(ranges, minutes: int, since=None, until=None) -> sa.Select:
 def staff_rows(where, since=None) -> sa.Select:
     """An assistant's redemptions per hour, merchant and the hour of the same resident's previous
     one by the assistant that local day (and not before `since`): NULL for the first."""
-    previous = (
-        sa.select(sa.func.max(Earlier.created_at))
-        .where(
-            Earlier.resident_id == Redemption.resident_id,
-            Earlier.staff_id == Redemption.staff_id,
-            Earlier.merchant_id == Redemption.merchant_id,
-            _standing(Earlier),
-            Earlier.created_at <= Redemption.created_at,
-            sa.or_(Earlier.created_at < Redemption.created_at, Earlier.id < Redemption.id),
-            day_of(Earlier.created_at) == day_of(Redemption.created_at),
-            *([Earlier.created_at >= since] if since is not None else []),
-        )
-        .scalar_subquery()
-    )
+    previous = _neighbour(Earlier, Redemption, _STAFF_SAME, after=False, where=_same_day(since))
     inner = (
         sa.select(
             hour_of(Redemption.created_at).label("hour"),
@@ -171,15 +191,12 @@ def staff_rows(where, since=None) -> sa.Select:
 def refund_rows(where, since=None) -> sa.Select:
     """Refunds per hour, merchant and the hour of the same redemption's previous refund (not
     before `since`): NULL for its first."""
-    previous = (
-        sa.select(sa.func.max(EarlierRefund.created_at))
-        .where(
-            EarlierRefund.redemption_id == Refund.redemption_id,
-            EarlierRefund.created_at <= Refund.created_at,
-            sa.or_(EarlierRefund.created_at < Refund.created_at, EarlierRefund.id < Refund.id),
-            *([EarlierRefund.created_at >= since] if since is not None else []),
-        )
-        .scalar_subquery()
+    previous = _neighbour(
+        EarlierRefund,
+        Refund,
+        ("redemption_id",),
+        after=False,
+        where=[EarlierRefund.created_at >= since] if since is not None else [],
     )
     inner = (
         sa.select(
@@ -500,19 +517,7 @@ def _staff_carried(split: Split) -> sa.Select:
     """(staff, merchant, day, residents) of the stored rows whose previous redemption is in the
     hour the period starts in but before the period: each is its resident's first of the period.
     Found from the other end, the previous one (the next after it is the stored row)."""
-    after = (
-        sa.select(sa.func.min(Earlier.created_at))
-        .where(
-            Earlier.resident_id == Redemption.resident_id,
-            Earlier.staff_id == Redemption.staff_id,
-            Earlier.merchant_id == Redemption.merchant_id,
-            _standing(Earlier),
-            Earlier.created_at >= Redemption.created_at,
-            sa.or_(Earlier.created_at > Redemption.created_at, Earlier.id > Redemption.id),
-            day_of(Earlier.created_at) == day_of(Redemption.created_at),
-        )
-        .scalar_subquery()
-    )
+    after = _neighbour(Earlier, Redemption, _STAFF_SAME, after=True, where=_same_day())
     inner = (
         sa.select(
             Redemption.staff_id,
@@ -564,15 +569,7 @@ def refunds(connection: sa.Connection, split: Split) -> Merge:
     ).group_by(grain.c.merchant_id)
     _add(found, connection.execute(live), 1, "sssssnx")
     if any(row[-1] for row in rows):
-        after = (
-            sa.select(sa.func.min(EarlierRefund.created_at))
-            .where(
-                EarlierRefund.redemption_id == Refund.redemption_id,
-                EarlierRefund.created_at >= Refund.created_at,
-                sa.or_(EarlierRefund.created_at > Refund.created_at, EarlierRefund.id > Refund.id),
-            )
-            .scalar_subquery()
-        )
+        after = _neighbour(EarlierRefund, Refund, ("redemption_id",), after=True)
         inner = (
             sa.select(Refund.merchant_id, after.label("next_at"))
             .where(Refund.created_at >= truncate(split.since), Refund.created_at < split.since)

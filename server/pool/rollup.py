@@ -31,7 +31,6 @@ from ..core.db import hour_of
 from ..core.time import local_day, local_midnight
 from ..extensions import db
 from ..models import (
-    LEDGER_MOVES,
     Campaign,
     Coupon,
     HourClaims,
@@ -42,7 +41,7 @@ from ..models import (
     Redemption,
     Round,
 )
-from . import risk
+from . import ledger, risk
 from .coupons import settled_clause
 from .hours import HOUR, gaps, truncate, within
 from .hours import runs as runs_of
@@ -275,9 +274,6 @@ def stored_balances() -> StoredBalances:
     )
     fen: dict[str, dict[str, int]] = {}
     for code, kind, amount in rows:
-        accounts = fen.setdefault(code, {})
-        source, target = LEDGER_MOVES[kind]
-        accounts[source] = accounts.get(source, 0) - int(amount)
-        accounts[target] = accounts.get(target, 0) + int(amount)
+        ledger.moved([(kind, amount)], fen.setdefault(code, dict.fromkeys(ledger.ACCOUNTS, 0)))
     last = db.session.scalar(sa.select(sa.func.max(HourMark.hour)).where(HourMark.fresh))
     return StoredBalances(last + HOUR if last is not None else None, fen)

@@ -5,10 +5,14 @@ writes them at DEBUG (core/requestlog.py)."""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 import sqlalchemy as sa
-from flask import abort, current_app, jsonify
+from flask import abort, current_app, jsonify, request
 from prometheus_client.core import GaugeMetricFamily
 
+from ..auth import tokens
 from ..core import metrics, ready
 from ..core.db import rollback_quietly
 from ..pool import ledger, rollup
@@ -36,10 +40,23 @@ def readyz():
 def scrape():
     """Requests, draws, redemptions, SMS and jobs (every worker's), and the pool's balances; 404
     to whoever is neither holding METRICS_TOKEN nor at a METRICS_ALLOW address."""
-    if not metrics.allowed():
+    if not _may_scrape():
         abort(404)
     body, headers = metrics.exposition([PoolBalances()])
     return body, 200, headers
+
+
+def _may_scrape() -> bool:
+    """METRICS_TOKEN as the bearer token, or the client's address in METRICS_ALLOW (loopback by default)."""
+    token = current_app.config.get("METRICS_TOKEN")
+    presented = tokens.presented()
+    if token and presented and hmac.compare_digest(presented.encode(), token.encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return any(address in network for network in current_app.config["METRICS_NETWORKS"])
 
 
 class PoolBalances:
