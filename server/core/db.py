@@ -13,8 +13,10 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 from flask import Flask
+from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -308,3 +310,77 @@ def _epoch_sqlite(element, compiler, **kw):
 def utc_param(name: str, value: datetime | None = None) -> sa.BindParameter:
     """A bound UTC instant for text SQL."""
     return sa.bindparam(name, value, type_=UTCDateTime)
+
+
+# ---------------------------------------------------------------- the hot paths' statements
+
+
+class Prepared:
+    """A hot path's statement, run on PostgreSQL through the driver itself, on the session's
+    connection and in its transaction: SQLAlchemy's execution layers (the session's, the
+    connection's, the result's) cost more CPU than the database spends on such a statement.
+
+    The SQL is compiled once per dialect, with its bound and selected columns' type processors;
+    rows come back as tuples (`named`: named tuples). Listeners of the engine's
+    `before_cursor_execute` still see the statement (the statement counts of
+    tests/pool/test_statements.py), and a driver's error is SQLAlchemy's, as for any statement.
+    Elsewhere (SQLite) it runs as any statement does, through the session.
+    """
+
+    __slots__ = ("statement", "named", "_compiled")
+
+    def __init__(self, statement: sa.Executable, *, named: bool = False) -> None:
+        self.statement = statement
+        self.named = named
+        self._compiled: tuple | None = None
+
+    def _for(self, connection: sa.Connection) -> tuple[str, dict, list | None]:
+        if self._compiled is None:
+            dialect = connection.dialect
+            compiled = self.statement.compile(dialect=dialect)
+            binds = {
+                name: processor
+                for name, bind in compiled.binds.items()
+                if (processor := bind.type.bind_processor(dialect)) is not None
+            }
+            selected = getattr(self.statement, "selected_columns", ())
+            results = [column.type.result_processor(dialect, None) for column in selected]
+            self._compiled = (compiled.string, binds, results if any(results) else None)
+        return self._compiled
+
+    def all(self, params: dict) -> list:
+        """The statement's rows."""
+        connection = db.session.connection()
+        if connection.dialect.name != "postgresql":
+            return db.session.execute(self.statement, params).all()
+        sql, binds, results = self._for(connection)
+        if binds:
+            params = params | {name: process(params[name]) for name, process in binds.items() if name in params}
+        driver = connection.connection.driver_connection
+        try:
+            with driver.cursor(row_factory=namedtuple_row if self.named else tuple_row) as cursor:
+                if connection.dispatch.before_cursor_execute:
+                    connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
+                rows = cursor.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            # As SQLAlchemy would: its own exception (the handlers of errors.py know it), and a
+            # connection lost is not given back to the pool.
+            lost = connection.dialect.is_disconnect(exc, driver, None)
+            if lost:
+                connection.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=lost) from exc
+        if results:
+            rows = [tuple(p(v) if p else v for p, v in zip(results, row, strict=True)) for row in rows]
+        return rows
+
+    def first(self, params: dict):
+        """The statement's first row, or None."""
+        rows = self.all(params)
+        return rows[0] if rows else None
+
+    def one(self, params: dict):
+        """The statement's one row."""
+        rows = self.all(params)
+        if len(rows) != 1:
+            raise sa.exc.NoResultFound("Prepared.one: not exactly one row")
+        return rows[0]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from ..auth import paycode, tokens
 from ..campaign.rules import Hours, short_refusal, spend_choices, spend_refusal, usage_hours
+from ..core import db as database
 from ..core.errors import (
     BelowThreshold,
     CategoryMismatch,
@@ -70,20 +72,29 @@ class Till:
         return "approved" if self.category_ids else "suspended"
 
 
-_TILL = (
-    sa.select(Staff.phone, Staff.merchant_id, categories_of.c.category_id, Enrolment.status)
-    .outerjoin(categories_of, categories_of.c.merchant_id == Staff.merchant_id)
-    .outerjoin(Category, Category.id == categories_of.c.category_id)
+_staff, _merchant_categories = Staff.__table__, categories_of
+_categories, _enrolments = Category.__table__, Enrolment.__table__
+
+# Core statements built once (the till and the coupon are read on every scan and redemption):
+# plain rows, no ORM objects, and a statement SQLAlchemy caches once and for all.
+_TILL = database.Prepared(
+    sa.select(_staff.c.phone, _staff.c.merchant_id, _merchant_categories.c.category_id, _enrolments.c.status)
+    .outerjoin(_merchant_categories, _merchant_categories.c.merchant_id == _staff.c.merchant_id)
+    .outerjoin(_categories, _categories.c.id == _merchant_categories.c.category_id)
     .outerjoin(
-        Enrolment, sa.and_(Enrolment.merchant_id == Staff.merchant_id, Enrolment.campaign_id == Category.campaign_id)
+        _enrolments,
+        sa.and_(
+            _enrolments.c.merchant_id == _staff.c.merchant_id, _enrolments.c.campaign_id == _categories.c.campaign_id
+        ),
     )
+    .where(_staff.c.id == sa.bindparam("staff_id"), _staff.c.unbound_at.is_(None))
 )
 
 
 def till(bearer: tokens.Bearer) -> Till:
     """The staff member behind a staff token, with their merchant and its categories by whether
     its enrolment in their campaign is approved: one query."""
-    rows = db.session.execute(_TILL.where(Staff.id == bearer.id, Staff.unbound_at.is_(None))).all()
+    rows = _TILL.all({"staff_id": bearer.id})
     if not rows:
         raise Unauthorized("店员身份已失效，请重新绑定")
     phone, merchant_id, _, _ = rows[0]
@@ -92,16 +103,37 @@ def till(bearer: tokens.Bearer) -> Till:
     return Till(bearer.id, phone, merchant_id, approved, others)
 
 
-@dataclass(frozen=True)
-class Held:
-    """A coupon as the till sees it, with its category, its resident's phone, its tier's hours and
-    its campaign (one query)."""
+class CategoryNames(NamedTuple):
+    code: str
+    name: str
 
-    coupon: Coupon
-    category: Category
+
+class CampaignTerms(NamedTuple):
+    """What the till needs of a coupon's campaign."""
+
+    name: str
+    usage_hours: str | None
+    spend_categories: dict | None
+    short_sale: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A coupon as the till sees it (`coupon`: id, state, valid_until, category_id, resident_id,
+    face_fen, threshold_fen), with its category, its resident's phone, its tier's hours and its
+    campaign's terms (one query)."""
+
+    coupon: sa.Row
+    category: CategoryNames
     resident_phone: str | None
     tier_hours: str | None
-    campaign: Campaign
+    campaign: CampaignTerms
+
+    @classmethod
+    def of(cls, row: sa.Row) -> Held:
+        coupon = row[:7]
+        code, name, phone, tier_hours, *campaign = row[7:]
+        return cls(_CouponRow(*coupon), CategoryNames(code, name), phone, tier_hours, CampaignTerms(*campaign))
 
     @property
     def hours(self) -> Hours | None:
@@ -112,21 +144,48 @@ class Held:
         return spend_choices(self.campaign.spend_categories, self.category.code)
 
 
+class _CouponRow(NamedTuple):
+    id: int
+    state: str
+    valid_until: datetime
+    category_id: int
+    resident_id: int
+    face_fen: int
+    threshold_fen: int
+
+
+_coupons, _tiers, _campaigns = Coupon.__table__, Tier.__table__, Campaign.__table__
+_HELD_FROM = (
+    _coupons.join(_categories, _categories.c.id == _coupons.c.category_id)
+    .join(Resident.__table__, Resident.__table__.c.id == _coupons.c.resident_id)
+    .join(_tiers, _tiers.c.id == _coupons.c.tier_id)
+    .join(_campaigns, _campaigns.c.id == _tiers.c.campaign_id)
+)
+_HELD_COLUMNS = (
+    *(_coupons.c[name] for name in _CouponRow._fields),
+    _categories.c.code,
+    _categories.c.name,
+    Resident.__table__.c.phone,
+    _tiers.c.usage_hours,
+    _campaigns.c.name,
+    _campaigns.c.usage_hours,
+    _campaigns.c.spend_categories,
+    _campaigns.c.short_sale,
+)
+
+
 def _held():
-    return (
-        sa.select(Coupon, Category, Resident.phone, Tier.usage_hours, Campaign)
-        .join(Category, Category.id == Coupon.category_id)
-        .join(Resident, Resident.id == Coupon.resident_id)
-        .join(Tier, Tier.id == Coupon.tier_id)
-        .join(Campaign, Campaign.id == Tier.campaign_id)
-    )
+    return sa.select(*_HELD_COLUMNS).select_from(_HELD_FROM)
+
+
+_ONE_HELD = database.Prepared(
+    _held().where(_coupons.c.id == sa.bindparam("coupon_id"), _coupons.c.resident_id == sa.bindparam("resident_id"))
+)
 
 
 def _coupon_of(code: paycode.PayCode) -> Held | None:
-    found = db.session.execute(
-        _held().where(Coupon.id == code.coupon_id, Coupon.resident_id == code.resident_id)
-    ).first()
-    return Held(*found) if found else None
+    found = _ONE_HELD.first({"coupon_id": code.coupon_id, "resident_id": code.resident_id})
+    return Held.of(found) if found else None
 
 
 def _refusal(
@@ -213,7 +272,7 @@ BEST_FIRST = (Coupon.face_fen.desc(), Coupon.valid_until, Coupon.id)
 
 def _scan_wallet(till_: Till, code: paycode.PayCode, now: datetime) -> dict:
     found = db.session.execute(_wallet(till_, code.resident_id, now).order_by(*BEST_FIRST).limit(50)).all()
-    held = [Held(*row) for row in found]
+    held = [Held.of(row) for row in found]
     refusal = _refusal(till_, held[0], now, None) if held else NoQualifyingCoupon("顾客没有可在本店使用的消费券")
     if refusal is None and _wallet_code_used(code):
         refusal = PaycodeExpired(WALLET_CODE_USED)  # paid once already: the till is told before the spend
@@ -332,11 +391,12 @@ def _best_coupon(till_: Till, resident_id: int, spend_fen: int, now: datetime) -
     )
     found = db.session.execute(usable.where(reaches).order_by(*BEST_FIRST).limit(1)).first()
     if found is not None:
-        return Held(*found)
+        return Held.of(found)
     nearest = db.session.execute(usable.order_by(Coupon.threshold_fen, Coupon.face_fen.desc()).limit(1)).first()
     if nearest is None:
         raise NoQualifyingCoupon("顾客没有可在本店使用的消费券")
-    coupon, settles = nearest[0], nearest[4].short_sale == "settle"
+    nearest = Held.of(nearest)
+    coupon, settles = nearest.coupon, nearest.campaign.short_sale == "settle"
     need = coupon.threshold_fen if settles else max(coupon.threshold_fen, coupon.face_fen)
     raise NoQualifyingCoupon(
         f"本次消费{yuan(spend_fen, cents=True)}元，未达到顾客消费券的使用门槛：最低消费满{yuan(need)}元可用"

@@ -225,7 +225,7 @@ def _draw_and_claim_sql(column: str) -> sa.TextClause:
     ).bindparams(utc_param("claimed_at"), utc_param("valid_until"), utc_param("created_at"))
 
 
-_DRAW_AND_CLAIM = {column: _draw_and_claim_sql(column) for column in _BY}
+_DRAW_AND_CLAIM = {column: database.Prepared(_draw_and_claim_sql(column), named=True) for column in _BY}
 _CLAIM = {
     (column, lock): _claim_sql(column, sql)
     for column in _BY
@@ -280,7 +280,7 @@ def claim(
     column = "tier_id" if tier_id else "category_id"
     row = None
     if database.on_postgres():
-        found = db.session.execute(_DRAW_AND_CLAIM[column], params).one()
+        found = _DRAW_AND_CLAIM[column].one(params)
         draw_id, row = found.draw_id, (found if found.id is not None else None)
     else:
         draw_id = db.session.execute(_INSERT_DRAW, {**params, "outcome": "won", "created_at": now}).scalar()
@@ -391,6 +391,40 @@ _INSERT_REDEMPTION = sa.text(
 ).bindparams(utc_param("created_at"))
 
 
+def _use_sql() -> sa.TextClause:
+    """PostgreSQL: spend the coupon, record its redemption and book both entries in one statement.
+
+    The coupon moves only if still claimed and valid (`u`); the redemption is inserted only for a
+    coupon moved, and nothing for a key taken meanwhile (`r`); the entries only for a redemption
+    recorded (the ledger's own definition of a coupon's move, ledger.coupon_entry_sql). The answer
+    says which happened: a coupon moved without a redemption is the caller's to put back.
+    """
+    moved = "u c JOIN rounds ro ON ro.id = c.round_id CROSS JOIN r"
+    paid = ledger.coupon_entry_sql("redeem", moved, campaign="ro.campaign_id", redemption="r.id", amount=":paid_fen")
+    # The rest's entry reads `paid`, so that it is written after it, as the till's moves are.
+    rest = ledger.coupon_entry_sql(
+        "short",
+        f"{moved} WHERE CAST(:rest_fen AS BIGINT) > 0 AND EXISTS (SELECT FROM paid)",
+        campaign="ro.campaign_id",
+        redemption="r.id",
+        amount=":rest_fen",
+        coupons="0",
+    )
+    return sa.text(
+        "WITH u AS (UPDATE coupons SET state = 'used'"
+        " WHERE id = :coupon_id AND state = 'claimed' AND valid_until > :created_at"
+        " RETURNING id, round_id, category_id, tier_id),"
+        f" r AS (INSERT INTO redemptions ({', '.join(_REDEMPTION_COLUMNS)})"
+        f" SELECT {', '.join(':' + c for c in _REDEMPTION_COLUMNS)} FROM u ON CONFLICT DO NOTHING RETURNING id),"
+        f" paid AS ({paid} RETURNING id),"
+        f" rest AS ({rest})"
+        " SELECT (SELECT id FROM u) AS coupon_id, (SELECT id FROM r) AS redemption_id"
+    ).bindparams(utc_param("created_at"))
+
+
+_USE_AND_RECORD = database.Prepared(_use_sql())
+
+
 class KeyTaken(Exception):
     """A unique key of the redemption (the till's Idempotency-Key, the wallet code's nonce) was
     taken meanwhile by another submission; the coupon is left as it was."""
@@ -402,20 +436,27 @@ def use(redemption: dict, now: datetime) -> Redemption | None:
     rest of its face goes back to the pool (the till refused a short sale unless the campaign
     settles it so). None when it was not (another till took it first): nothing written.
     KeyTaken when the redemption's Idempotency-Key or wallet code was taken at that moment.
+    One statement on PostgreSQL.
     """
-    if db.session.execute(_USE, {"coupon_id": redemption["coupon_id"], "now": now}).rowcount != 1:
-        return None
     values = {"note": None, "idempotency_key": None, "paycode_nonce": None, "lat": None, "lng": None}
     values |= redemption | {"created_at": now}
     values["paid_fen"] = min(values["face_fen"], values["spend_fen"])  # never more than the sale
-    redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar()
+    coupon_id, paid, rest = values["coupon_id"], values["paid_fen"], values["face_fen"] - values["paid_fen"]
+    if database.on_postgres():
+        moved, redemption_id = _USE_AND_RECORD.one(values | {"rest_fen": rest})
+        if moved is None:
+            return None
+    else:
+        if db.session.execute(_USE, {"coupon_id": coupon_id, "now": now}).rowcount != 1:
+            return None
+        redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar()
+        if redemption_id is not None:
+            ledger.coupon_moved("redeem", coupon_id, now, redemption_id, amount_fen=paid)
+            if rest:
+                ledger.coupon_moved("short", coupon_id, now, redemption_id, amount_fen=rest, coupons=0)
     if redemption_id is None:
-        db.session.execute(_UNDO_USE, {"coupon_id": redemption["coupon_id"]})
+        db.session.execute(_UNDO_USE, {"coupon_id": coupon_id})
         raise KeyTaken
-    coupon_id, paid, rest = redemption["coupon_id"], values["paid_fen"], values["face_fen"] - values["paid_fen"]
-    ledger.coupon_moved("redeem", coupon_id, now, redemption_id, amount_fen=paid)
-    if rest:
-        ledger.coupon_moved("short", coupon_id, now, redemption_id, amount_fen=rest, coupons=0)
     return Redemption(id=redemption_id, refunded_spend_fen=0, returned_fen=0, withheld_fen=0, **values)
 
 
