@@ -180,6 +180,13 @@ def remaining_by_tier(round_id: int) -> dict[int, int]:
 
 # The hot path's SQL, written once: building SQLAlchemy constructs per request costs more CPU
 # than the database spends on the statements.
+#
+# Written so that no statistics can lead the planner astray. At 09:00 the statistics are those of
+# the stock before the crowd (nothing claimed, everything in stock) for minutes: a coupon moved by
+# its id had the planner walk the partial index of the claimed coupons' deadlines (every claimed
+# coupon, per redemption), and a look for stock left scan the whole table. So a coupon's guard is
+# written `(...) IS TRUE` where its id finds it (no partial index's condition is then implied:
+# only the primary key serves), and a look for stock orders by `seq` (only its index serves).
 _INSERT_DRAW = sa.text(
     "INSERT INTO draws (resident_id, round_id, category_id, slot, outcome, created_at)"
     " VALUES (:resident_id, :round_id, :category_id, :slot, :outcome, :created_at)"
@@ -194,7 +201,7 @@ def _claim_sql(column: str, lock: str) -> sa.TextClause:
     return sa.text(
         "UPDATE coupons SET state = 'claimed', resident_id = :resident_id, draw_id = :draw_id,"
         " claimed_at = :claimed_at, valid_until = :valid_until"
-        " WHERE state = 'stock' AND id = (SELECT id FROM coupons"
+        " WHERE (state = 'stock') IS TRUE AND id = (SELECT id FROM coupons"
         f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock' AND seq <= :max_seq"
         f" ORDER BY seq LIMIT 1 {lock})"
         " RETURNING id, tier_id, face_fen, threshold_fen"
@@ -215,7 +222,7 @@ def _draw_and_claim_sql(column: str) -> sa.TextClause:
         " ON CONFLICT DO NOTHING RETURNING id),"
         " c AS (UPDATE coupons SET state = 'claimed', resident_id = :resident_id,"
         " draw_id = (SELECT id FROM d), claimed_at = :claimed_at, valid_until = :valid_until"
-        " WHERE state = 'stock' AND EXISTS (SELECT 1 FROM d) AND id = (SELECT id FROM coupons"
+        " WHERE (state = 'stock') IS TRUE AND EXISTS (SELECT 1 FROM d) AND id = (SELECT id FROM coupons"
         f" WHERE round_id = :round_id AND {column} = :key AND state = 'stock' AND seq <= :max_seq"
         " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, round_id, tier_id, category_id, face_fen, threshold_fen),"
@@ -234,7 +241,7 @@ _CLAIM = {
 _STOCK_LEFT = {
     column: sa.text(
         f"SELECT id FROM coupons WHERE round_id = :round_id AND {column} = :key AND state = 'stock'"
-        " AND seq <= :max_seq LIMIT 1"
+        " AND seq <= :max_seq ORDER BY seq LIMIT 1"
     )
     for column in _BY
 }
@@ -412,7 +419,7 @@ def _use_sql() -> sa.TextClause:
     )
     return sa.text(
         "WITH u AS (UPDATE coupons SET state = 'used'"
-        " WHERE id = :coupon_id AND state = 'claimed' AND valid_until > :created_at"
+        " WHERE id = :coupon_id AND (state = 'claimed' AND valid_until > :created_at) IS TRUE"
         " RETURNING id, round_id, category_id, tier_id),"
         f" r AS (INSERT INTO redemptions ({', '.join(_REDEMPTION_COLUMNS)})"
         f" SELECT {', '.join(':' + c for c in _REDEMPTION_COLUMNS)} FROM u ON CONFLICT DO NOTHING RETURNING id),"

@@ -70,3 +70,49 @@ def test_a_scan_is_at_most_three_statements(warm, count_queries):
         answer = client.post("/api/v1/merchant/scan", json={"paycode": code}, headers=auth(staff))
     assert answer.get_json()["accepted"] is True
     assert count() <= 3, count.statements
+
+
+def _plan(app, prepared, params: dict) -> str:
+    """The plan PostgreSQL makes for a hot statement, table scans ruled out (a test's table is too
+    small for an index to beat one): which index serves it."""
+    import json
+
+    from server.extensions import db
+
+    with app.app_context():
+        connection = db.session.connection()
+        sql, binds, _ = prepared._for(connection)
+        params = params | {name: process(params[name]) for name, process in binds.items() if name in params}
+        driver = connection.connection.driver_connection
+        driver.execute("SET LOCAL enable_seqscan = off")
+        plan = driver.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0]
+        db.session.rollback()
+    return json.dumps(plan)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL's planner")
+def test_statistics_from_before_the_crowd_cannot_lead_a_redemption_or_a_sell_out_astray(warm, app, make_resident):
+    """At 09:00 the statistics say nothing is claimed and everything is in stock. A redemption must
+    still find its coupon by its key, not walk every claimed coupon's deadline, and a look for stock
+    left must use the stock's index."""
+    import sqlalchemy as sa
+
+    from server.extensions import db
+    from server.pool import coupons
+
+    client, _, _ = warm
+    with app.app_context():
+        db.session.execute(sa.text("ANALYZE coupons"))  # before the crowd
+        db.session.commit()
+    for _ in range(20):
+        assert draw(client, make_resident()[1]).status_code == 200  # the crowd, unseen by the statistics
+    with app.app_context():
+        coupon_id, category_id, round_id, valid_until = db.session.execute(
+            sa.text("SELECT id, category_id, round_id, valid_until FROM coupons WHERE state = 'claimed' LIMIT 1")
+        ).one()
+    use = dict.fromkeys(coupons._REDEMPTION_COLUMNS) | {"coupon_id": coupon_id, "rest_fen": 0}
+    plan = _plan(app, coupons._USE_AND_RECORD, use | {"created_at": valid_until.replace(year=2026, month=6)})
+    assert "pk_coupons" in plan and "ix_coupons_claimed_deadline" not in plan, plan
+    left = {"round_id": round_id, "key": category_id, "max_seq": coupons.ALL_RELEASED}
+    plan = _plan(app, coupons.database.Prepared(coupons._STOCK_LEFT["category_id"]), left)
+    assert "ix_coupons_stock_by_category" in plan, plan
