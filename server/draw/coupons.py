@@ -32,7 +32,7 @@ def my_coupons(resident_id: int, wanted: str | None, now: datetime) -> list[dict
         .order_by(Coupon.claimed_at.desc(), Coupon.id.desc())
     )
     if wanted in (Status.USED, Status.UNUSED, Status.EXPIRED, Status.VOID):
-        query = query.where(coupons.status_clause(wanted, now))
+        query = query.where(coupons.status_clause(wanted, now, keyed=True))
     held = [(c, coupons.status(c, now)) for c in db.session.scalars(query).unique()]
     reasons = void_reasons([c.id for c, status in held if status == Status.VOID])
     return [

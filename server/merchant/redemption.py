@@ -260,7 +260,7 @@ def _wallet(till_: Till, resident_id: int, now: datetime):
     code (Campaign.wallet), with category and phone (as `Held`)."""
     return _held().where(
         Coupon.resident_id == resident_id,
-        coupons.status_clause(coupons.Status.UNUSED, now),
+        coupons.status_clause(coupons.Status.UNUSED, now, keyed=True),
         Coupon.category_id.in_(till_.category_ids),
         Campaign.wallet.is_(True),
     )

@@ -72,17 +72,23 @@ def test_a_scan_is_at_most_three_statements(warm, count_queries):
     assert count() <= 3, count.statements
 
 
-def _plan(app, prepared, params: dict) -> str:
-    """The plan PostgreSQL makes for a hot statement, table scans ruled out (a test's table is too
-    small for an index to beat one): which index serves it."""
+def _plan(app, statement, params: dict | None = None) -> str:
+    """The plan PostgreSQL makes for a statement (a hot path's `Prepared` with `params`, or one
+    carrying its values), table scans ruled out (a test's table is too small for an index to beat
+    one): which index serves it."""
     import json
 
     from server.extensions import db
 
     with app.app_context():
         connection = db.session.connection()
-        sql, binds, _ = prepared._for(connection)
-        params = params | {name: process(params[name]) for name, process in binds.items() if name in params}
+        if params is None:
+            compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+            sql, params = compiled.string, compiled.params
+            binds = {name: bind.type.bind_processor(connection.dialect) for name, bind in compiled.binds.items()}
+        else:
+            sql, binds, _ = statement._for(connection)
+        params = params | {name: process(params[name]) for name, process in binds.items() if process and name in params}
         driver = connection.connection.driver_connection
         driver.execute("SET LOCAL enable_seqscan = off")
         plan = driver.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0]
@@ -93,11 +99,12 @@ def _plan(app, prepared, params: dict) -> str:
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL's planner")
 def test_statistics_from_before_the_crowd_cannot_lead_a_redemption_or_a_sell_out_astray(warm, app, make_resident):
     """At 09:00 the statistics say nothing is claimed and everything is in stock. A redemption must
-    still find its coupon by its key, not walk every claimed coupon's deadline, and a look for stock
-    left must use the stock's index."""
+    still find its coupon by its key, and a wallet its resident's coupons by theirs, not walk every
+    claimed coupon's deadline; a look for stock left must use the stock's index."""
     import sqlalchemy as sa
 
     from server.extensions import db
+    from server.merchant import redemption
     from server.pool import coupons
 
     client, _, _ = warm
@@ -107,8 +114,11 @@ def test_statistics_from_before_the_crowd_cannot_lead_a_redemption_or_a_sell_out
     for _ in range(20):
         assert draw(client, make_resident()[1]).status_code == 200  # the crowd, unseen by the statistics
     with app.app_context():
-        coupon_id, category_id, round_id, valid_until = db.session.execute(
-            sa.text("SELECT id, category_id, round_id, valid_until FROM coupons WHERE state = 'claimed' LIMIT 1")
+        coupon_id, category_id, round_id, valid_until, resident_id = db.session.execute(
+            sa.text(
+                "SELECT id, category_id, round_id, valid_until, resident_id FROM coupons"
+                " WHERE state = 'claimed' LIMIT 1"
+            )
         ).one()
     use = dict.fromkeys(coupons._REDEMPTION_COLUMNS) | {"coupon_id": coupon_id, "rest_fen": 0}
     plan = _plan(app, coupons._USE_AND_RECORD, use | {"created_at": valid_until.replace(year=2026, month=6)})
@@ -116,3 +126,7 @@ def test_statistics_from_before_the_crowd_cannot_lead_a_redemption_or_a_sell_out
     left = {"round_id": round_id, "key": category_id, "max_seq": coupons.ALL_RELEASED}
     plan = _plan(app, coupons.database.Prepared(coupons._STOCK_LEFT["category_id"]), left)
     assert "ix_coupons_stock_by_category" in plan, plan
+    # A wallet pay code's coupons, and a resident's own list: by the resident's key, not the deadlines.
+    till = redemption.Till(1, "17000000000", 1, frozenset({category_id}))
+    plan = _plan(app, redemption._wallet(till, resident_id, valid_until.replace(year=2026, month=6)))
+    assert "ix_coupons_resident" in plan and "ix_coupons_claimed_deadline" not in plan, plan
