@@ -75,8 +75,8 @@ class Till:
 _staff, _merchant_categories = Staff.__table__, categories_of
 _categories, _enrolments = Category.__table__, Enrolment.__table__
 
-# Core statements built once (the till and the coupon are read on every scan and redemption):
-# plain rows, no ORM objects, and a statement SQLAlchemy caches once and for all.
+# The till and the coupon are read on every scan and redemption: plain rows from statements built
+# once, no ORM objects (core.db.Prepared).
 _TILL = database.Prepared(
     sa.select(_staff.c.phone, _staff.c.merchant_id, _merchant_categories.c.category_id, _enrolments.c.status)
     .outerjoin(_merchant_categories, _merchant_categories.c.merchant_id == _staff.c.merchant_id)
@@ -103,6 +103,18 @@ def till(bearer: tokens.Bearer) -> Till:
     return Till(bearer.id, phone, merchant_id, approved, others)
 
 
+class CouponRow(NamedTuple):
+    """What the till needs of a coupon."""
+
+    id: int
+    state: str
+    valid_until: datetime
+    category_id: int
+    resident_id: int
+    face_fen: int
+    threshold_fen: int
+
+
 class CategoryNames(NamedTuple):
     code: str
     name: str
@@ -119,21 +131,21 @@ class CampaignTerms(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A coupon as the till sees it (`coupon`: id, state, valid_until, category_id, resident_id,
-    face_fen, threshold_fen), with its category, its resident's phone, its tier's hours and its
-    campaign's terms (one query)."""
+    """A coupon as the till sees it, with its category, its resident's phone, its tier's hours and
+    its campaign's terms (one query)."""
 
-    coupon: sa.Row
+    coupon: CouponRow
     category: CategoryNames
     resident_phone: str | None
     tier_hours: str | None
     campaign: CampaignTerms
 
     @classmethod
-    def of(cls, row: sa.Row) -> Held:
-        coupon = row[:7]
-        code, name, phone, tier_hours, *campaign = row[7:]
-        return cls(_CouponRow(*coupon), CategoryNames(code, name), phone, tier_hours, CampaignTerms(*campaign))
+    def of(cls, row: sa.Row | tuple) -> Held:
+        """From a row of `_HELD_COLUMNS`."""
+        cut = len(CouponRow._fields)
+        code, name, phone, tier_hours, *campaign = row[cut:]
+        return cls(CouponRow(*row[:cut]), CategoryNames(code, name), phone, tier_hours, CampaignTerms(*campaign))
 
     @property
     def hours(self) -> Hours | None:
@@ -144,16 +156,6 @@ class Held:
         return spend_choices(self.campaign.spend_categories, self.category.code)
 
 
-class _CouponRow(NamedTuple):
-    id: int
-    state: str
-    valid_until: datetime
-    category_id: int
-    resident_id: int
-    face_fen: int
-    threshold_fen: int
-
-
 _coupons, _tiers, _campaigns = Coupon.__table__, Tier.__table__, Campaign.__table__
 _HELD_FROM = (
     _coupons.join(_categories, _categories.c.id == _coupons.c.category_id)
@@ -162,7 +164,7 @@ _HELD_FROM = (
     .join(_campaigns, _campaigns.c.id == _tiers.c.campaign_id)
 )
 _HELD_COLUMNS = (
-    *(_coupons.c[name] for name in _CouponRow._fields),
+    *(_coupons.c[name] for name in CouponRow._fields),
     _categories.c.code,
     _categories.c.name,
     Resident.__table__.c.phone,
