@@ -389,9 +389,12 @@ def stock_left(round_id: int, category_id: int, max_seq: int = ALL_RELEASED) -> 
 # ---------------------------------------------------------------- use: guarantee 3
 
 
-_USE = sa.text(
-    "UPDATE coupons SET state = 'used' WHERE id = :coupon_id AND state = 'claimed' AND valid_until > :now"
-).bindparams(utc_param("now"))
+# The coupon's move, on both databases: only if it is still claimed and valid at the redemption's time.
+_SPEND = (
+    "UPDATE coupons SET state = 'used'"
+    " WHERE id = :coupon_id AND (state = 'claimed' AND valid_until > :created_at) IS TRUE"
+)
+_USE = sa.text(_SPEND).bindparams(utc_param("created_at"))
 _UNDO_USE = sa.text("UPDATE coupons SET state = 'claimed' WHERE id = :coupon_id AND state = 'used'")
 _REDEMPTION_COLUMNS = (
     "coupon_id", "category_id", "merchant_id", "staff_id", "resident_id", "face_fen", "threshold_fen",
@@ -423,9 +426,7 @@ def _use_sql() -> sa.TextClause:
         coupons="0",
     )
     return sa.text(
-        "WITH u AS (UPDATE coupons SET state = 'used'"
-        " WHERE id = :coupon_id AND (state = 'claimed' AND valid_until > :created_at) IS TRUE"
-        " RETURNING id, round_id, category_id, tier_id),"
+        f"WITH u AS ({_SPEND} RETURNING id, round_id, category_id, tier_id),"
         f" r AS (INSERT INTO redemptions ({', '.join(_REDEMPTION_COLUMNS)})"
         f" SELECT {', '.join(':' + c for c in _REDEMPTION_COLUMNS)} FROM u ON CONFLICT DO NOTHING RETURNING id),"
         f" paid AS ({paid} RETURNING id),"
@@ -459,7 +460,7 @@ def use(redemption: dict, now: datetime) -> Redemption | None:
         if moved is None:
             return None
     else:
-        if db.session.execute(_USE, {"coupon_id": coupon_id, "now": now}).rowcount != 1:
+        if db.session.execute(_USE, {"coupon_id": coupon_id, "created_at": now}).rowcount != 1:
             return None
         redemption_id = db.session.execute(_INSERT_REDEMPTION, values).scalar()
         if redemption_id is not None:
