@@ -38,10 +38,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.draw_burst import FLASK, cpu_split, recreate, run  # noqa: E402
+from bench.draw_burst import CATEGORIES, cpu_split, prepare  # noqa: E402
+from bench.redeem_burst import demo_merchants  # noqa: E402
 
-NAMES = {"宾馆": "hotel", "餐饮": "restaurant", "加油": "fuel", "扶贫农产品": "farm_produce", "书店": "bookstore"}
-DRAWN = ["hotel", "fuel", "farm_produce", "bookstore"]
+DRAWN = [category for category in CATEGORIES if category != "restaurant"]  # it sells out
 
 
 def environ(method: str, path: str, body: dict | None, headers: dict, query: str = "") -> dict:
@@ -96,22 +96,8 @@ def timed(label: str, requests: list, send) -> dict:
 
 
 def measure(args) -> None:
-    dsn = f"{args.pg}/{args.database}"
-    env = {
-        "DATABASE_URL": dsn,
-        "SECRET_KEY": "bench-secret",
-        "WECHAT_BACKEND": "dev",
-        "SMS_BACKEND": "outbox",
-        "RATELIMIT_ENABLED": "0",
-        "FLASK_DEBUG": "0",
-        "REQUEST_LOG": "true",
-        "FLOOR_DSN": dsn,
-    }
-    os.environ.update(env)
-    print(f"==> preparing {args.database}: migrate, seed the Qian'an demo campaign")
-    recreate(f"{args.pg}/postgres", args.database)
-    run(FLASK + ["db", "upgrade"], os.environ, capture_output=True)
-    seed = run(FLASK + ["seed-demo"], os.environ, capture_output=True, text=True).stdout
+    env, seed = prepare(args)
+    os.environ.update(env | {"REQUEST_LOG": "true"})
 
     from server import create_app
 
@@ -119,7 +105,7 @@ def measure(args) -> None:
     call = Client(app.wsgi_app)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "huigou-perreq-requests.log"
     with open(log, "w") as lines, contextlib.redirect_stderr(lines):  # as journald takes them in production
-        figures = _timed_paths(call, seed, args, dsn)
+        figures = _timed_paths(call, seed, args, env["DATABASE_URL"])
     for path, floor_path in (("draw", "floor_draw"), ("redeem", "floor_redeem")):
         ours, base = figures[path], figures[floor_path]
         ratio = (base["app_ms"] + base["pg_ms"]) / (ours["app_ms"] + ours["pg_ms"])
@@ -140,11 +126,10 @@ def _timed_paths(call: Client, seed: str, args, dsn: str) -> dict:
         bound = call("POST", "/api/v1/auth/bind", {"name": "压测居民", "phone": phone, "sms_code": sms(phone)}, token)
         residents.append(bound[1]["token"])
     staff: dict[str, list[str]] = {}
-    merchants = re.findall(r"\[(\d+)\] .*?（(\S+?)，.*?绑定码 (\w{8})", seed)
-    for n, (_, category, code) in enumerate(merchants):
+    for n, (category, code) in enumerate(demo_merchants(seed)):
         phone = f"17{n:09d}"
         body = {"binding_code": code, "name": "压测店员", "phone": phone, "sms_code": sms(phone, "staff")}
-        staff.setdefault(NAMES[category], []).append(call("POST", "/api/v1/merchant/bind", body)[1]["token"])
+        staff.setdefault(category, []).append(call("POST", "/api/v1/merchant/bind", body)[1]["token"])
     print(f"==> {len(residents)} residents and {sum(map(len, staff.values()))} shop assistants bound")
 
     rng = random.Random(7)

@@ -51,20 +51,32 @@ from bench.draw_burst import (  # noqa: E402
     stop,
 )
 
+CATEGORY_CODES = {
+    "宾馆": "hotel",
+    "餐饮": "restaurant",
+    "加油": "fuel",
+    "扶贫农产品": "farm_produce",
+    "书店": "bookstore",
+}
+
+
+def demo_merchants(seed_output: str) -> list[tuple[str, str]]:
+    """Each demo merchant's (category code, binding code), from what `flask seed-demo` printed."""
+    found = re.findall(r"\[\d+\] .*?（(\S+?)，.*?绑定码 (\w{8})", seed_output)
+    return [(CATEGORY_CODES[category], code) for category, code in found]
+
 
 def bind_staff(base: str, seed_output: str) -> dict[str, list[str]]:
     """One assistant per demo merchant; staff tokens by category code."""
     by_category: dict[str, list[str]] = {}
-    names = {"宾馆": "hotel", "餐饮": "restaurant", "加油": "fuel", "扶贫农产品": "farm_produce", "书店": "bookstore"}
-    merchants = re.findall(r"\[(\d+)\] .*?（(\S+?)，.*?绑定码 (\w{8})", seed_output)
-    for n, (_, category, code) in enumerate(merchants):
+    for n, (category, code) in enumerate(demo_merchants(seed_output)):
         phone = f"17{n:09d}"
         requests.post(f"{base}/api/v1/auth/sms", json={"phone": phone, "purpose": "staff"}).raise_for_status()
         sms = requests.get(f"{base}/api/v1/dev/sms-outbox", params={"phone": phone}).json()["items"][0]["code"]
         body = {"binding_code": code, "name": "压测店员", "phone": phone, "sms_code": sms}
         answer = requests.post(f"{base}/api/v1/merchant/bind", json=body)
         answer.raise_for_status()
-        by_category.setdefault(names[category], []).append(answer.json()["token"])
+        by_category.setdefault(category, []).append(answer.json()["token"])
     return by_category
 
 
