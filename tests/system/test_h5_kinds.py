@@ -276,6 +276,7 @@ def test_the_subsidy_form_applies_with_an_invoice_photo_and_lists_the_applicatio
     table = page.inner_text("table.brackets")
     assert "新能源汽车" in table and "6万（含）—10万以下" in table and "2,000 元" in table and "不限" in table
     assert page.locator("#bracket-rows tr").count() == 13
+    page.wait_for_selector("#subsidy-list .hint")  # the list is fetched after the brackets
     assert page.inner_text("#subsidy-list") == "暂无申请"
 
     car = {
